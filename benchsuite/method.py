@@ -1,0 +1,131 @@
+"""What a method plugin provides: a loss, or, when it needs more, a whole training step.
+
+Two levels, one interface for the engine:
+
+* ``LossMethod``: implement ``compute(logits, targets)``. ``loss()`` is the public scalar whose
+  autograd gradient w.r.t. the logits is exactly the method's gradient; ``compute`` may also return
+  per-example weights so that the engine can record the method's emphasis.
+* ``Method``: implement ``train_step(ctx, batch)`` for methods that need the whole step (a trusted
+  set, several forwards, meta-gradients, an EMA model for evaluation). ``LossMethod`` is just the
+  ``Method`` whose step is "forward, loss, backward, optimiser step".
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import nn
+
+from .params import Configurable
+
+if TYPE_CHECKING:
+    from .engine import TrainContext
+    from .task import Batch, Recipe, Task
+
+
+@dataclass
+class LossOutput:
+    """A batch loss and, for methods that weight examples, the per-example weights (detached)."""
+
+    loss: torch.Tensor
+    weights: torch.Tensor | None = None
+
+
+@dataclass
+class StepOutput:
+    """What a training step reports: the loss (detached), the logits of the batch (detached; the
+    engine reads the predictions from them to measure memorisation), per-example weights."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+    weights: torch.Tensor | None = None
+
+
+class Method(Configurable, abc.ABC):
+    """Base class of method plugins."""
+
+    kind: ClassVar[str] = "method"
+    #: The method needs a clean trusted subset of the training data (e.g. IEG's probe set).
+    requires_trusted_set: ClassVar[bool] = False
+    #: Joins the default grid of ``benchsuite run`` with its default parameters.
+    in_default_grid: ClassVar[bool] = True
+
+    def applicability(self, task: "Task") -> str | None:
+        """``None`` if this method can run on ``task``, else the reason (the cell is reported n/a)."""
+        if self.requires_trusted_set and not task.provides_trusted_set:
+            return f"{self.name} needs a trusted clean subset, which task {task.name!r} cannot provide"
+        return None
+
+    def trusted_per_class(self) -> int:
+        """How many trusted examples per class to hold out (only when ``requires_trusted_set``)."""
+        return 0
+
+    def configure_optimizer(
+        self, model: nn.Module, recipe: "Recipe", total_steps: int
+    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+        """Optimiser and per-step scheduler (``None``: constant rate); the default follows the recipe."""
+        params = [p for p in model.parameters() if p.requires_grad]
+        if recipe.optimizer == "sgd":
+            optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                params,
+                lr=recipe.lr,
+                momentum=recipe.momentum,
+                nesterov=recipe.nesterov,
+                weight_decay=recipe.weight_decay,
+            )
+        else:
+            optimizer = torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+        if recipe.schedule == "constant":
+            return optimizer, None
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: recipe.lr_factor(step, total_steps))
+        return optimizer, scheduler
+
+    def start(self, ctx: "TrainContext") -> None:
+        """Called once before the first step (allocate state, e.g. an EMA copy of the model)."""
+
+    @abc.abstractmethod
+    def train_step(self, ctx: "TrainContext", batch: "Batch") -> StepOutput:
+        """One optimisation step on ``batch``. Use ``ctx.autocast()`` and ``ctx.optimize(loss)``."""
+
+    def eval_model(self, ctx: "TrainContext") -> nn.Module:
+        """The model to evaluate (e.g. an EMA of the weights); by default the trained model."""
+        return ctx.model
+
+    def epoch_metrics(self, ctx: "TrainContext") -> dict[str, float]:
+        """Method-specific per-epoch diagnostics, stored in the run's curves."""
+        return {}
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        return {
+            "name": cls.name,
+            "summary": cls.summary,
+            "version": cls.version,
+            "level": "loss" if issubclass(cls, LossMethod) else "step",
+            "requires_trusted_set": cls.requires_trusted_set,
+            "in_default_grid": cls.in_default_grid,
+            "parameters": {k: p.describe() for k, p in cls.parameters.items()},
+            "presets": {k: p.describe() for k, p in cls.presets.items()},
+        }
+
+
+class LossMethod(Method):
+    """A method defined by its loss on the logits."""
+
+    @abc.abstractmethod
+    def compute(self, logits: torch.Tensor, targets: torch.Tensor) -> LossOutput:
+        """Batch loss of ``logits`` (N, C) against integer ``targets`` (N,), and optional weights."""
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Scalar loss; its autograd gradient w.r.t. ``logits`` is the method's gradient."""
+        return self.compute(logits, targets).loss
+
+    def train_step(self, ctx: "TrainContext", batch: "Batch") -> StepOutput:
+        with ctx.autocast():
+            logits = ctx.model(batch.x)
+        out = self.compute(logits.float(), batch.y)
+        ctx.optimize(out.loss)
+        return StepOutput(loss=out.loss.detach(), logits=logits.detach(), weights=out.weights)

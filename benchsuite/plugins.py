@@ -1,0 +1,202 @@
+"""The plugin host: a typed façade over pluggy that loads plugins one by one.
+
+Built-in and third-party plugins come through the same entry-point group, ``benchsuite``. Each
+entry point is imported, registered and asked for its classes on its own; a plugin that fails to
+import, implements an unknown hook or registers an invalid class is set aside (with its error)
+and everything else keeps working. Nothing outside this module touches pluggy.
+
+Environment:
+  ``BENCHSUITE_PLUGINS=a,b``      load only the named entry points (empty: load none)
+  ``BENCHSUITE_STRICT_PLUGINS=1`` raise ``PluginLoadError`` instead of setting a plugin aside
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import traceback
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Callable
+
+import pluggy
+
+from . import hookspecs
+from .method import Method
+from .registry import InvalidPluginError, Registry
+from .task import Task
+
+ENTRY_POINT_GROUP = "benchsuite"
+_HOOK_NAMES = ("register_methods", "register_tasks")
+
+
+class PluginLoadError(RuntimeError):
+    """A plugin could not be loaded and strict loading was asked for."""
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    distribution: str | None
+    version: str | None
+    methods: list[str] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FailedPlugin:
+    name: str
+    distribution: str | None
+    version: str | None
+    error: str
+    traceback: str
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class PluginHost:
+    """Owns the pluggy manager, the registries, and the list of loaded and failed plugins."""
+
+    def __init__(self, strict: bool = False) -> None:
+        self.strict = strict
+        self._pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+        self._pm.add_hookspecs(hookspecs)
+        self.methods: Registry[Method] = Registry("method", Method)
+        self.tasks: Registry[Task] = Registry("task", Task)
+        self.plugins: dict[str, PluginInfo] = {}
+        self.failed: dict[str, FailedPlugin] = {}
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def load_entry_points(self, only: set[str] | None = None) -> None:
+        """Load every entry point of the group (or only those named in ``only``), one by one."""
+        seen: set[str] = set()
+        for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=_entry_point_order):
+            if (only is not None and ep.name not in only) or ep.name in self.plugins:
+                continue
+            dist = ep.dist.name if ep.dist is not None else None
+            version = ep.dist.version if ep.dist is not None else None
+            if ep.name in seen:
+                self._fail(ep.name, dist, version, f"entry point name {ep.name!r} is provided by two distributions")
+                continue
+            seen.add(ep.name)
+            try:
+                module = ep.load()
+            except Exception as exc:  # any import-time error must not take the host down
+                self._fail(ep.name, dist, version, f"import of {ep.value!r} failed: {exc!r}")
+                continue
+            self.add_plugin(module, ep.name, dist, version)
+        for name in sorted((only or set()) - seen - set(self.plugins)):
+            self._fail(name, None, None, f"BENCHSUITE_PLUGINS names {name!r}, but no such entry point is installed")
+
+    def add_plugin(
+        self, plugin: ModuleType | object, name: str, distribution: str | None = None, version: str | None = None
+    ) -> bool:
+        """Register one plugin and collect its classes; on any error set it aside. True if loaded."""
+        staged: dict[str, list[type]] = {"methods": [], "tasks": []}
+        try:
+            self._pm.register(plugin, name=name)
+        except Exception as exc:
+            self._fail(name, distribution, version, f"invalid plugin: {exc}")
+            return False
+        try:
+            self._check_hook_names(plugin)
+            for hook, kind, registry in (
+                ("register_methods", "methods", self.methods),
+                ("register_tasks", "tasks", self.tasks),
+            ):
+                caller = self._pm.subset_hook_caller(
+                    hook, remove_plugins=[p for p in self._pm.get_plugins() if p is not plugin]
+                )
+                caller(register=self._stager(staged[kind], registry))
+            for kind, registry in (("methods", self.methods), ("tasks", self.tasks)):
+                names = [cls.name for cls in staged[kind]]
+                clash = {n for n in names if names.count(n) > 1 or n in registry}
+                if clash:
+                    owner = {n: registry.origin(n) for n in clash if n in registry}
+                    raise InvalidPluginError(f"{kind} already registered: {sorted(clash)} {owner or ''}".strip())
+        except Exception as exc:
+            self._pm.unregister(plugin)
+            self._fail(name, distribution, version, str(exc) or repr(exc))
+            return False
+        for cls in staged["methods"]:
+            self.methods.add(cls, name)
+        for cls in staged["tasks"]:
+            self.tasks.add(cls, name)
+        self.plugins[name] = PluginInfo(
+            name, distribution, version, [c.name for c in staged["methods"]], [c.name for c in staged["tasks"]]
+        )
+        self.failed.pop(name, None)
+        return True
+
+    def remove_plugin(self, name: str) -> None:
+        """Unregister a plugin and everything it registered (used by tests and plugin authors)."""
+        plugin = self._pm.get_plugin(name)
+        if plugin is not None:
+            self._pm.unregister(plugin)
+        self.methods.remove_origin(name)
+        self.tasks.remove_origin(name)
+        self.plugins.pop(name, None)
+        self.failed.pop(name, None)
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def method_class(self, name: str) -> type[Method]:
+        return self.methods.get(name)
+
+    def task_class(self, name: str) -> type[Task]:
+        return self.tasks.get(name)
+
+    def plugin_of(self, kind: str, name: str) -> PluginInfo:
+        registry = self.methods if kind == "method" else self.tasks
+        return self.plugins[registry.origin(name)]
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _stager(self, staged: list[type], registry: Registry[Any]) -> Callable[[type], None]:
+        def register(cls: type) -> None:
+            staged.append(registry.check(cls))
+
+        return register
+
+    def _check_hook_names(self, plugin: object) -> None:
+        for attr in dir(plugin):
+            if self._pm.parse_hookimpl_opts(plugin, attr) is not None and attr not in _HOOK_NAMES:
+                raise InvalidPluginError(
+                    f"implements unknown hook {attr!r}; benchsuite hooks are: {', '.join(_HOOK_NAMES)}"
+                )
+
+    def _fail(self, name: str, distribution: str | None, version: str | None, error: str) -> None:
+        tb = traceback.format_exc()
+        self.failed[name] = FailedPlugin(name, distribution, version, error, "" if tb.startswith("NoneType") else tb)
+        if self.strict:
+            raise PluginLoadError(f"plugin {name!r} failed to load: {error}")
+
+
+def _entry_point_order(ep: importlib.metadata.EntryPoint) -> tuple[bool, str, str]:
+    """Built-in plugins first, then by name: a third-party clash never shadows a built-in."""
+    dist = ep.dist.name if ep.dist is not None else ""
+    return (dist != "benchsuite", ep.name, dist)
+
+
+_host: PluginHost | None = None
+
+
+def get_host() -> PluginHost:
+    """The process-wide host, loaded on first use according to the environment."""
+    global _host
+    if _host is None:
+        host = PluginHost(strict=_truthy(os.environ.get("BENCHSUITE_STRICT_PLUGINS")))
+        selection = os.environ.get("BENCHSUITE_PLUGINS")
+        only = None if selection is None else {s.strip() for s in selection.split(",") if s.strip()}
+        host.load_entry_points(only)
+        _host = host
+    return _host
+
+
+def reset_host() -> None:
+    """Forget the loaded plugins; the next ``get_host()`` loads them again."""
+    global _host
+    _host = None

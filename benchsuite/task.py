@@ -1,0 +1,349 @@
+"""What a task plugin provides: data with (possibly noisy) labels, a model, a recipe, evaluation.
+
+A task reads its data set, injects label noise into the training labels only, and hands the
+engine a ``PreparedData``: a source of training batches (kept on the device as tensors when the
+data fits in memory), the noisy and the true labels, and optionally a trusted subset. The engine
+never looks inside the data set; the task evaluates the model and returns named metrics.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from .params import Configurable
+
+#: A batched augmentation: (uint8 or float batch on the device, generator) -> augmented batch.
+ViewFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric a task reports, and whether higher is better (for ranks and bold)."""
+
+    doc: str
+    higher_is_better: bool = True
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Optimiser and schedule of a task's training run.
+
+    ``milestones`` are fractions of the total number of steps, so a shorter budget keeps the
+    shape of the schedule. ``iterations``, when set, overrides ``epochs`` (recipes stated in
+    iterations, as the CIFAR papers do).
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "multistep", "cosine", "inv"] = "constant"
+    milestones: tuple[float, ...] = ()
+    gamma: float = 0.1
+    inv_gamma: float = 1e-5
+    inv_power: float = 0.75
+    iterations: int | None = None
+    eval_batch_size: int = 1024
+
+    #: Budget keys a grid may override, with their types.
+    OVERRIDABLE: ClassVar[dict[str, type]] = {
+        "epochs": int,
+        "iterations": int,
+        "batch_size": int,
+        "lr": float,
+        "weight_decay": float,
+    }
+
+    def with_budget(self, budget: Mapping[str, Any]) -> "Recipe":
+        changes = dict(budget)
+        if "epochs" in changes and "iterations" not in changes:
+            changes["iterations"] = None
+        return replace(self, **changes)
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        return self.iterations if self.iterations is not None else self.epochs * steps_per_epoch
+
+    def num_epochs(self, steps_per_epoch: int) -> int:
+        return math.ceil(self.total_steps(steps_per_epoch) / steps_per_epoch)
+
+    def lr_factor(self, step: int, total_steps: int) -> float:
+        """Multiplier of the base learning rate at ``step`` (0-based), for ``LambdaLR``."""
+        if self.schedule == "constant":
+            return 1.0
+        if self.schedule == "multistep":
+            passed = sum(step >= round(m * total_steps) for m in self.milestones)
+            return self.gamma**passed
+        if self.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+        if self.schedule == "inv":  # Caffe's "inv" policy
+            return (1.0 + self.inv_gamma * step) ** (-self.inv_power)
+        raise ValueError(f"unknown schedule {self.schedule!r}")
+
+
+@dataclass
+class Batch:
+    """One training batch. ``index`` addresses the example in the training set."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    index: torch.Tensor
+
+
+class TrainSource(Protocol):
+    """Yields the training batches of one epoch; ``len`` is the number of batches per epoch."""
+
+    def __len__(self) -> int: ...
+
+    def batches(self, generator: torch.Generator) -> Iterator[Batch]: ...
+
+
+class TensorTrainSource:
+    """In-memory training set on the device: shuffling and augmentation are batched tensor ops.
+
+    ``augment`` is the task's ordinary (weak) training augmentation, applied to each batch.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        augment: ViewFn | None = None,
+        drop_last: bool = True,
+    ) -> None:
+        if len(x) != len(y):
+            raise ValueError(f"{len(x)} inputs but {len(y)} labels")
+        self.x, self.y = x, y
+        self.batch_size = min(batch_size, len(x))
+        self.augment = augment
+        self.drop_last = drop_last and len(x) > self.batch_size
+
+    def __len__(self) -> int:
+        n = len(self.x)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def batches(self, generator: torch.Generator) -> Iterator[Batch]:
+        order = torch.randperm(len(self.x), generator=generator, device=generator.device)
+        order = order.to(self.x.device)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            index = order[start : start + self.batch_size]
+            x = self.x[index]
+            if self.augment is not None:
+                x = self.augment(x, generator)
+            yield Batch(x=x, y=self.y[index], index=index)
+
+
+@dataclass(frozen=True)
+class PrepareRequest:
+    """What the engine asks of ``Task.prepare`` for one run."""
+
+    noise_kind: str
+    noise_rate: float
+    seed: int
+    device: torch.device
+    batch_size: int
+    trusted_per_class: int = 0
+    noise_params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class NoiseRecord:
+    """The label noise of one run, as realised: stored with the run."""
+
+    kind: str
+    rate: float
+    seed: int
+    realised_rate: float
+    num_noisy: int
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PreparedData:
+    """What the engine needs from a task for one run.
+
+    ``noisy_labels`` are the training labels the method sees. ``true_labels`` are the clean
+    labels where known (``truth_known`` marks where; all of them for synthetic noise), so the
+    engine can measure memorisation. ``trusted`` is a clean subset for methods that need one
+    (removed from the training set before noise was injected). ``strong_view`` is the task's
+    strong augmentation for consistency-based methods; ``info`` is recorded with the run;
+    ``eval_data`` is the task's own payload for ``evaluate`` (e.g. the test tensors).
+    """
+
+    train: TrainSource
+    noisy_labels: torch.Tensor
+    true_labels: torch.Tensor
+    truth_known: torch.Tensor
+    noise: NoiseRecord
+    trusted: TrainSource | None = None
+    strong_view: ViewFn | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    eval_data: Any = None
+
+    @property
+    def num_train(self) -> int:
+        return len(self.noisy_labels)
+
+    @property
+    def is_noisy(self) -> torch.Tensor:
+        return self.truth_known & (self.noisy_labels != self.true_labels)
+
+
+class Task(Configurable, abc.ABC):
+    """Base class of task plugins.
+
+    Class attributes declare what the task provides; ``benchsuite tasks`` shows them and the grid
+    checks them before anything runs.
+    """
+
+    kind: ClassVar[str] = "task"
+    num_classes: ClassVar[int]
+    evaluation: ClassVar[Literal["classification", "retrieval"]] = "classification"
+    input_kind: ClassVar[str] = "image"
+    #: Whether a clean, trusted subset can be drawn for methods that need one (IEG).
+    provides_trusted_set: ClassVar[bool] = False
+    #: Label-noise kinds this task accepts ("none" = the data's own labels).
+    noise_kinds: ClassVar[tuple[str, ...]] = ("none", "symmetric")
+    metrics: ClassVar[Mapping[str, Metric]] = {}
+    primary_metric: ClassVar[str] = ""
+    #: Joins the default grid of ``benchsuite run`` (when ``available()``).
+    in_default_grid: ClassVar[bool] = False
+
+    @classmethod
+    def available(cls) -> str | None:
+        """``None`` when the task can run here, else the reason (e.g. an optional data package)."""
+        return None
+
+    @abc.abstractmethod
+    def prepare(self, request: PrepareRequest) -> PreparedData:
+        """Load (cached per process), split, inject noise into the training labels only."""
+
+    @abc.abstractmethod
+    def build_model(self) -> nn.Module:
+        """A freshly initialised model (the engine seeds torch before calling this)."""
+
+    @abc.abstractmethod
+    def recipe(self) -> Recipe:
+        """The default optimiser, schedule and budget."""
+
+    @abc.abstractmethod
+    def evaluate(self, model: nn.Module, data: PreparedData, device: torch.device) -> dict[str, float]:
+        """Test metrics (names as declared in ``metrics``) of ``model`` in eval mode."""
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        return {
+            "name": cls.name,
+            "summary": cls.summary,
+            "version": cls.version,
+            "num_classes": cls.num_classes,
+            "evaluation": cls.evaluation,
+            "input": cls.input_kind,
+            "provides_trusted_set": cls.provides_trusted_set,
+            "noise_kinds": list(cls.noise_kinds),
+            "metrics": {k: {"doc": m.doc, "higher_is_better": m.higher_is_better} for k, m in cls.metrics.items()},
+            "primary_metric": cls.primary_metric,
+            "in_default_grid": cls.in_default_grid,
+            "parameters": {k: p.describe() for k, p in cls.parameters.items()},
+            "presets": {k: p.describe() for k, p in cls.presets.items()},
+        }
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Logits of ``model`` in eval mode over an in-memory tensor, batched."""
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([model(x[i : i + batch_size]).float() for i in range(0, len(x), batch_size)])
+    finally:
+        model.train(was_training)
+
+
+def classification_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+    return (predict_logits(model, x, batch_size).argmax(1) == y).float().mean().item()
+
+
+def draw_trusted(labels: np.ndarray, num_classes: int, per_class: int, seed: int) -> np.ndarray:
+    """Indices of a class-balanced trusted subset: ``per_class`` examples of every class, seeded."""
+    rng = np.random.default_rng([seed, 0x7275])  # a stream of its own, apart from the noise's
+    picked = []
+    for c in range(num_classes):
+        members = np.flatnonzero(labels == c)
+        if len(members) < per_class:
+            raise ValueError(f"class {c} has {len(members)} training examples, fewer than {per_class} trusted asked")
+        picked.append(rng.choice(members, size=per_class, replace=False))
+    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
+
+
+def prepare_in_memory(
+    request: PrepareRequest,
+    x_train: torch.Tensor,
+    y_train: np.ndarray,
+    num_classes: int,
+    augment: ViewFn | None = None,
+    strong_view: ViewFn | None = None,
+    eval_data: Any = None,
+    info: dict[str, Any] | None = None,
+) -> PreparedData:
+    """The common ``prepare`` of tasks whose training set fits in memory.
+
+    Holds out the trusted subset first (clean, class-balanced), then corrupts the remaining
+    training labels, and keeps everything on the device.
+    """
+    from .noise import corrupt_labels
+
+    info = dict(info or {})
+    keep = np.arange(len(y_train))
+    trusted = None
+    if request.trusted_per_class > 0:
+        trusted_idx = draw_trusted(y_train, num_classes, request.trusted_per_class, request.seed)
+        keep = np.setdiff1d(keep, trusted_idx)
+        trusted = TensorTrainSource(
+            x_train[torch.as_tensor(trusted_idx)].to(request.device),
+            torch.as_tensor(y_train[trusted_idx]).to(request.device),
+            batch_size=request.batch_size,
+            augment=augment,
+            drop_last=False,
+        )
+        info["trusted_indices"] = trusted_idx.tolist()
+    clean = y_train[keep]
+    if request.noise_kind == "none":
+        noisy_labels, realised, num_noisy = clean, 0.0, 0
+    else:
+        noisy = corrupt_labels(clean, num_classes, request.noise_kind, request.noise_rate, request.seed, **request.noise_params)
+        noisy_labels, realised, num_noisy = noisy.labels, noisy.realised_rate, noisy.num_noisy
+    noisy_t = torch.as_tensor(noisy_labels, dtype=torch.long)
+    return PreparedData(
+        train=TensorTrainSource(
+            x_train[torch.as_tensor(keep)].to(request.device),
+            noisy_t.to(request.device),
+            batch_size=request.batch_size,
+            augment=augment,
+        ),
+        noisy_labels=noisy_t,
+        true_labels=torch.as_tensor(clean, dtype=torch.long),
+        truth_known=torch.ones(len(clean), dtype=torch.bool),
+        noise=NoiseRecord(
+            kind=request.noise_kind,
+            rate=request.noise_rate,
+            seed=request.seed,
+            realised_rate=realised,
+            num_noisy=num_noisy,
+            params=dict(request.noise_params),
+        ),
+        trusted=trusted,
+        strong_view=strong_view,
+        info=info,
+        eval_data=eval_data,
+    )
