@@ -36,7 +36,7 @@ def minimal_epoch_times(task: benchsuite.Task, epochs: int) -> list[float]:
     recipe = task.recipe()
     data = task.prepare(PrepareRequest("symmetric", 0.4, 0, torch.device("cpu"), recipe.batch_size))
     x, y, batch = data.train.x, data.train.y, data.train.batch_size
-    x_test, y_test = data.eval_data
+    x_test, y_test = data.eval_data.test
     model = task.build_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     generator = torch.Generator().manual_seed(0)

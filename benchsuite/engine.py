@@ -171,6 +171,7 @@ def train(
             device=device,
             batch_size=recipe.batch_size,
             trusted_per_class=method.trusted_per_class() if method.requires_trusted_set else 0,
+            val_fraction=max(method.validation_fraction(), spec.val_fraction),
             noise_params=spec.noise_params,
         )
     )
@@ -213,7 +214,7 @@ def train(
             record.error = f"non-finite training loss ({row['loss']}) in epoch {epoch}"
             break
         row.update(task.evaluate(method.eval_model(ctx), data, device))
-        row.update(method.epoch_metrics(ctx))
+        row.update(method.end_epoch(ctx, row))
         row.update(epoch=epoch, step=ctx.step, lr=optimizer.param_groups[0]["lr"], epoch_time=time.perf_counter() - tic)
         record.curves.append(row)
         if on_epoch is not None:

@@ -63,6 +63,10 @@ class Method(Configurable, abc.ABC):
         """How many trusted examples per class to hold out (only when ``requires_trusted_set``)."""
         return 0
 
+    def validation_fraction(self) -> float:
+        """Fraction of the clean training set the method needs as a validation split (0: none)."""
+        return 0.0
+
     def configure_optimizer(
         self, model: nn.Module, recipe: "Recipe", total_steps: int
     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
@@ -94,8 +98,9 @@ class Method(Configurable, abc.ABC):
         """The model to evaluate (e.g. an EMA of the weights); by default the trained model."""
         return ctx.model
 
-    def epoch_metrics(self, ctx: "TrainContext") -> dict[str, float]:
-        """Method-specific per-epoch diagnostics, stored in the run's curves."""
+    def end_epoch(self, ctx: "TrainContext", metrics: dict[str, float]) -> dict[str, float]:
+        """Called after each epoch's evaluation with its metrics (``val_acc`` among them when the
+        run has a validation split); returns method-specific diagnostics to store in the curves."""
         return {}
 
     @classmethod

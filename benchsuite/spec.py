@@ -33,6 +33,8 @@ class CellSpec:
     task_version: str
     noise_params: dict[str, Any] = field(default_factory=dict)
     budget: dict[str, Any] = field(default_factory=dict)
+    #: Clean validation split carved from the training set (for validation-based selection).
+    val_fraction: float = 0.0
     preset: str | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
 

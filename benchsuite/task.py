@@ -106,6 +106,10 @@ class TrainSource(Protocol):
 
     def batches(self, generator: torch.Generator) -> Iterator[Batch]: ...
 
+    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
+        """Every training example once, in order, without augmentation (for evaluation passes)."""
+        ...
+
 
 class TensorTrainSource:
     """In-memory training set on the device: shuffling and augmentation are batched tensor ops.
@@ -142,6 +146,11 @@ class TensorTrainSource:
                 x = self.augment(x, generator)
             yield Batch(x=x, y=self.y[index], index=index)
 
+    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
+        for start in range(0, len(self.x), batch_size):
+            index = torch.arange(start, min(start + batch_size, len(self.x)), device=self.x.device)
+            yield Batch(x=self.x[start : start + batch_size], y=self.y[start : start + batch_size], index=index)
+
 
 @dataclass(frozen=True)
 class PrepareRequest:
@@ -153,6 +162,8 @@ class PrepareRequest:
     device: torch.device
     batch_size: int
     trusted_per_class: int = 0
+    #: Fraction of the clean training set to hold out as a validation split (0: none).
+    val_fraction: float = 0.0
     noise_params: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -286,33 +297,62 @@ def draw_trusted(labels: np.ndarray, num_classes: int, per_class: int, seed: int
     return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
 
 
+@dataclass
+class ClassificationEval:
+    """Held-out splits of an in-memory classification task: test, and optionally a clean
+    validation split carved from the training set (for model and hyper-parameter selection)."""
+
+    test: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Indices of a stratified, seeded ``fraction`` of the examples (at least one per class)."""
+    rng = np.random.default_rng([seed, 0x76616C])  # its own stream, apart from noise and trusted
+    picked = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        size = max(1, round(fraction * len(members)))
+        picked.append(rng.choice(members, size=min(size, len(members) - 1), replace=False))
+    return np.sort(np.concatenate(picked))
+
+
 def prepare_in_memory(
     request: PrepareRequest,
     x_train: torch.Tensor,
     y_train: np.ndarray,
+    x_test: torch.Tensor,
+    y_test: np.ndarray,
     num_classes: int,
     augment: ViewFn | None = None,
     strong_view: ViewFn | None = None,
-    eval_data: Any = None,
     info: dict[str, Any] | None = None,
 ) -> PreparedData:
-    """The common ``prepare`` of tasks whose training set fits in memory.
+    """The common ``prepare`` of classification tasks whose data fits in memory.
 
-    Holds out the trusted subset first (clean, class-balanced), then corrupts the remaining
-    training labels, and keeps everything on the device.
+    In this order, from the clean training set: carve the clean validation split (when
+    ``request.val_fraction`` > 0), hold out the class-balanced trusted subset (when asked), then
+    corrupt the remaining training labels. Everything ends on the device; ``eval_data`` is a
+    ``ClassificationEval`` for ``evaluate_classification``.
     """
     from .noise import corrupt_labels
 
     info = dict(info or {})
     keep = np.arange(len(y_train))
+    val = None
+    if request.val_fraction > 0:
+        val_idx = stratified_holdout(y_train, request.val_fraction, request.seed)
+        keep = np.setdiff1d(keep, val_idx)
+        val = (x_train[torch.as_tensor(val_idx)].to(request.device), torch.as_tensor(y_train[val_idx]).to(request.device))
+        info["num_val"] = len(val_idx)
     trusted = None
     if request.trusted_per_class > 0:
-        trusted_idx = draw_trusted(y_train, num_classes, request.trusted_per_class, request.seed)
+        trusted_idx = keep[draw_trusted(y_train[keep], num_classes, request.trusted_per_class, request.seed)]
         keep = np.setdiff1d(keep, trusted_idx)
         trusted = TensorTrainSource(
             x_train[torch.as_tensor(trusted_idx)].to(request.device),
             torch.as_tensor(y_train[trusted_idx]).to(request.device),
-            batch_size=request.batch_size,
+            batch_size=min(request.batch_size, len(trusted_idx)),
             augment=augment,
             drop_last=False,
         )
@@ -321,7 +361,9 @@ def prepare_in_memory(
     if request.noise_kind == "none":
         noisy_labels, realised, num_noisy = clean, 0.0, 0
     else:
-        noisy = corrupt_labels(clean, num_classes, request.noise_kind, request.noise_rate, request.seed, **request.noise_params)
+        noisy = corrupt_labels(
+            clean, num_classes, request.noise_kind, request.noise_rate, request.seed, **request.noise_params
+        )
         noisy_labels, realised, num_noisy = noisy.labels, noisy.realised_rate, noisy.num_noisy
     noisy_t = torch.as_tensor(noisy_labels, dtype=torch.long)
     return PreparedData(
@@ -345,5 +387,16 @@ def prepare_in_memory(
         trusted=trusted,
         strong_view=strong_view,
         info=info,
-        eval_data=eval_data,
+        eval_data=ClassificationEval(
+            test=(x_test.to(request.device), torch.as_tensor(y_test, dtype=torch.long).to(request.device)), val=val
+        ),
     )
+
+
+def evaluate_classification(model: nn.Module, data: PreparedData, batch_size: int) -> dict[str, float]:
+    """``test_acc`` (and ``val_acc`` when the run has a validation split) of ``model``."""
+    splits: ClassificationEval = data.eval_data
+    metrics = {"test_acc": classification_accuracy(model, *splits.test, batch_size=batch_size)}
+    if splits.val is not None:
+        metrics["val_acc"] = classification_accuracy(model, *splits.val, batch_size=batch_size)
+    return metrics

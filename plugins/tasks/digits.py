@@ -17,7 +17,7 @@ from torch import nn
 
 from benchsuite import Metric, Param, PreparedData, Recipe, Task, hookimpl
 from benchsuite.models.mlp import MLP
-from benchsuite.task import PrepareRequest, classification_accuracy, prepare_in_memory
+from benchsuite.task import PrepareRequest, evaluate_classification, prepare_in_memory
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.25
@@ -55,13 +55,13 @@ class Digits(Task):
 
     def prepare(self, request: PrepareRequest) -> PreparedData:
         x_train, y_train, x_test, y_test = load_split()
-        test = (torch.from_numpy(x_test).to(request.device), torch.from_numpy(y_test).to(request.device))
         return prepare_in_memory(
             request,
             torch.from_numpy(x_train),
             y_train,
+            torch.from_numpy(x_test),
+            y_test,
             self.num_classes,
-            eval_data=test,
             info={"split_seed": SPLIT_SEED, "num_test": len(y_test)},
         )
 
@@ -72,8 +72,7 @@ class Digits(Task):
         return Recipe(epochs=60, batch_size=128, lr=0.1, momentum=0.9)
 
     def evaluate(self, model: nn.Module, data: PreparedData, device: torch.device) -> dict[str, float]:
-        x_test, y_test = data.eval_data
-        return {"test_acc": classification_accuracy(model, x_test, y_test, batch_size=len(x_test))}
+        return evaluate_classification(model, data, batch_size=1024)
 
 
 @hookimpl
