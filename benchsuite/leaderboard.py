@@ -25,18 +25,27 @@ def _fmt(value: float, percent: bool) -> str:
     return f"{100 * value:.2f}" if percent else f"{value:.4g}"
 
 
+def _varying(settings: pd.Series) -> list[str]:
+    """Keys whose value differs between the JSON settings in ``settings``."""
+    parsed = settings.map(json.loads)
+    keys = sorted({k for s in parsed for k in s})
+    return [k for k in keys if len({json.dumps(s.get(k)) for s in parsed}) > 1]
+
+
 def _row_labels(runs: pd.DataFrame) -> pd.Series:
-    """Method name (+ @preset) + the parameters that vary between rows of the same method."""
+    """Method name (+ @preset) + the parameters that vary between rows of the same method
+    (+ the task parameters, in brackets, when they vary within the table)."""
     labels = pd.Series(index=runs.index, dtype=object)
-    for method, group in runs.groupby("method", sort=True):
-        params = group["params"].map(json.loads)
-        keys = sorted({k for p in params for k in p})
-        varying = [k for k in keys if len({json.dumps(p.get(k)) for p in params}) > 1]
-        for idx, p in params.items():
-            preset = group.at[idx, "preset"]
-            label = method + (f"@{preset}" if isinstance(preset, str) and preset else "")
-            if varying:
-                label += " (" + ", ".join(f"{k}={p.get(k)}" for k in varying) + ")"
+    task_keys = _varying(runs["task_params"])
+    for _, group in runs.groupby("method", sort=True):
+        keys = _varying(group["params"])
+        for idx, row in group.iterrows():
+            params, task_params = json.loads(row["params"]), json.loads(row["task_params"])
+            label = row["method"] + (f"@{row['preset']}" if isinstance(row["preset"], str) and row["preset"] else "")
+            if keys:
+                label += " (" + ", ".join(f"{k}={params.get(k)}" for k in keys) + ")"
+            if task_keys:
+                label += " [" + ", ".join(f"{k}={task_params.get(k)}" for k in task_keys) + "]"
             labels[idx] = label
     return labels
 

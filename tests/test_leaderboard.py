@@ -85,3 +85,14 @@ def test_cells_ranks_and_markers(fixed_db):
 def test_empty_database(tmp_path):
     ResultStore(tmp_path / "e.sqlite").close()
     assert "No runs stored yet" in render(to_dataframe(tmp_path / "e.sqlite"))
+
+
+def test_task_parameters_that_vary_label_the_rows(tmp_path):
+    path = tmp_path / "w.sqlite"
+    with ResultStore(path) as store:
+        for width in (16, 256):
+            rec = make_record("cce", {}, 0.4, 0, [0.5, 0.6])
+            rec.spec = CellSpec("cce", {}, "digits", {"width": width}, "symmetric", 0.4, 0, "v", "v")
+            store.save(rec)
+    text = render(to_dataframe(path))
+    assert "| cce [width=16] |" in text and "| cce [width=256] |" in text
