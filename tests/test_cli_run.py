@@ -43,8 +43,8 @@ def test_run_stores_every_cell_and_writes_the_leaderboard(tmp_path):
 
 def _start(results, seeds):
     return subprocess.Popen(
-        [sys.executable, "-m", "benchsuite", "run", "-m", "cce", "-t", "digits", "--noise", "symmetric:0.2",
-         "--epochs", "30", "--seeds", seeds, "--results", str(results), "--no-progress", "--no-leaderboard"],
+        [sys.executable, "-m", "benchsuite", "run", "-m", "cce", "-t", "digits{width = 32}", "--noise", "symmetric:0.2",
+         "--epochs", "40", "--seeds", seeds, "--results", str(results), "--no-progress", "--no-leaderboard"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
@@ -59,24 +59,24 @@ def _wait_for_runs(results, n, proc, timeout=240):
 
 def test_a_driver_killed_with_sigkill_resumes_with_only_the_missing_cells(tmp_path):
     results = tmp_path / "results.sqlite"
-    proc = _start(results, "0,1,2,3,4,5")
+    proc = _start(results, "0,1,2,3,4,5,6,7")
     _wait_for_runs(results, 2, proc)
     proc.kill()
     proc.wait()
     before = {h: finished for h, _, finished in runs_in(results)}
-    assert 2 <= len(before) < 6
-    result = run_cli("run", "-m", "cce", "-t", "digits", "--noise", "symmetric:0.2", "--epochs", "30",
-                     "--seeds", "0,1,2,3,4,5", "--results", str(results), "--no-progress")  # fmt: skip
+    assert 2 <= len(before) < 8
+    result = run_cli("run", "-m", "cce", "-t", "digits{width = 32}", "--noise", "symmetric:0.2", "--epochs", "40",
+                     "--seeds", "0,1,2,3,4,5,6,7", "--results", str(results), "--no-progress")  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert f"ran {6 - len(before)} completed; {len(before)} already done" in result.stderr
+    assert f"ran {8 - len(before)} completed; {len(before)} already done" in result.stderr
     after = {h: finished for h, _, finished in runs_in(results)}
-    assert len(after) == 6
+    assert len(after) == 8
     assert all(after[h] == before[h] for h in before)  # nothing finished was redone or lost
 
 
 def test_ctrl_c_stops_cleanly_and_keeps_finished_cells(tmp_path):
     results = tmp_path / "results.sqlite"
-    proc = _start(results, "0,1,2,3,4,5")
+    proc = _start(results, "0,1,2,3,4,5,6,7")
     _wait_for_runs(results, 1, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -84,7 +84,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_cells(tmp_path):
     assert "interrupted: re-run the same command to run the missing cells" in err
     with sqlite3.connect(results) as conn:
         assert conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
-    assert 1 <= len(runs_in(results)) < 6
+    assert 1 <= len(runs_in(results)) < 8
 
 
 def test_two_drivers_on_one_database_share_the_work(tmp_path):
