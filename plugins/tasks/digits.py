@@ -5,6 +5,11 @@ seeded, stratified split (1,347 train / 450 test) that does not depend on the ru
 noise goes into the training labels only. The model is an over-parameterised MLP trained without
 weight decay, so that plain cross entropy visibly memorises noisy labels (its final accuracy falls
 below its best epoch) and the effect of a robust method shows.
+
+Strong view (for consistency-based methods such as IEG, which need a second, harder view of each
+input): the pixels plus Gaussian noise of standard deviation ``STRONG_NOISE_STD``, clipped to
+[0, 1], with each pixel dropped to 0 with probability ``STRONG_DROPOUT``; batched and drawn from
+the run's generator. There is no weak augmentation: the weak view is the digit itself.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from benchsuite.task import PrepareRequest, evaluate_classification, prepare_in_
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.25
+STRONG_NOISE_STD = 0.1
+STRONG_DROPOUT = 0.05
 
 
 @lru_cache(maxsize=1)
@@ -36,6 +43,13 @@ def load_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         x, y, test_size=TEST_FRACTION, stratify=y, random_state=SPLIT_SEED
     )
     return x_train, y_train, x_test, y_test
+
+
+def strong_view(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian pixel noise and pixel dropout over a batch of pixel vectors in [0, 1]."""
+    noise = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
+    keep = torch.rand(x.shape, generator=generator, device=generator.device).to(x.device) >= STRONG_DROPOUT
+    return (x + STRONG_NOISE_STD * noise).clamp_(0.0, 1.0) * keep
 
 
 class Digits(Task):
@@ -62,6 +76,7 @@ class Digits(Task):
             torch.from_numpy(x_test),
             y_test,
             self.num_classes,
+            strong_view=strong_view,
             info={"split_seed": SPLIT_SEED, "num_test": len(y_test)},
         )
 
