@@ -6,7 +6,17 @@ alternating ``--repeats`` times in this one process so that machine noise hits b
 ratio of the median per-step times is printed. Target: <= 6 (the L2R meta step alone costs about
 three CCE steps).
 
-    python benchmarks/ieg_step.py [--task digits] [--steps 50] [--repeats 7] [--threads 1]
+What to expect on a compute-bound model (the digits MLP on a CPU): counting batch-sized matrix
+products, a CCE step is 3 (forward) + 5 (backward). IEG adds to that the strong-view forward (3),
+the MixUp forward of 3B rows (9), the meta step (look-ahead backward with graph 5, probe forward
+3, second-order backward about 10) and the backward of the strong and MixUp graphs (5 + 15):
+about 58 products, 7 CCE steps, before any overhead.
+
+``--cells N`` also times N whole runs of each method with the task's default recipe (data
+preparation, training and per-epoch evaluation, as a grid cell), alternating, and prints the ratio
+of the median run times: the cost of IEG in the default grid.
+
+    python benchmarks/ieg_step.py [--task digits] [--steps 50] [--repeats 7] [--threads 1] [--cells 0]
 """
 
 from __future__ import annotations
@@ -18,8 +28,9 @@ import time
 import torch
 
 import benchsuite
-from benchsuite.engine import TrainContext, seed_everything
+from benchsuite.engine import TrainContext, seed_everything, train
 from benchsuite.method import Method
+from benchsuite.spec import CellSpec
 from benchsuite.task import PrepareRequest, Task
 
 
@@ -51,6 +62,15 @@ def step_time(method: Method, ctx: TrainContext, steps: int) -> float:
     return (time.perf_counter() - tic) / steps
 
 
+def cell_time(method: Method, task: Task, device: torch.device) -> float:
+    """Seconds for one run with the task's default recipe at 40% symmetric noise, seed 0."""
+    spec = CellSpec(method.name, method.identity_config(), task.name, task.identity_config(), "symmetric", 0.4, 0,
+                    method.version, task.version)  # fmt: skip
+    tic = time.perf_counter()
+    train(method, task, spec, device)
+    return time.perf_counter() - tic
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="digits")
@@ -58,6 +78,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cells", type=int, default=0, help="also time this many whole runs of each method")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -76,6 +97,15 @@ def main() -> None:
     print(f"cce median step time: {cce * 1e3:8.3f} ms")
     print(f"ieg median step time: {ieg * 1e3:8.3f} ms")
     print(f"ratio ieg/cce: {ieg / cce:.2f}  (target <= 6)")
+    if args.cells:
+        runs: dict[str, list[float]] = {name: [] for name in methods}
+        for _ in range(args.cells):
+            for name in methods:
+                runs[name].append(cell_time(benchsuite.load_method(name), task, device))
+        cce, ieg = statistics.median(runs["cce"]), statistics.median(runs["ieg"])
+        print(f"cce median run time: {cce:8.2f} s")
+        print(f"ieg median run time: {ieg:8.2f} s")
+        print(f"run ratio ieg/cce: {ieg / cce:.2f}  (target <= 6)")
 
 
 if __name__ == "__main__":
