@@ -13,10 +13,10 @@ CIFAR_MODELS = ("resnet20", "resnet32", "resnet44", "resnet56", "wrn28_10", "goo
 
 def build_cifar_model(name: str, num_classes: int, shortcut: Shortcut = "A") -> nn.Module:
     """A freshly initialised network for 32×32 RGB images; ``shortcut`` applies to the ResNets."""
-    if name.startswith("resnet") and name[6:].isdigit():
-        return CifarResNet(int(name[6:]), num_classes, shortcut)
+    if name not in CIFAR_MODELS:
+        raise ValueError(f"unknown CIFAR model {name!r}; known: {', '.join(CIFAR_MODELS)}")
     if name == "wrn28_10":
         return WideResNet(num_classes, depth=28, width=10)
     if name == "googlenet":
         return googlenet_cifar(num_classes)
-    raise ValueError(f"unknown CIFAR model {name!r}; known: {', '.join(CIFAR_MODELS)}")
+    return CifarResNet(int(name.removeprefix("resnet")), num_classes, shortcut)
