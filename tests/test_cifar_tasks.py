@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
 import benchsuite
+from benchsuite.cli import main
 from benchsuite.datasets import DatasetError
 from benchsuite.datasets.cifar import read_cifar
 from benchsuite.datasets.fake_cifar import CIFAR100_COARSE_OF_FINE, write_fake_cifar
-from benchsuite.engine import train
-from benchsuite.spec import CellSpec
+from benchsuite.results import to_dataframe
 from benchsuite.task import PrepareRequest
 
 CPU = torch.device("cpu")
@@ -213,19 +215,41 @@ def test_recipes_follow_the_papers_iteration_schedules():
     assert benchsuite.load_task("cifar10", preset="dm_googlenet").model == "googlenet"
 
 
+# -- through the command line ----------------------------------------------------------------
+
+
 @pytest.mark.parametrize(
     "task_name, kind",
-    [("cifar10", "cifar10_asymmetric"), ("cifar100", "cifar100_block5_circular"), ("vehicles10", "symmetric")],
+    [("cifar10", "cifar10_asymmetric"), ("cifar100", "cifar100_superclass_pairswap"), ("vehicles10", "symmetric")],
 )
-def test_short_training_run(root, task_name, kind):
-    task = benchsuite.load_task(task_name, preset="smoke", root=str(root))
-    spec = CellSpec(
-        "cce", {}, task_name, task.identity_config(), kind, 0.4, 0, "1", task.version,
-        budget={"iterations": 3, "batch_size": 16}, task_options={"root": str(root)},
-    )  # fmt: skip
-    record = train(benchsuite.load_method("cce"), task, spec, CPU)
-    assert record.status == "completed" and record.curves[-1]["step"] == 3
-    assert record.info["model"] == "Normalized" and record.info["noise"]["kind"] == kind
-    final = record.final
-    assert 0.0 <= final["test_acc"] <= 1.0 and np.isfinite(final["loss"])
-    assert {"train_acc_noisy", "noisy_memorised", "clean_fit"} <= set(final)
+def test_short_training_run_through_the_cli(root, tmp_path, task_name, kind):
+    results = tmp_path / "results.sqlite"
+    args = ["run", "-m", "cce", "-t", f"{task_name}@smoke{{root = '{root}'}}", "--noise", f"{kind}:0.5", "--seeds", "0",
+            "--iterations", "3", "--batch-size", "16", "--results", str(results), "--no-progress"]  # fmt: skip
+    outcome = CliRunner().invoke(main, args)
+    assert outcome.exit_code == 0, outcome.output
+    runs = to_dataframe(results)
+    assert list(runs.status) == ["completed"] and list(runs.noise_kind) == [kind]
+    assert 0.0 <= runs.test_acc[0] <= 1.0 and runs.step[0] == 3
+    info = json.loads(runs["info"][0])
+    assert info["data"]["class_names"][:1] == [{"cifar10": "airplane", "cifar100": "apple", "vehicles10": "bicycle"}[task_name]]
+    noise = info["noise"]
+    assert noise["kind"] == kind and noise["num_noisy"] == {"cifar10": 15, "cifar100": 80, "vehicles10": 20}[task_name]
+    assert json.loads(runs.task_params[0])["model"] == "resnet20"  # the smoke preset; root is not part of the identity
+    assert "root" not in json.loads(runs.task_params[0])
+
+
+def test_cli_run_without_a_root_says_how_to_get_the_data(tmp_path):
+    args = ["run", "-m", "cce", "-t", "cifar10@smoke", "--noise", "symmetric:0.2", "--seeds", "0",
+            "--results", str(tmp_path / "r.sqlite"), "--no-progress", "--no-leaderboard"]  # fmt: skip
+    outcome = CliRunner().invoke(main, args)
+    assert outcome.exit_code == 1
+    assert "DatasetError: CIFAR-10 needs a data root" in outcome.output and "download = true" in outcome.output
+
+
+def test_cli_rejects_a_noise_kind_the_task_does_not_take(root, tmp_path):
+    args = ["run", "-m", "cce", "-t", f"vehicles10{{root = '{root}'}}", "--noise", "cifar100_block5_pairswap:0.4",
+            "--results", str(tmp_path / "r.sqlite"), "--dry-run"]  # fmt: skip
+    outcome = CliRunner().invoke(main, args)
+    assert outcome.exit_code == 2
+    assert "task 'vehicles10' does not accept noise 'cifar100_block5_pairswap'" in outcome.output

@@ -29,6 +29,7 @@ class Cifar100(CifarTask):
         "cifar100_block5_circular",
         "cifar100_superclass_pairswap",
     )
+    default_noise = ("symmetric", (0.0, 0.2, 0.4, 0.6))  # the rates of DM Table 1
     stats = CIFAR100_STATS
     parameters = cifar_parameters("resnet44", "dm_30k", "cifar-100-python")
     presets = {
