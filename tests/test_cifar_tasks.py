@@ -162,6 +162,12 @@ def test_prepare_keeps_uint8_on_the_device_and_records_the_noise(root):
     assert batch.x.dtype == torch.uint8 and batch.x.shape == (16, 3, 32, 32)
 
 
+def test_grid_noise_params_choose_the_sampling(root):
+    task = benchsuite.load_task("cifar10", root=str(root))
+    data = task.prepare(request("symmetric", 0.5, noise_params={"sampling": "exact_global"}))
+    assert data.noise.params == {"sampling": "exact_global"} and data.noise.num_noisy == 30
+
+
 def test_cifar100_superclass_noise_uses_the_pickles_coarse_labels(root):
     task = benchsuite.load_task("cifar100", root=str(root))
     data = task.prepare(request("cifar100_superclass_pairswap", 0.5))
