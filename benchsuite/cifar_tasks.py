@@ -10,13 +10,13 @@ or ``--epochs`` keeps the schedule's shape.
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
 from .augment import CropFlip
+from .datasets.cifar import CifarData
 from .models.cifar import CIFAR_MODELS, build_cifar_model
 from .models.normalize import Normalized
 from .params import Param
@@ -74,9 +74,8 @@ class CifarTask(Task):
     stats: ClassVar[tuple[tuple[float, ...], tuple[float, ...]]] = CIFAR10_STATS
 
     @abc.abstractmethod
-    def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any], dict[str, Any]]:
-        """(x_train, y_train, x_test, y_test, info, noise_inputs): uint8 (N, 3, 32, 32) images,
-        int64 labels, what to record with the run, and what some noise kinds need."""
+    def load(self) -> CifarData:
+        """The task's images and labels (the class names and, where known, superclasses too)."""
 
     def strong_view(self) -> ViewFn | None:
         """The strong augmentation handed to consistency-based methods (IEG); none by default."""
@@ -87,18 +86,18 @@ class CifarTask(Task):
             raise ValueError(
                 f"task {self.name!r} does not take noise kind {request.noise_kind!r}; it takes: {', '.join(self.noise_kinds)}"
             )
-        x_train, y_train, x_test, y_test, info, noise_inputs = self.load()
+        data = self.load()
         return prepare_in_memory(
             request,
-            torch.from_numpy(x_train),
-            y_train,
-            torch.from_numpy(x_test),
-            y_test,
+            torch.from_numpy(data.x_train),
+            data.y_train,
+            torch.from_numpy(data.x_test),
+            data.y_test,
             self.num_classes,
             augment=CropFlip() if self.augment else None,
             strong_view=self.strong_view(),
-            info={**info, "num_test": len(y_test)},
-            noise_inputs=noise_inputs,
+            info={"class_names": list(data.class_names), "num_test": len(data.y_test)},
+            noise_inputs={} if data.coarse_of is None else {"coarse_of": data.coarse_of},
         )
 
     def build_model(self) -> nn.Module:

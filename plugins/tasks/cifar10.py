@@ -7,13 +7,9 @@ lr 0.1 ÷10 at 32k and 48k iterations, 64k iterations. Class indices are the rel
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-
 from benchsuite import Preset, hookimpl
 from benchsuite.cifar_tasks import CIFAR10_STATS, CifarTask, cifar_parameters
-from benchsuite.datasets.cifar import read_cifar
+from benchsuite.datasets.cifar import CifarData, read_cifar
 
 
 class Cifar10(CifarTask):
@@ -43,10 +39,8 @@ class Cifar10(CifarTask):
         "smoke": Preset({"model": "resnet20", "training": "smoke"}, "", "ResNet-20, 200 iterations: a pipeline check"),
     }
 
-    def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any], dict[str, Any]]:
-        data = read_cifar("cifar10", self.root, self.download)
-        info = {"dataset": "CIFAR-10", "class_names": list(data.class_names)}
-        return data.x_train, data.y_train, data.x_test, data.y_test, info, {}
+    def load(self) -> CifarData:
+        return read_cifar("cifar10", self.root, self.download)
 
 
 @hookimpl

@@ -8,13 +8,9 @@ comes from the pickles' coarse labels and feeds ``cifar100_superclass_pairswap``
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-
 from benchsuite import Preset, hookimpl
 from benchsuite.cifar_tasks import CIFAR100_STATS, CifarTask, cifar_parameters
-from benchsuite.datasets.cifar import read_cifar
+from benchsuite.datasets.cifar import CifarData, read_cifar
 
 
 class Cifar100(CifarTask):
@@ -41,10 +37,8 @@ class Cifar100(CifarTask):
         "smoke": Preset({"model": "resnet20", "training": "smoke"}, "", "ResNet-20, 200 iterations: a pipeline check"),
     }
 
-    def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any], dict[str, Any]]:
-        data = read_cifar("cifar100", self.root, self.download)
-        info = {"dataset": "CIFAR-100", "class_names": list(data.class_names)}
-        return data.x_train, data.y_train, data.x_test, data.y_test, info, {"coarse_of": data.coarse_of}
+    def load(self) -> CifarData:
+        return read_cifar("cifar100", self.root, self.download)
 
 
 @hookimpl

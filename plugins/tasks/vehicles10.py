@@ -8,14 +8,12 @@ ResNet-44 but do not state the schedule; the default takes their CIFAR-100 one (
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from benchsuite import Preset, hookimpl
 from benchsuite.cifar_tasks import CIFAR100_STATS, CifarTask, cifar_parameters
 from benchsuite.datasets import DatasetError
-from benchsuite.datasets.cifar import read_cifar
+from benchsuite.datasets.cifar import CifarData, read_cifar
 
 #: CIFAR-100 fine indices of the vehicle classes, in the order of the Vehicles-10 labels.
 VEHICLE_FINE_IDS = (8, 13, 41, 48, 58, 69, 81, 85, 89, 90)
@@ -39,7 +37,7 @@ class Vehicles10(CifarTask):
         "smoke": Preset({"model": "resnet20", "training": "smoke"}, "", "ResNet-20, 200 iterations: a pipeline check"),
     }
 
-    def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any], dict[str, Any]]:
+    def load(self) -> CifarData:
         data = read_cifar("cifar100", self.root, self.download)
         superclasses = {data.coarse_names[c] for c in data.coarse_of[list(VEHICLE_FINE_IDS)]}
         if superclasses != set(VEHICLE_SUPERCLASSES):
@@ -51,12 +49,13 @@ class Vehicles10(CifarTask):
         relabel[list(VEHICLE_FINE_IDS)] = np.arange(len(VEHICLE_FINE_IDS))
         y_train, y_test = relabel[data.y_train], relabel[data.y_test]
         train, test = y_train >= 0, y_test >= 0
-        info = {
-            "dataset": "Vehicles-10 (CIFAR-100)",
-            "class_names": [data.class_names[f] for f in VEHICLE_FINE_IDS],
-            "fine_ids": list(VEHICLE_FINE_IDS),
-        }
-        return data.x_train[train], y_train[train], data.x_test[test], y_test[test], info, {}
+        return CifarData(
+            x_train=data.x_train[train],
+            y_train=y_train[train],
+            x_test=data.x_test[test],
+            y_test=y_test[test],
+            class_names=tuple(data.class_names[f] for f in VEHICLE_FINE_IDS),
+        )
 
 
 @hookimpl
