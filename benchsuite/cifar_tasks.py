@@ -58,7 +58,8 @@ def cifar_parameters(model: str, training: str, folder: str) -> dict[str, Param]
         "model": Param(model, "network", choices=CIFAR_MODELS),
         "shortcut": Param("A", "ResNet shortcut where shapes change: A zero-pads (He et al.), B projects", choices=("A", "B")),
         "training": Param(training, "training recipe (optimiser, schedule, iterations)", choices=tuple(RECIPES)),
-        "augment": Param(True, "pad-4 random crop + horizontal flip on every training batch"),
+        "augment": Param(True, "random crop of the zero-padded image + horizontal flip on every training batch"),
+        "crop_padding": Param(4, "zero padding before the random crop (He et al. 4; IEG's weak view 2)", low=0, high=16),
         "channels_last": Param(True, "NHWC activations (faster convolutions on CPU)", identity=False),
     }
 
@@ -94,7 +95,7 @@ class CifarTask(Task):
             torch.from_numpy(data.x_test),
             data.y_test,
             self.num_classes,
-            augment=CropFlip() if self.augment else None,
+            augment=CropFlip(self.crop_padding) if self.augment else None,
             strong_view=self.strong_view(),
             info={"class_names": list(data.class_names), "num_test": len(data.y_test)},
             noise_inputs={} if data.coarse_of is None else {"coarse_of": data.coarse_of},

@@ -160,6 +160,10 @@ def test_prepare_keeps_uint8_on_the_device_and_records_the_noise(root):
     assert data.info["class_names"][9] == "truck" and data.info["num_test"] == 30
     batch = next(data.train.batches(torch.Generator().manual_seed(0)))
     assert batch.x.dtype == torch.uint8 and batch.x.shape == (16, 3, 32, 32)
+    assert not torch.equal(batch.x, data.train.x[batch.index])  # augmented
+    plain = benchsuite.load_task("cifar10", root=str(root), augment=False).prepare(request())
+    batch = next(plain.train.batches(torch.Generator().manual_seed(0)))
+    assert torch.equal(batch.x, plain.train.x[batch.index])
 
 
 def test_grid_noise_params_choose_the_sampling(root):
