@@ -286,6 +286,8 @@ class SentimentTask(Task):
     num_classes = 2
     input_kind = "text"
     noise_kinds = ("none", "symmetric", "uniform")
+    #: DM appendix E.1; with two classes a symmetric rate above 0.5 would invert the labels.
+    default_noise = ("symmetric", (0.0, 0.2, 0.4))
     metrics = {
         "test_acc": Metric("accuracy on the balanced test set"),
         "val_acc": Metric("accuracy on the clean validation split (runs that carve one)"),
@@ -323,6 +325,11 @@ class SentimentTask(Task):
         return _features(type(self), self.corpus_source(), replace(self.vectors, seed=self.vector_seed))
 
     def prepare(self, request: PrepareRequest) -> PreparedData:
+        if request.noise_kind == "symmetric" and request.noise_rate > 0.5:
+            raise ValueError(
+                f"{self.name}: symmetric noise {request.noise_rate:g} flips most binary labels, which inverts the "
+                "task; use rates up to 0.5"
+            )
         feats = self.features()
         x_train, y_train = feats.x_train, feats.y_train
         info: dict[str, Any] = {**feats.info, "pn_ratio": self.pn_ratio}

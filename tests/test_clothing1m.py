@@ -12,6 +12,7 @@ import torch
 import benchsuite
 from benchsuite.engine import train
 from benchsuite.models.pretrained import MissingWeightsError
+from benchsuite.results import to_dataframe
 from benchsuite.spec import CellSpec
 from benchsuite.task import PrepareRequest
 from benchsuite_plugins.tasks import clothing1m
@@ -22,6 +23,7 @@ from benchsuite_plugins.tasks.clothing1m import (
     class_balanced_subset,
     load_release,
 )
+from conftest import run_cli
 
 CLASSES = [
     "T-Shirt", "Shirt", "Knitwear", "Chiffon", "Sweater", "Hoodie", "Windbreaker",
@@ -97,7 +99,7 @@ def _fresh_release_cache_one_thread():
 
 
 def small_task(root: Path, **overrides) -> clothing1m.Clothing1M:
-    params = dict(root=str(root), arch="shufflenet_v2_x0_5", weights=None, resize=36, crop=32, samples_per_epoch=28, num_workers=0)
+    params = dict(root=str(root), arch="shufflenet_v2_x0_5", weights="random", resize=36, crop=32, samples_per_epoch=28, num_workers=0)
     return benchsuite.load_task("clothing1m", **{**params, **overrides})
 
 
@@ -225,3 +227,23 @@ def test_end_to_end_through_the_engine(release_root):
     assert noise["kind"] == "none" and noise["num_noisy"] == OVERLAP_WRONG
     assert noise["realised_rate"] == pytest.approx(OVERLAP_WRONG / OVERLAP)
     assert record.info["data"]["num_truth_known"] == OVERLAP
+
+
+def test_end_to_end_through_the_cli(release_root, tmp_path):
+    root, _ = release_root
+    results = tmp_path / "res" / "results.sqlite"
+    task = (
+        f"clothing1m{{root = '{root}', arch = 'shufflenet_v2_x0_5', weights = 'random', resize = 36, crop = 32, "
+        "samples_per_epoch = 28, num_workers = 2}"
+    )
+    result = run_cli(
+        "run", "-m", "cce", "-t", task, "--iterations", "6", "--batch-size", "7", "--seeds", "0",
+        "--results", str(results), "--no-progress", env={"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    runs = to_dataframe(results)
+    assert len(runs) == 1 and runs.status[0] == "completed"
+    assert runs.noise_kind[0] == "none" and runs.epochs[0] == 2  # the task's default noise: its own labels
+    assert 0 <= runs.val_acc[0] <= 1 and 0 <= runs.test_acc[0] <= 1
+    board = (tmp_path / "res" / "leaderboard.md").read_text()
+    assert "clothing1m" in board and "val_acc" in board

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,10 @@ import torch
 import benchsuite
 from benchsuite import text
 from benchsuite.engine import train
+from benchsuite.results import to_dataframe
 from benchsuite.spec import CellSpec
 from benchsuite_plugins.tasks.imdb import IMDB
+from conftest import run_cli
 
 POSITIVE = "great superb wonderful loved brilliant moving".split()
 NEGATIVE = "awful boring terrible hated dull worst".split()
@@ -118,3 +121,20 @@ def test_vectors_are_built_once_per_corpus(aclimdb, monkeypatch):
     again = task.features()
     assert again.x_train.shape == (160, 100) and again.x_test.shape == (100, 100)
     assert np.array_equal(again.x_train, first.x_train) and np.array_equal(again.x_test, first.x_test)
+
+
+def test_protocols_through_the_cli(aclimdb, tmp_path, tmp_path_factory):
+    results = tmp_path / "results.sqlite"
+    result = run_cli(
+        "run", "-m", "cce", "-t", f"imdb@label_noise{{root = '{aclimdb}'}}", "-t", f"imdb@imbalance_10{{root = '{aclimdb}'}}",
+        "--noise", "symmetric:0,0.4", "--iterations", "300", "--seeds", "0", "--results", str(results), "--no-progress",
+        env={"BENCHSUITE_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "cache"), "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    runs = to_dataframe(results).sort_values(["task_params", "noise_rate"]).reset_index(drop=True)
+    assert list(runs.status) == ["completed"] * 4 and list(runs.noise_rate) == [0.0, 0.4, 0.0, 0.4]
+    pn_ratio = [json.loads(params)["pn_ratio"] for params in runs.task_params]
+    assert pn_ratio == [10.0, 10.0, None, None]
+    num_train = [json.loads(info)["num_train"] for info in runs["info"]]
+    assert num_train == [88, 88, 160, 160]
+    assert runs.test_acc[2] >= 0.9  # balanced and clean: the fake reviews are separable

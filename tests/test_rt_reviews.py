@@ -9,9 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
 import benchsuite
+from benchsuite.cli import main
 from benchsuite.engine import train
+from benchsuite.results import to_dataframe
 from benchsuite.spec import CellSpec
 from benchsuite_plugins.tasks import rt_reviews
 from benchsuite_plugins.tasks.rt_reviews import RTReviews
@@ -99,3 +102,31 @@ def test_end_to_end(fake_corpus):
     assert record.status == "completed", record.error
     assert len(record.curves) == 10 and record.info["noise"]["num_noisy"] == int(0.2 * 168)
     assert record.final["test_acc"] >= 0.9
+
+
+def test_joins_the_default_grid_only_when_its_data_is_present(fake_corpus, tmp_path, monkeypatch):
+    def default_grid_tasks() -> set[str]:
+        result = CliRunner().invoke(main, ["run", "-m", "cce", "--dry-run", "--results", str(tmp_path / "r.sqlite")])
+        assert result.exit_code == 0, result.output
+        return {line.split(" · ")[1] for line in result.output.splitlines() if " · " in line}
+
+    assert "rt_reviews" in default_grid_tasks()
+    monkeypatch.setattr(rt_reviews, "data_path", lambda: None)
+    assert "rt_reviews" not in default_grid_tasks()
+
+
+def test_runs_through_the_cli(fake_corpus, tmp_path):
+    results = tmp_path / "results.sqlite"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = CliRunner().invoke(
+            main,
+            ["run", "-m", "cce", "-t", "rt_reviews", "--batch-size", "16", "--seeds", "0", "--results", str(results), "--no-progress"],
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    runs = to_dataframe(results).sort_values("noise_rate")
+    assert list(runs.noise_rate) == [0.0, 0.2, 0.4] and set(runs.status) == {"completed"}  # the DM rates
+    assert set(runs.epochs) == {10} and runs.test_acc.iloc[0] >= 0.9

@@ -332,11 +332,13 @@ class Clothing1M(Task):
     input_kind = "image"
     provides_trusted_set = True
     noise_kinds = ("none",)
+    default_noise = ("none", (0.0,))
     metrics = {
         "test_acc": Metric("top-1 accuracy on the 10,526 clean test images"),
         "val_acc": Metric("top-1 accuracy on the 14,313 clean validation images (for model selection)"),
     }
     primary_metric = "test_acc"
+    leaderboard_metrics = ("test_acc", "val_acc")
     parameters = {
         "root": Param(
             None,
@@ -348,9 +350,7 @@ class Clothing1M(Task):
         "arch": Param("resnet50", "torchvision classification architecture"),
         "weights": Param(
             "imagenet",
-            "'imagenet' (torchvision's weights from the torch hub cache), a state-dict path, or None (random init)",
-            type=str,
-            nullable=True,
+            "'imagenet' (torchvision's weights from the torch hub cache), a state-dict path, or 'random'",
         ),
         "resize": Param(256, "images are resized to resize × resize pixels", low=8),
         "crop": Param(224, "side of the (random when training, central when testing) square crop", low=8),
@@ -450,7 +450,8 @@ class Clothing1M(Task):
         )
 
     def build_model(self) -> nn.Module:
-        backbone = replace_head(torchvision_backbone(self.arch, self.weights), NUM_CLASSES)
+        weights = None if self.weights == "random" else self.weights
+        backbone = replace_head(torchvision_backbone(self.arch, weights), NUM_CLASSES)
         return nn.Sequential(ImageNormalize(IMAGENET_MEAN, IMAGENET_STD), backbone)
 
     def recipe(self) -> Recipe:
