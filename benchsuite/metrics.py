@@ -57,6 +57,12 @@ class RankingResult:
         """CMC at the given 1-based ranks, e.g. ``ranks(1, 5, 10, 20)``."""
         return {k: float(self.cmc[k - 1]) for k in ks}
 
+    def named(self, ranks: tuple[int, ...], prefix: str = "test_", suffix: str = "") -> dict[str, float]:
+        """Task metrics: ``{prefix}rank{k}{suffix}`` for each k and ``{prefix}map{suffix}``."""
+        named = {f"{prefix}rank{k}{suffix}": v for k, v in self.ranks(*ranks).items()}
+        named[f"{prefix}map{suffix}"] = self.mAP
+        return named
+
 
 def _check_inputs(
     shape: tuple[int, ...], q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray, g_camids: np.ndarray,
@@ -129,52 +135,57 @@ def _stable_positions(dist: np.ndarray, query: np.ndarray, gallery: np.ndarray) 
     One SIMD sort of the values per row, then a batched binary search: the position is the
     number of smaller distances plus the number of equal ones at lower gallery indices.
     """
-    num_q = len(dist)
+    num_q, num_g = dist.shape
     counts = np.bincount(query, minlength=num_q)
     slot = np.arange(len(query)) - np.repeat(np.cumsum(counts) - counts, counts)
     values = np.full((num_q, max(int(counts.max(initial=0)), 1)), np.inf, dtype=dist.dtype)
     values[query, slot] = dist[query, gallery]
-    sorted_rows = torch.from_numpy(np.sort(dist, axis=1))
-    probe = torch.from_numpy(values)
-    left = torch.searchsorted(sorted_rows, probe, side="left").numpy()[query, slot]
-    right = torch.searchsorted(sorted_rows, probe, side="right").numpy()[query, slot]
-    tied = np.flatnonzero(right - left > 1)
+    sorted_rows = np.sort(dist, axis=1)
+    position = torch.searchsorted(torch.from_numpy(sorted_rows), torch.from_numpy(values)).numpy()[query, slot]
+    # The pair's own value sits at ``position``; another equal value right after it means a tie.
+    tied = np.flatnonzero(sorted_rows[query, np.minimum(position + 1, num_g - 1)] == values[query, slot])
+    tied = tied[position[tied] + 1 < num_g]
     if len(tied):  # equal distances rank by gallery index, as a stable sort leaves them
         rows, cols = query[tied], gallery[tied]
         equal = dist[rows] == dist[rows, cols][:, None]
-        left[tied] += (equal & (np.arange(dist.shape[1]) < cols[:, None])).sum(1)
-    return left
+        position[tied] += (equal & (np.arange(num_g) < cols[:, None])).sum(1)
+    return position
+
+
+def _segmented_cumsum(flags: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Inclusive running count of ``flags`` that restarts at each segment start."""
+    total = np.cumsum(flags)
+    return total - (total - flags)[starts]
 
 
 def _score(
-    cand: _Candidates, position: np.ndarray, num_q: int, rules: str, with_ap: bool
+    cand: _Candidates, position: np.ndarray, num_q: int, num_g: int, rules: str, with_ap: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """First-hit rank (1-based among kept entries, 0: no match) and AP of every query.
 
-    ``position`` is each candidate pair's 0-based place in its query's full ranking; a truncated
-    ranking may give one position past its end to all pairs it does not reach.
+    ``position`` is each candidate pair's 0-based place in its query's full ranking (at most
+    ``num_g``); a truncated ranking may give one position past its end to all pairs it misses.
     """
-    order = np.lexsort((position, cand.query))
+    order = np.argsort(cand.query * (num_g + 1) + position, kind="stable")  # by query, then rank
     query, junk, pos = cand.query[order], cand.junk[order], position[order]
-    starts = np.cumsum(np.bincount(query, minlength=num_q)) - np.bincount(query, minlength=num_q)
-    junk_before = np.cumsum(junk) - junk - np.cumsum(junk)[starts[query]] + junk[starts[query]]
-    kept_rank = pos - junk_before + 1
+    counts = np.bincount(query, minlength=num_q)
+    segment_start = np.repeat(np.cumsum(counts) - counts, counts)
+    kept_rank = pos - (_segmented_cumsum(junk, segment_start) - junk) + 1
     good = ~junk
-    hit_rows = query[good]
+    hit_rows, hit_kept = query[good], kept_rank[good]
     first_hit = np.zeros(num_q, dtype=np.int64)
-    hit_queries, earliest = np.unique(hit_rows, return_index=True)  # pairs are in ranking order
-    first_hit[hit_queries] = kept_rank[good][earliest]
+    earliest = np.flatnonzero(np.diff(hit_rows, prepend=-1))  # the first hit of each query
+    first_hit[hit_rows[earliest]] = hit_kept[earliest]
     ap = np.full(num_q, np.nan)
     if with_ap:
-        hits = np.cumsum(good) - np.cumsum(good)[starts[query]] + good[starts[query]]
-        hits, kept = hits[good].astype(np.float64), kept_rank[good].astype(np.float64)
+        hits = _segmented_cumsum(good, segment_start)[good].astype(np.float64)
+        kept = hit_kept.astype(np.float64)
         precision = hits / kept
         if rules == "official":  # trapezoid: mean of the precision one kept entry earlier and here
             before = np.where(kept > 1, (hits - 1) / np.maximum(kept - 1, 1), 1.0)
             precision = (before + precision) / 2
-        num_good = np.bincount(hit_rows, minlength=num_q)
         with np.errstate(invalid="ignore", divide="ignore"):
-            ap = np.bincount(hit_rows, weights=precision, minlength=num_q) / num_good
+            ap = np.bincount(hit_rows, weights=precision, minlength=num_q) / np.bincount(hit_rows, minlength=num_q)
     return first_hit, ap
 
 
@@ -241,7 +252,7 @@ def evaluate_ranking(
         stop = min(start + step, num_q)
         pairs = slice(bounds[start], bounds[stop])
         position[pairs] = _stable_positions(dist[start:stop], cand.query[pairs] - start, cand.gallery[pairs])
-    first_hit, ap = _score(cand, position, num_q, rules, with_ap=True)
+    first_hit, ap = _score(cand, position, num_q, num_g, rules, with_ap=True)
     return _summarise(first_hit, ap, max_rank, rules, has_match=cand.per_query(num_q, cand.good) > 0)
 
 
@@ -316,5 +327,5 @@ def feature_cmc_map(
     at = np.searchsorted(keys, cand.query * num_g + cand.gallery, sorter=sorter).clip(max=len(keys) - 1)
     found = keys[sorter[at]] == cand.query * num_g + cand.gallery
     position = np.where(found, sorter[at] % k, k)
-    first_hit, ap = _score(cand, position, num_q, rules, with_ap=False)
+    first_hit, ap = _score(cand, position, num_q, num_g, rules, with_ap=False)
     return _summarise(first_hit, ap, max_rank, rules, has_match=cand.per_query(num_q, cand.good) > 0).cmc, None
