@@ -26,7 +26,7 @@ from benchsuite_plugins.tasks.mars import (
 )
 from fake_mars import COLOURS, QUERIES, TEST, TRAIN, make_fake_mars
 
-SMALL = dict(arch="resnet18", weights=None, height=64, width=32, seq_len=2, test_frames=3, epoch_iterations=2, num_workers=0)
+SMALL = dict(arch="resnet18", weights="random", height=64, width=32, seq_len=2, test_frames=3, epoch_iterations=2, num_workers=0)
 CPU = torch.device("cpu")
 
 
