@@ -70,12 +70,15 @@ def test_random_shift_moves_whole_images_by_one_pixel():
 
 def test_training_under_noise_through_the_engine(task):
     method = benchsuite.load_method("cce")
-    spec = CellSpec("cce", {}, task.name, task.identity_config(), "symmetric", 0.4, 0, "1", task.version, val_fraction=0.1)
+    spec = CellSpec(
+        "cce", {}, task.name, task.identity_config(), "symmetric", 0.4, 0, "1", task.version,
+        budget={"epochs": 6}, val_fraction=0.1,
+    )
     record = train(method, task, spec, CPU)
-    assert record.status == "completed" and len(record.curves) == task.recipe().epochs
+    assert record.status == "completed" and len(record.curves) == 6
     final = record.final
     assert set(task.metrics) | {"val_acc"} <= set(final)
     assert 0.6 < final["test_map"] < 0.9 and final["test_rank1"] > 0.9
     assert record.curves[0]["test_map"] != final["test_map"]  # the embedding trains
     assert record.info["noise"]["realised_rate"] == pytest.approx(0.4, abs=0.01)
-    assert final["val_acc"] > 0.8  # clean validation split of classes 0-4, despite 40% noise
+    assert final["val_acc"] > 0.6  # clean validation split of classes 0-4 (chance 0.2), despite 40% noise

@@ -57,16 +57,25 @@ class MarsDataError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class Tracklets:
-    """Tracklets of one split: frame paths and, per tracklet, first frame, length, pid, camera."""
+    """Tracklets of one split: frame file names and, per tracklet, first frame, length, pid, camera.
 
-    paths: np.ndarray  # frame file paths (a NumPy string array: shared, not copied, by workers)
-    start: np.ndarray  # 0-based index of the first frame in ``paths``
+    Names are a NumPy bytes array (10 MB for MARS's 510k training frames, where Python strings or
+    full paths would take hundreds), which DataLoader workers share without copying.
+    """
+
+    folder: str  # bbox_train/ or bbox_test/ of the release; a frame is folder/<first 4 chars>/<name>
+    names: np.ndarray
+    start: np.ndarray  # 0-based index of the first frame in ``names``
     length: np.ndarray
     pid: np.ndarray
     camid: np.ndarray
 
     def __len__(self) -> int:
         return len(self.start)
+
+    def path(self, frame: int) -> str:
+        name = self.names[frame].decode()
+        return f"{self.folder}/{name[:4]}/{name}"
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,7 @@ class MarsRelease:
 def _read_tracks(root: Path, split: str, names_file: str, mat_file: str, variable: str) -> Tracklets:
     from scipy.io import loadmat
 
-    names = np.array((root / "info" / names_file).read_text().split())  # also strips CRLF line ends
+    names = np.array((root / "info" / names_file).read_bytes().split())  # also strips CRLF line ends
     table = np.asarray(loadmat(root / "info" / mat_file)[variable], dtype=np.int64)
     if table.ndim != 2 or table.shape[1] != 4:
         raise MarsDataError(f"{mat_file}: {variable} should be a (tracklets x 4) table, got shape {table.shape}")
@@ -93,8 +102,7 @@ def _read_tracks(root: Path, split: str, names_file: str, mat_file: str, variabl
             f"{mat_file} refers to lines outside 1..{len(names)} of {names_file} (or to empty ranges); "
             "the info files and name lists must come from the same MARS-evaluation release"
         )
-    folders = np.char.add(np.char.add(f"{root / split}/", names.astype("<U4")), "/")  # folder = the name's pid
-    return Tracklets(np.char.add(folders, names), first, last - first, table[:, 2], table[:, 3])
+    return Tracklets(str(root / split), names, first, last - first, table[:, 2], table[:, 3])
 
 
 @lru_cache(maxsize=4)
@@ -148,15 +156,15 @@ class FrameBatches(Dataset):
     ``(*lines[i].shape, 3, H, W)``. A DataLoader with ``batch_size=None`` decodes whole batches
     in its workers."""
 
-    def __init__(self, paths: np.ndarray, lines: list[np.ndarray], size: tuple[int, int]) -> None:
-        self.paths, self.lines, self.size = paths, lines, size
+    def __init__(self, tracks: Tracklets, lines: list[np.ndarray], size: tuple[int, int]) -> None:
+        self.tracks, self.lines, self.size = tracks, lines, size
 
     def __len__(self) -> int:
         return len(self.lines)
 
     def __getitem__(self, i: int) -> torch.Tensor:
         lines = self.lines[i]
-        frames = [decode_frame(str(self.paths[j]), self.size) for j in lines.ravel()]
+        frames = [decode_frame(self.tracks.path(j), self.size) for j in lines.ravel()]
         return torch.stack(frames).view(*lines.shape, 3, *self.size)
 
 
@@ -188,7 +196,7 @@ class TrackletSource:
         num_workers: int,
         epoch_iterations: int,
     ) -> None:
-        self.paths = tracks.paths
+        self.tracks = tracks
         self.start, self.length = tracks.start[rows], tracks.length[rows]
         self.y = labels
         self.batch_size = min(batch_size, len(rows))
@@ -200,7 +208,7 @@ class TrackletSource:
 
     def _loader(self, lines: list[np.ndarray]) -> DataLoader:
         return DataLoader(
-            FrameBatches(self.paths, lines, self.size),
+            FrameBatches(self.tracks, lines, self.size),
             batch_size=None,
             num_workers=self.num_workers,
             pin_memory=self.y.device.type == "cuda",
@@ -370,7 +378,7 @@ class Mars(Task):
         """Mean of the frame features of up to ``test_frames`` evenly spaced frames per tracklet."""
         lines, owner = evenly_spaced(test.start, test.length, self.test_frames)
         chunks = [lines[i : i + batch_size] for i in range(0, len(lines), batch_size)]
-        loader = DataLoader(FrameBatches(test.paths, chunks, self.size), batch_size=None, num_workers=self.num_workers)
+        loader = DataLoader(FrameBatches(test, chunks, self.size), batch_size=None, num_workers=self.num_workers)
         owner_t = torch.as_tensor(owner, device=device)
         sums = torch.zeros(len(test), feature_dim(self.arch), device=device)
         was_training = model.training
