@@ -189,7 +189,9 @@ def _score(
     return first_hit, ap
 
 
-def _summarise(first_hit: np.ndarray, ap: np.ndarray, max_rank: int, rules: str, has_match: np.ndarray) -> RankingResult:
+def _summarise(
+    first_hit: np.ndarray, ap: np.ndarray, max_rank: int, rules: str, has_match: np.ndarray
+) -> RankingResult:
     if rules == "torchreid":
         valid = has_match
         if not valid.any():
@@ -213,7 +215,7 @@ def _as_ids(q_pids: ArrayLike, g_pids: ArrayLike, q_camids: ArrayLike, g_camids:
     for name, values in (("q_pids", q_pids), ("g_pids", g_pids), ("q_camids", q_camids), ("g_camids", g_camids)):
         array = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
         if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
-            raise ValueError(f"{name} must be a 1-d array of integer ids, got dtype {array.dtype} and shape {array.shape}")
+            raise ValueError(f"{name} must be a 1-d array of integer ids, got {array.dtype} of shape {array.shape}")
         out.append(array.astype(np.int64, copy=False))
     return out
 
@@ -305,7 +307,8 @@ def feature_cmc_map(
     k-th neighbour order entries differently. It pays for very large galleries.
     """
     if not cmc_only:
-        result = evaluate_ranking(cosine_distance(q_feats, g_feats), q_pids, g_pids, q_camids, g_camids, max_rank, rules)
+        dist = cosine_distance(q_feats, g_feats)
+        result = evaluate_ranking(dist, q_pids, g_pids, q_camids, g_camids, max_rank, rules)
         return result.cmc, result.mAP
     import faiss
 

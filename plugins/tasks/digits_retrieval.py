@@ -15,10 +15,13 @@ AP (mean precision at the hits vs trapezoid); ``test_map`` uses torchreid's, the
 rank k is the metric-learning literature's Recall@k.
 
 The model is an MLP whose first layer (before its ReLU) is the embedding, under a one-hidden-layer
-classification head; training uses one-pixel random shifts. Five classes of 8×8 digits teach little that transfers: deeper layers specialise to
-classes 0–4 and retrieve classes 5–9 worse than the raw pixels do (mAP 0.73), while the first
-layer, as in transfer learning generally, keeps generic stroke detectors and, trained with shifts,
-beats the pixels (about 0.75 with clean labels, lower under noise).
+classification head; training uses one-pixel random shifts. Five classes of 8×8 digits teach
+little that transfers. With the penultimate layer as the embedding, training on 0–4 retrieved
+5–9 worse than the raw pixels do (mAP 0.73) and label noise *raised* the mAP (it slows the
+specialisation), so the task would have rewarded noise. The first layer, as in transfer learning
+generally, keeps more generic features: with clean labels CCE ends a little above the untrained
+network (mAP 0.732 ± 0.011 vs 0.714, 5 seeds) and falls as noise grows (0.720 ± 0.006 at 60%
+symmetric noise). Differences between methods on this task are of the order of one mAP point.
 """
 
 from __future__ import annotations
@@ -90,7 +93,11 @@ class DigitsRetrieval(Task):
             y_unseen,
             self.num_classes,
             augment=random_shift,
-            info={"num_retrieval": len(y_unseen), "seen_classes": list(range(SEEN_CLASSES)), "embedding_dim": self.width},
+            info={
+                "num_retrieval": len(y_unseen),
+                "seen_classes": list(range(SEEN_CLASSES)),
+                "embedding_dim": self.width,
+            },
         )
 
     def build_model(self) -> nn.Module:

@@ -215,13 +215,15 @@ class TrackletSource:
         )
 
     def batches(self, generator: torch.Generator) -> Iterator[Batch]:
-        device, n, b = self.y.device, len(self.start), self.batch_size
+        device, n, b, t = self.y.device, len(self.start), self.batch_size, self.seq_len
         draws = len(self) * b  # whole permutations back to back: every tracklet equally often
-        order = torch.cat([torch.randperm(n, generator=generator, device=generator.device) for _ in range(-(-draws // n))])
-        order = order[:draws].cpu().numpy()
-        segment = (np.arange(self.seq_len) + torch.rand(draws, self.seq_len, generator=generator, device=generator.device).cpu().numpy())
-        offsets = np.minimum((segment * self.length[order, None] / self.seq_len).astype(np.int64), self.length[order, None] - 1)
-        lines = (self.start[order, None] + offsets).reshape(len(self), b, self.seq_len)
+        perms = [torch.randperm(n, generator=generator, device=generator.device) for _ in range(-(-draws // n))]
+        order = torch.cat(perms)[:draws].cpu().numpy()
+        # One frame drawn uniformly from each of t equal segments of the tracklet, in time order.
+        where = np.arange(t) + torch.rand(draws, t, generator=generator, device=generator.device).cpu().numpy()
+        length = self.length[order, None]
+        offsets = np.minimum((where * length / t).astype(np.int64), length - 1)
+        lines = (self.start[order, None] + offsets).reshape(len(self), b, t)
         flips = torch.rand(len(self), b, generator=generator, device=generator.device) < 0.5
         for i, frames in enumerate(self._loader(list(lines))):
             x = frames.to(device, non_blocking=True)
@@ -353,7 +355,8 @@ class Mars(Task):
         )
 
     def build_model(self) -> nn.Module:
-        backbone, dim = strip_classifier(torchvision_backbone(self.arch, None if self.weights == "random" else self.weights))
+        weights = None if self.weights == "random" else self.weights
+        backbone, dim = strip_classifier(torchvision_backbone(self.arch, weights))
         return EmbeddingClassifier(VideoEncoder(backbone), nn.Linear(dim, len(self._release().train_ids)))
 
     def recipe(self) -> Recipe:
@@ -374,7 +377,9 @@ class Mars(Task):
         )
 
     @torch.no_grad()
-    def tracklet_features(self, model: nn.Module, test: Tracklets, batch_size: int, device: torch.device) -> torch.Tensor:
+    def tracklet_features(
+        self, model: nn.Module, test: Tracklets, batch_size: int, device: torch.device
+    ) -> torch.Tensor:
         """Mean of the frame features of up to ``test_frames`` evenly spaced frames per tracklet."""
         lines, owner = evenly_spaced(test.start, test.length, self.test_frames)
         chunks = [lines[i : i + batch_size] for i in range(0, len(lines), batch_size)]
