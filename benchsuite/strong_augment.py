@@ -5,7 +5,8 @@
 image*, then pad 4 and a random crop back to size, a horizontal flip with probability ½, and
 Cutout 16×16 centred uniformly in the image (clipped at the borders). Every fill — outside a
 rotated, sheared or translated image, the padding and the cutout — is mid-grey (128), the value
-the reference's [−1, 1] pipeline fills with (0 there).
+the reference's [−1, 1] pipeline fills with (0 there). Crop, flip and cutout are
+``benchsuite.augment``'s.
 
 AutoAugment uses torchvision.transforms.v2's policy table, magnitude bins and operations; draws
 come from the run's generator rather than the global RNG, so a view is a function of (batch,
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 from torchvision.transforms.v2 import AutoAugment, AutoAugmentPolicy, InterpolationMode
+
+from .augment import cutout, random_crop_flip
 
 #: Mid-grey: the reference fills with 0 in its [−1, 1] pixel space.
 FILL = 128
@@ -91,27 +94,6 @@ def autoaugment(x: torch.Tensor, plan: AutoAugmentPlan) -> torch.Tensor:
     return out
 
 
-def pad_crop(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, pad: int = PAD) -> torch.Tensor:
-    """Pad by ``pad`` with ``FILL`` and crop back to size at per-image offsets in [0, 2·pad]."""
-    n, _, height, width = x.shape
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), value=FILL)
-    rows = (top[:, None] + torch.arange(height, device=x.device))[:, :, None]  # (N, H, 1)
-    cols = (left[:, None] + torch.arange(width, device=x.device))[:, None, :]  # (N, 1, W)
-    batch = torch.arange(n, device=x.device)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
-
-
-def cutout(x: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor, size: int = CUTOUT) -> torch.Tensor:
-    """Fill the ``size``×``size`` square centred at (cy, cx) of each image with ``FILL`` (clipped)."""
-    height, width = x.shape[-2:]
-    ys = torch.arange(height, device=x.device)
-    xs = torch.arange(width, device=x.device)
-    in_rows = (ys >= cy[:, None] - size // 2) & (ys < cy[:, None] + size // 2)  # (N, H)
-    in_cols = (xs >= cx[:, None] - size // 2) & (xs < cx[:, None] + size // 2)  # (N, W)
-    mask = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
-    return x.masked_fill(mask, FILL)
-
-
 def cifar_strong_view(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """IEG's strong view of a uint8 batch (N, C, H, W): AutoAugment (CIFAR-10 policy, per image),
     pad-4 random crop, horizontal flip, Cutout 16. Same shape, dtype and device."""
@@ -120,13 +102,6 @@ def cifar_strong_view(x: torch.Tensor, generator: torch.Generator) -> torch.Tens
             f"cifar_strong_view expects a uint8 image batch of shape (N, C, H, W), got {x.dtype} {tuple(x.shape)}; "
             "apply it before converting images to float"
         )
-    n, _, height, width = x.shape
-    device = generator.device
-    out = autoaugment(x, draw_autoaugment(n, generator))
-    top, left = torch.randint(2 * PAD + 1, (2, n), generator=generator, device=device).to(x.device)
-    out = pad_crop(out, top, left)
-    flip = (torch.rand(n, generator=generator, device=device) < 0.5).to(x.device)
-    out = torch.where(flip[:, None, None, None], out.flip(-1), out)
-    cy = torch.randint(height, (n,), generator=generator, device=device).to(x.device)
-    cx = torch.randint(width, (n,), generator=generator, device=device).to(x.device)
-    return cutout(out, cy, cx)
+    out = autoaugment(x, draw_autoaugment(len(x), generator))
+    out = random_crop_flip(out, generator, padding=PAD, fill=FILL)
+    return cutout(out, generator, size=CUTOUT, fill=FILL)

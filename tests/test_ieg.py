@@ -25,15 +25,6 @@ from benchsuite_plugins.methods.ieg import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are tiny: one thread is faster, and immune to other processes on the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Blobs(Task):
     """Overlapping Gaussian class blobs (a linear classifier reaches about 85%), so the clean
     examples are not fitted perfectly after a few epochs; strong view = Gaussian input noise."""

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
 from click.testing import CliRunner, Result
 
 from benchsuite.cli import main
 from benchsuite.results import curves_dataframe, to_dataframe
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is faster, and immune to other processes on the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def run_cli(*args: str) -> Result:
     """``benchsuite ARGS`` in this process (no second interpreter importing torch)."""
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
 
 UNTRUSTED = """
 from benchsuite import hookimpl

@@ -5,15 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchsuite.strong_augment import (
-    CUTOUT,
-    FILL,
-    autoaugment,
-    cifar_strong_view,
-    cutout,
-    draw_autoaugment,
-    pad_crop,
-)
+from benchsuite.augment import random_crop_flip
+from benchsuite.strong_augment import FILL, autoaugment, cifar_strong_view, draw_autoaugment
 
 
 def images(n: int = 64, seed: int = 0) -> torch.Tensor:
@@ -63,21 +56,11 @@ def test_autoaugment_draws_cover_the_policy():
     assert abs(plan.negate.float().mean().item() - 0.5) < 0.02
 
 
-def test_pad_crop_offsets():
-    x = torch.arange(2 * 1 * 5 * 5, dtype=torch.uint8).view(2, 1, 5, 5)
-    out = pad_crop(x, torch.tensor([4, 0]), torch.tensor([4, 8]), pad=4)
-    assert torch.equal(out[0], x[0])  # offset (pad, pad): the original
-    # offset (0, 2·pad): shifted down-left by pad, so only the top-right corner is kept
-    assert torch.equal(out[1, 0, 4:, :1], x[1, 0, :1, 4:])
-    assert (out[1, 0, :4] == FILL).all() and (out[1, 0, :, 1:] == FILL).all()
-
-
-def test_cutout_square_clipped_at_borders():
-    x = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
-    out = cutout(x, torch.tensor([16, 0]), torch.tensor([16, 31]))
-    assert (out[0] == FILL).sum().item() == 3 * CUTOUT * CUTOUT
-    assert (out[0, :, 8:24, 8:24] == FILL).all()
-    assert (out[1] == FILL).sum().item() == 3 * (CUTOUT // 2) * (CUTOUT // 2 + 1)
+def test_padding_is_mid_grey():
+    x = torch.zeros(64, 3, 8, 8, dtype=torch.uint8)
+    out = random_crop_flip(x, torch.Generator().manual_seed(0), padding=4, fill=FILL)
+    assert set(out.unique().tolist()) == {0, FILL}
+    assert torch.equal(random_crop_flip(x, torch.Generator().manual_seed(0), padding=4), x)  # zeros by default
 
 
 def test_rejects_float_batches_with_a_clear_message():

@@ -87,6 +87,25 @@ def cosine_restarts_factor(step: int, first_decay_steps: int, t_mul: float, m_mu
     return (1.0 - alpha) * cosine + alpha
 
 
+class CosineRestarts:
+    """Per-step schedule: every group's rate is its base rate × ``cosine_restarts_factor(step)``
+    (a plain object with ``step()``, as the engine takes; cheaper than ``LambdaLR``)."""
+
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, first_decay_steps: int, t_mul: float, m_mul: float, alpha: float
+    ) -> None:
+        self.optimizer = optimizer
+        self.shape = (first_decay_steps, t_mul, m_mul, alpha)
+        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
+        self.steps = 0
+
+    def step(self) -> None:
+        self.steps += 1
+        factor = cosine_restarts_factor(self.steps, *self.shape)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * factor
+
+
 def stateless_forward(model: nn.Module, x: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """Forward in the model's current mode without touching its buffers (BN running statistics).
 
@@ -189,12 +208,20 @@ class IEG(Method):
         "ce_factor": Param(5.0, "p: weight of the MixUp CE on the noisy pools (probe pool: 1)", low=0.0),
         "consistency_factor": Param(20.0, "k: weight of KL(weak ‖ strong)", low=0.0),
         "meta_stepsize": Param(0.1, "look-ahead step size (fixed; not the scheduled lr)", low=0.0, low_open=True),
-        "meta_momentum": Param(0.9, "momentum of the look-ahead step (times the optimiser's buffer)", low=0.0, high=1.0, high_open=True),
+        "meta_momentum": Param(
+            0.9, "momentum of the look-ahead step (times the optimiser's buffer)", low=0.0, high=1.0, high_open=True
+        ),
         "grad_eps_init": Param(0.9, "λ0: label share of the look-ahead and ω-loss targets", low=0.0, high=1.0),
-        "mixup": Param("code", "MixUp coefficient form: the code's 1 − U^(1/β)/2 or the paper's Beta(β, β)", choices=("code", "beta")),
+        "mixup": Param(
+            "code", "MixUp coefficient form: the code's 1 − U^(1/β)/2 or the paper's Beta(β, β)", choices=("code", "beta")
+        ),
         "mixup_beta": Param(0.5, "β of the MixUp coefficient", low=0.0, high=1.0, low_open=True),
-        "ema_decay": Param(0.999, "decay of the evaluated weight EMA (ramped as (1+t)/(10+t))", low=0.0, high=1.0, high_open=True),
-        "lr_scale": Param(0.3, "multiplier of the task recipe's learning rate (see the class docstring)", low=0.0, low_open=True),
+        "ema_decay": Param(
+            0.999, "decay of the evaluated weight EMA (ramped as (1+t)/(10+t))", low=0.0, high=1.0, high_open=True
+        ),
+        "lr_scale": Param(
+            0.3, "multiplier of the task recipe's learning rate (see the class docstring)", low=0.0, low_open=True
+        ),
         "first_decay_steps": Param(500, "steps of the first cosine cycle (the code's 500 ≈ one CIFAR epoch)", low=1),
         "t_mul": Param(1.5, "each cosine cycle is this much longer than the previous", low=1.0),
         "m_mul": Param(0.9, "each restart peaks at this fraction of the previous peak", low=0.0, high=1.0, low_open=True),
@@ -215,7 +242,7 @@ class IEG(Method):
 
     def configure_optimizer(
         self, model: nn.Module, recipe: Recipe, total_steps: int
-    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    ) -> tuple[torch.optim.Optimizer, "CosineRestarts"]:
         """Momentum SGD (the look-ahead models its update) at ``lr_scale`` × the recipe's rate and
         the recipe's weight decay, with cosine decay and warm restarts instead of its schedule."""
         optimizer = torch.optim.SGD(
@@ -224,11 +251,7 @@ class IEG(Method):
             momentum=recipe.momentum,
             weight_decay=recipe.weight_decay,
         )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda step: cosine_restarts_factor(step, self.first_decay_steps, self.t_mul, self.m_mul, self.decay_alpha),
-        )
-        return optimizer, scheduler
+        return optimizer, CosineRestarts(optimizer, self.first_decay_steps, self.t_mul, self.m_mul, self.decay_alpha)
 
     def start(self, ctx: TrainContext) -> None:
         if ctx.data.strong_view is None:
