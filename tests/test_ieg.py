@@ -33,6 +33,7 @@ class Blobs(Task):
     num_classes = 4
     input_kind = "vector"
     provides_trusted_set = True
+    provides_strong_view = True
     metrics = {"test_acc": Metric("accuracy")}
     primary_metric = "test_acc"
     parameters = {"batchnorm": Param(False, "put a BatchNorm1d after the hidden layer")}
@@ -284,22 +285,28 @@ def test_uint8_inputs_are_mixed_in_float_and_rounded_back():
 def test_requires_trusted_set_and_a_strong_view():
     method = benchsuite.load_method("ieg")
     assert method.trusted_per_class() == 10 and benchsuite.load_method("ieg", probe_per_class=3).trusted_per_class() == 3
+    assert method.applicability(Blobs()) is None
 
     class NoTrusted(Blobs):
         name = "no_trusted"
         provides_trusted_set = False
 
-    assert "trusted" in method.applicability(NoTrusted())
-
     class NoStrongView(Blobs):
         name = "no_strong"
+        provides_strong_view = False
+
+    assert "trusted" in method.applicability(NoTrusted())
+    assert "strong augmentation" in method.applicability(NoStrongView())
+
+    class BrokenPromise(Blobs):
+        name = "broken_promise"
 
         def prepare(self, request):
             data = super().prepare(request)
             data.strong_view = None
             return data
 
-    task = NoStrongView()
+    task = BrokenPromise()
     with pytest.raises(ValueError, match="strong_view"):
         train(method, task, spec_for(method, task, 0.4, epochs=1), torch.device("cpu"))
 

@@ -202,6 +202,7 @@ class IEG(Method):
     name = "ieg"
     summary = "meta re-weighting and re-labelling from a tiny trusted set, MixUp and consistency (IEG)"
     requires_trusted_set = True
+    requires_strong_view = True
     parameters = {
         "probe_per_class": Param(10, "trusted (probe) examples per class, held out of the noisy set", low=1),
         "temperature": Param(0.5, "sharpening temperature of the pseudo labels", low=0.0, low_open=True),
@@ -257,8 +258,8 @@ class IEG(Method):
         if ctx.data.strong_view is None:
             raise ValueError(
                 "ieg needs a strong augmentation of the training inputs, but this task's prepare() "
-                "gives PreparedData.strong_view = None; give the task a strong_view (batched, seeded "
-                "from the generator) or choose another method"
+                "gives PreparedData.strong_view = None although the task declares provides_strong_view; "
+                "pass strong_view= (batched, seeded from the generator) to the PreparedData"
             )
         self._params = [p for p in ctx.model.parameters() if p.requires_grad]
         decay_of = {p: group["weight_decay"] for group in ctx.optimizer.param_groups for p in group["params"]}

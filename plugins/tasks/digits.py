@@ -9,7 +9,9 @@ below its best epoch) and the effect of a robust method shows.
 Strong view (for consistency-based methods such as IEG, which need a second, harder view of each
 input): the pixels plus Gaussian noise of standard deviation ``STRONG_NOISE_STD``, clipped to
 [0, 1], with each pixel dropped to 0 with probability ``STRONG_DROPOUT``; batched and drawn from
-the run's generator. There is no weak augmentation: the weak view is the digit itself.
+the run's generator. There is no weak augmentation: the weak view is the digit itself. The view
+is kept mild: with 20% pixel dropout, IEG (at lr 0.1, 40% noise, seed 0) ended at 45% test
+accuracy, against 98% with the noise alone.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class Digits(Task):
     num_classes = 10
     input_kind = "vector"
     provides_trusted_set = True
+    provides_strong_view = True
     noise_kinds = ("none", "symmetric", "uniform")
     metrics = {"test_acc": Metric("top-1 accuracy on the 450 held-out test digits")}
     primary_metric = "test_acc"
