@@ -12,15 +12,19 @@ from dataclasses import dataclass
 import torch
 
 
-def random_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int = 4, flip: bool = True) -> torch.Tensor:
-    """Zero-pad by ``padding``, crop back to (H, W) at a random offset, and mirror half the images.
+def random_crop_flip(
+    x: torch.Tensor, generator: torch.Generator, padding: int = 4, flip: bool = True, fill: float = 0
+) -> torch.Tensor:
+    """Pad by ``padding`` (with ``fill``: zeros by default), crop back to (H, W) at a random
+    offset, and mirror half the images.
 
     The standard CIFAR augmentation (He et al. 2016). Crop offset and mirroring are folded into
-    one index per output pixel, so the whole batch is a single ``gather``.
+    one index per output pixel, so the whole batch is a single ``gather``. IEG's strong view pads
+    with mid-grey (``fill=128`` on uint8 images).
     """
     n, c, h, w = x.shape
     hp, wp = h + 2 * padding, w + 2 * padding
-    padded = x.new_zeros((n, c, hp, wp))
+    padded = x.new_full((n, c, hp, wp), fill)
     padded[:, :, padding : padding + h, padding : padding + w] = x
     device = x.device
     offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator, device=generator.device).to(device)

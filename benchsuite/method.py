@@ -50,6 +50,8 @@ class Method(Configurable, abc.ABC):
     kind: ClassVar[str] = "method"
     #: The method needs a clean trusted subset of the training data (e.g. IEG's probe set).
     requires_trusted_set: ClassVar[bool] = False
+    #: The method needs the task's strong augmentation, ``PreparedData.strong_view`` (IEG).
+    requires_strong_view: ClassVar[bool] = False
     #: Joins the default grid of ``benchsuite run`` with its default parameters.
     in_default_grid: ClassVar[bool] = True
 
@@ -57,6 +59,8 @@ class Method(Configurable, abc.ABC):
         """``None`` if this method can run on ``task``, else the reason (the cell is reported n/a)."""
         if self.requires_trusted_set and not task.provides_trusted_set:
             return f"{self.name} needs a trusted clean subset, which task {task.name!r} cannot provide"
+        if self.requires_strong_view and not task.provides_strong_view:
+            return f"{self.name} needs a strong augmentation of the inputs, which task {task.name!r} does not provide"
         return None
 
     def trusted_per_class(self) -> int:
@@ -113,6 +117,7 @@ class Method(Configurable, abc.ABC):
             "version": cls.version,
             "level": "loss" if issubclass(cls, LossMethod) else "step",
             "requires_trusted_set": cls.requires_trusted_set,
+            "requires_strong_view": cls.requires_strong_view,
             "in_default_grid": cls.in_default_grid,
             "parameters": {k: p.describe() for k, p in cls.parameters.items()},
             "presets": {k: p.describe() for k, p in cls.presets.items()},

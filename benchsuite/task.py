@@ -242,6 +242,8 @@ class Task(Configurable, abc.ABC):
     input_kind: ClassVar[str] = "image"
     #: Whether a clean, trusted subset can be drawn for methods that need one (IEG).
     provides_trusted_set: ClassVar[bool] = False
+    #: Whether ``prepare`` hands methods a strong augmentation, ``PreparedData.strong_view`` (IEG).
+    provides_strong_view: ClassVar[bool] = False
     #: Label-noise kinds this task accepts ("none" = the data's own labels).
     noise_kinds: ClassVar[tuple[str, ...]] = ("none", "symmetric")
     #: Noise of a grid that names none: (kind, rates).
@@ -305,6 +307,7 @@ class Task(Configurable, abc.ABC):
             "evaluation": cls.evaluation,
             "input": cls.input_kind,
             "provides_trusted_set": cls.provides_trusted_set,
+            "provides_strong_view": cls.provides_strong_view,
             "noise_kinds": list(cls.noise_kinds),
             "metrics": {k: {"doc": m.doc, "higher_is_better": m.higher_is_better} for k, m in cls.metrics.items()},
             "primary_metric": cls.primary_metric,

@@ -5,6 +5,13 @@ seeded, stratified split (1,347 train / 450 test) that does not depend on the ru
 noise goes into the training labels only. The model is an over-parameterised MLP trained without
 weight decay, so that plain cross entropy visibly memorises noisy labels (its final accuracy falls
 below its best epoch) and the effect of a robust method shows.
+
+Strong view (for consistency-based methods such as IEG, which need a second, harder view of each
+input): the pixels plus Gaussian noise of standard deviation ``STRONG_NOISE_STD``, clipped to
+[0, 1], with each pixel dropped to 0 with probability ``STRONG_DROPOUT``; batched and drawn from
+the run's generator. There is no weak augmentation: the weak view is the digit itself. The view
+is kept mild: with 20% pixel dropout, IEG (at lr 0.1, 40% noise, seed 0) ended at 45% test
+accuracy, against 98% with the noise alone.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from benchsuite.task import PrepareRequest, evaluate_classification, prepare_in_
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.25
+STRONG_NOISE_STD = 0.1
+STRONG_DROPOUT = 0.05
 
 
 @lru_cache(maxsize=1)
@@ -38,12 +47,20 @@ def load_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return x_train, y_train, x_test, y_test
 
 
+def strong_view(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian pixel noise and pixel dropout over a batch of pixel vectors in [0, 1]."""
+    noise = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
+    keep = torch.rand(x.shape, generator=generator, device=generator.device).to(x.device) >= STRONG_DROPOUT
+    return (x + STRONG_NOISE_STD * noise).clamp_(0.0, 1.0) * keep
+
+
 class Digits(Task):
     name = "digits"
     summary = "scikit-learn handwritten digits (8×8, 10 classes), MLP; runs anywhere in seconds"
     num_classes = 10
     input_kind = "vector"
     provides_trusted_set = True
+    provides_strong_view = True
     noise_kinds = ("none", "symmetric", "uniform")
     metrics = {"test_acc": Metric("top-1 accuracy on the 450 held-out test digits")}
     primary_metric = "test_acc"
@@ -62,6 +79,7 @@ class Digits(Task):
             torch.from_numpy(x_test),
             y_test,
             self.num_classes,
+            strong_view=strong_view,
             info={"split_seed": SPLIT_SEED, "num_test": len(y_test)},
         )
 
