@@ -69,6 +69,7 @@ class CifarTask(Task):
 
     input_kind = "image"
     provides_trusted_set = True
+    provides_strong_view = True
     metrics = {"test_acc": Metric("top-1 accuracy on the test set")}
     primary_metric = "test_acc"
     #: (mean, std) per channel for the model's input normalisation.
@@ -79,8 +80,11 @@ class CifarTask(Task):
         """The task's images and labels (the class names and, where known, superclasses too)."""
 
     def strong_view(self) -> ViewFn | None:
-        """The strong augmentation handed to consistency-based methods (IEG); none by default."""
-        return None
+        """The strong augmentation handed to consistency-based methods (IEG): AutoAugment's CIFAR-10
+        policy drawn per image, then crop, flip and Cutout 16 (``benchsuite.strong_augment``)."""
+        from .strong_augment import cifar_strong_view
+
+        return cifar_strong_view
 
     def prepare(self, request: PrepareRequest) -> PreparedData:
         if request.noise_kind not in self.noise_kinds:

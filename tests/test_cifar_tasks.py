@@ -263,3 +263,16 @@ def test_cli_rejects_a_noise_kind_the_task_does_not_take(root, tmp_path):
     outcome = CliRunner().invoke(main, args)
     assert outcome.exit_code == 2
     assert "task 'vehicles10' does not accept noise 'cifar100_block5_pairswap'" in outcome.output
+
+
+def test_ieg_trains_on_cifar_with_the_strong_view(root, tmp_path):
+    """IEG's trusted set and AutoAugment strong view on CIFAR images, end to end (3 steps)."""
+    results = tmp_path / "results.sqlite"
+    args = ["run", "-m", "ieg{probe_per_class = 2}", "-t", f"cifar10@smoke{{root = '{root}'}}", "--noise", "uniform:0.4",
+            "--seeds", "0", "--iterations", "3", "--batch-size", "8", "--results", str(results), "--no-progress"]  # fmt: skip
+    outcome = CliRunner().invoke(main, args)
+    assert outcome.exit_code == 0, outcome.output
+    runs = to_dataframe(results)
+    assert list(runs.status) == ["completed"], runs.error.tolist()
+    info = json.loads(runs["info"][0])
+    assert info["num_trusted"] == 20 and info["num_train"] == 60 - 20
