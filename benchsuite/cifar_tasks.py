@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .augment import CropFlip
-from .datasets.cifar import CifarData
+from .datasets.cifar import CifarData, Which, release_folder
 from .models.cifar import CIFAR_MODELS, build_cifar_model
 from .models.normalize import Normalized
 from .params import Param
@@ -75,9 +75,16 @@ class CifarTask(Task):
     #: (mean, std) per channel for the model's input normalisation.
     stats: ClassVar[tuple[tuple[float, ...], tuple[float, ...]]] = CIFAR10_STATS
 
+    #: Which official release the task reads ("cifar10" or "cifar100").
+    release: ClassVar[Which]
+
     @abc.abstractmethod
     def load(self) -> CifarData:
         """The task's images and labels (the class names and, where known, superclasses too)."""
+
+    def check_data(self) -> None:
+        if not self.download:
+            release_folder(self.release, self.root)
 
     def strong_view(self) -> ViewFn | None:
         """The strong augmentation handed to consistency-based methods (IEG): AutoAugment's CIFAR-10

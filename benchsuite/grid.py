@@ -288,6 +288,11 @@ def expand(grid: Grid, host: PluginHost) -> Expansion:
             problems.append(f"task[{i}] {comp.name!r} is not available here: {why}")
             continue
         for task in _resolve(host, "task", i, comp, problems):
+            try:
+                task.check_data()
+            except Exception as exc:  # whatever the plugin raises, it is the user's data problem
+                problems.append(f"task[{i}] ({comp.name}): {exc}")
+                continue
             resolved_tasks.append(task)
 
     cells: list[CellSpec] = []

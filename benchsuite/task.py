@@ -281,6 +281,11 @@ class Task(Configurable, abc.ABC):
         """``None`` when the task can run here, else the reason (e.g. an optional data package)."""
         return None
 
+    def check_data(self) -> None:
+        """Raise, with a message that says what is missing where and how to get it, when the data
+        cannot be read (no root, wrong layout). Called when a grid is validated, before anything
+        runs; keep it cheap (look for the files, don't load them)."""
+
     @abc.abstractmethod
     def prepare(self, request: PrepareRequest) -> PreparedData:
         """Load (cached per process), split, inject noise into the training labels only."""

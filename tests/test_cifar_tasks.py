@@ -253,8 +253,15 @@ def test_cli_run_without_a_root_says_how_to_get_the_data(tmp_path):
     args = ["run", "-m", "cce", "-t", "cifar10@smoke", "--noise", "symmetric:0.2", "--seeds", "0",
             "--results", str(tmp_path / "r.sqlite"), "--no-progress", "--no-leaderboard"]  # fmt: skip
     outcome = CliRunner().invoke(main, args)
-    assert outcome.exit_code == 1
-    assert "DatasetError: CIFAR-10 needs a data root" in outcome.output and "download = true" in outcome.output
+    assert outcome.exit_code == 2  # refused before anything runs
+    assert "task[0] (cifar10): CIFAR-10 needs a data root" in outcome.output and "download = true" in outcome.output
+
+
+def test_cli_run_with_a_wrong_layout_names_what_is_missing(tmp_path):
+    args = ["run", "-t", f"cifar100{{root = '{tmp_path}'}}", "--results", str(tmp_path / "r.sqlite"), "--dry-run"]
+    outcome = CliRunner().invoke(main, args)
+    assert outcome.exit_code == 2
+    assert f"no CIFAR-100 at {tmp_path}: expected {tmp_path}/cifar-100-python/ with train, test, meta" in outcome.output
 
 
 def test_cli_rejects_a_noise_kind_the_task_does_not_take(root, tmp_path):

@@ -16,6 +16,7 @@ class Cifar10(CifarTask):
     name = "cifar10"
     summary = "CIFAR-10 (10 classes, 50k/10k) from the python pickles under root; CIFAR ResNets, WRN, GoogLeNet"
     num_classes = 10
+    release = "cifar10"
     noise_kinds = ("none", "symmetric", "uniform", "cifar10_asymmetric")
     default_noise = ("symmetric", (0.0, 0.2, 0.4, 0.8))  # the rates of DM Table 2
     stats = CIFAR10_STATS

@@ -17,6 +17,7 @@ class Cifar100(CifarTask):
     name = "cifar100"
     summary = "CIFAR-100 (100 classes, 50k/10k) from the python pickles under root, coarse labels included"
     num_classes = 100
+    release = "cifar100"
     noise_kinds = (
         "none",
         "symmetric",

@@ -365,6 +365,9 @@ class Clothing1M(Task):
         )
     }
 
+    def check_data(self) -> None:
+        self.release()
+
     def release(self) -> Release:
         if self.root is None:
             raise FileNotFoundError(

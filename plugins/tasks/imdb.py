@@ -23,6 +23,16 @@ _REVIEW = re.compile(r"^\d+_\d+\.txt$")
 FOLDERS = ("train/pos", "train/neg", "test/pos", "test/neg", "train/unsup")
 
 
+def check_layout(root: Path) -> None:
+    """Raise unless ``root`` has the aclImdb folders."""
+    missing = [f for f in FOLDERS if not (root / f).is_dir()]
+    if missing:
+        raise FileNotFoundError(
+            f"imdb root {root} is not an aclImdb folder: missing {', '.join(missing)} "
+            f"(expected {', '.join(FOLDERS)} with <id>_<rating>.txt files)"
+        )
+
+
 def read_reviews(folder: Path) -> list[str]:
     """The reviews in ``folder`` (files ``<id>_<rating>.txt``), in file-name order."""
     names = sorted(p.name for p in folder.iterdir() if _REVIEW.match(p.name))
@@ -46,6 +56,9 @@ class IMDB(SentimentTask):
     }
     presets = SentimentTask.common_presets
 
+    def check_data(self) -> None:
+        check_layout(Path(self.corpus_source()))
+
     def corpus_source(self) -> str:
         if self.root is None:
             raise FileNotFoundError(
@@ -57,12 +70,7 @@ class IMDB(SentimentTask):
     @classmethod
     def read_corpus(cls, source: str) -> SentimentCorpus:
         root = Path(source)
-        missing = [f for f in FOLDERS if not (root / f).is_dir()]
-        if missing:
-            raise FileNotFoundError(
-                f"imdb root {root} is not an aclImdb folder: missing {', '.join(missing)} "
-                f"(expected {', '.join(FOLDERS)} with <id>_<rating>.txt files)"
-            )
+        check_layout(root)
         train_pos, train_neg, test_pos, test_neg, unsup = (read_reviews(root / f) for f in FOLDERS)
 
         def labels(pos: list[str], neg: list[str]) -> np.ndarray:

@@ -289,6 +289,9 @@ class Mars(Task):
         ),
         "num_workers": Param(4, "DataLoader processes decoding JPEGs", low=0, identity=False),
     }
+    def check_data(self) -> None:
+        self._release()
+
     def _release(self) -> MarsRelease:
         if self.root is None:
             raise MarsDataError(

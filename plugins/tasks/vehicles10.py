@@ -24,6 +24,7 @@ class Vehicles10(CifarTask):
     name = "vehicles10"
     summary = "Vehicles-10: CIFAR-100's 10 vehicle classes (5k/1k), from the CIFAR-100 pickles under root"
     num_classes = 10
+    release = "cifar100"
     noise_kinds = ("none", "symmetric", "uniform")
     default_noise = ("symmetric", (0.0, 0.4))  # the rates of GR Table 9 / DM Table 8
     stats = CIFAR100_STATS
