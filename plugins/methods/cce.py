@@ -1,23 +1,53 @@
-"""CCE: categorical cross entropy, the baseline every robust method is compared with."""
+"""CCE: categorical cross entropy, the baseline every robust method is compared with; and CCE-DN.
+
+CCE's gradient w.r.t. the logits is ``p − e_y``, so its weight (L1 norm) is ``2(1 − p_y)``: it
+emphasises the examples it fits worst, noisy ones included (emphasis mode ψ = 0). CCE-DN keeps
+that weighting and applies the derivative normalisation (DM paper Tables 1–3, "CCE-DN").
+"""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from benchsuite import LossMethod, LossOutput, hookimpl
+from benchsuite import hookimpl
+from benchsuite.weighting import LOG2, DerivativeLoss, TargetProbLoss, TargetProbs
 
 
-class CCE(LossMethod):
+def cce_log_weight(t: TargetProbs) -> torch.Tensor:
+    return LOG2 + t.log_q
+
+
+class CCE(TargetProbLoss):
     """Mean cross entropy over the batch; gradient w.r.t. the logits p − e_y (divided by N)."""
 
     name = "cce"
     summary = "categorical cross entropy (mean over the batch)"
 
-    def compute(self, logits: torch.Tensor, targets: torch.Tensor) -> LossOutput:
-        return LossOutput(F.cross_entropy(logits, targets))
+    def example_loss(self, t: TargetProbs) -> torch.Tensor:
+        return -t.log_p
+
+    def log_weight(self, t: TargetProbs) -> torch.Tensor:
+        return cce_log_weight(t)
+
+    def weight(self, p: torch.Tensor) -> torch.Tensor:
+        return 2 * (1 - p)
+
+
+class CCEDN(DerivativeLoss):
+    """CCE's weights 2(1 − p_y), derivative-normalised: example i's gradient is (p_i − e_y) / Σ_j w_j,
+    CCE's gradient divided by the batch's total gradient mass (so hard batches are not louder)."""
+
+    name = "cce_dn"
+    summary = "cross entropy with derivative normalisation (batch gradient / batch sum of weights)"
+
+    def log_weight(self, t: TargetProbs) -> torch.Tensor:
+        return cce_log_weight(t)
+
+    def weight(self, p: torch.Tensor) -> torch.Tensor:
+        return 2 * (1 - p)
 
 
 @hookimpl
 def register_methods(register):
     register(CCE)
+    register(CCEDN)
