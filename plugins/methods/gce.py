@@ -10,7 +10,9 @@ per-example loss is v_i·L_q(p_y) + (1 − v_i)·L_q(k), so pruned examples (v_i
 From ``prune_start`` of the training on, every ``prune_every`` of it, v_i is refreshed to
 [p_y > k] over the whole training set with the checkpoint that was best on a clean validation
 split so far (the paper's protocol; the popular unofficial code selects on the test set, which we
-never do).
+never do). Pruning must start once the model fits: if the best checkpoint has p_y <= k everywhere,
+every example is pruned and training stops for good (the per-epoch ``pruned`` fraction shows it;
+on ``digits`` at 40% noise that happens when pruning starts before epoch ~10).
 """
 
 from __future__ import annotations
