@@ -29,7 +29,7 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -125,8 +125,6 @@ class TargetProbLoss(LossMethod):
     Subclasses give the per-example loss (computed stably from ``TargetProbs``; autograd yields the
     gradient), ``log_weight`` (the stable log of its weight, used for reporting and by the ``*_dn``
     variants) and ``weight(p)`` (the textbook closed form, used by the contract checks)."""
-
-    batch_reduction: ClassVar["BatchReduction"] = "mean"
 
     @abc.abstractmethod
     def example_loss(self, t: TargetProbs) -> torch.Tensor:

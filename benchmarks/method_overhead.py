@@ -1,0 +1,88 @@
+"""Training-step time of every loss method divided by CCE's, on a CIFAR-size CNN, batch 128, 32×32.
+
+A step is what ``LossMethod.train_step`` does: forward, ``compute`` on the float32 logits, backward,
+SGD step. All methods train the same model on the same batch, interleaved: each round times every
+method once, in a fresh random order, so machine noise hits all of them alike; the printed ratio is
+the median over rounds of (method step time / CCE step time in that round). Target: <= 1.05.
+
+    python benchmarks/method_overhead.py [--rounds 15] [--batch-size 128] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+
+import torch
+from torch import nn
+
+import benchsuite
+from benchsuite.method import LossMethod
+
+
+def cifar_cnn(num_classes: int = 10) -> nn.Module:
+    """A small all-convolutional CIFAR network (≈0.3M parameters, ResNet-20's size and depth class)."""
+
+    def block(cin: int, cout: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+    return nn.Sequential(
+        *block(3, 32), *block(32, 32), nn.MaxPool2d(2),
+        *block(32, 64), *block(64, 64), nn.MaxPool2d(2),
+        *block(64, 128), *block(128, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(128, num_classes),
+    )
+
+
+def step_time(method: LossMethod, model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
+    tic = time.perf_counter()
+    logits = model(x)
+    loss = method.compute(logits.float(), y).loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return time.perf_counter() - tic
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--num-classes", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    methods = {}
+    for name in benchsuite.list_methods():
+        method = benchsuite.load_method(name)
+        if isinstance(method, LossMethod):
+            methods[name] = method
+    model = cifar_cnn(args.num_classes)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(args.batch_size, 3, 32, 32)
+    y = torch.randint(0, args.num_classes, (args.batch_size,))
+    for method in methods.values():  # warm-up: allocator, kernels, lazy state
+        step_time(method, model, optimizer, x, y)
+    order = list(methods)
+    rng = random.Random(0)
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(args.rounds):
+        rng.shuffle(order)
+        for name in order:
+            times[name].append(step_time(methods[name], model, optimizer, x, y))
+    cce = times["cce"]
+    print(f"model: CIFAR CNN, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; "
+          f"batch {args.batch_size}×3×32×32, {args.num_classes} classes; threads={args.threads}; rounds={args.rounds}")
+    print(f"CCE median step time: {statistics.median(cce) * 1e3:.1f} ms")
+    print(f"{'method':<16}{'median step (ms)':>18}{'ratio to CCE':>14}")
+    for name in sorted(methods):
+        ratio = statistics.median(t / c for t, c in zip(times[name], cce))
+        flag = "" if ratio <= 1.05 else "  > 1.05"
+        print(f"{name:<16}{statistics.median(times[name]) * 1e3:>18.1f}{ratio:>14.3f}{flag}")
+
+
+if __name__ == "__main__":
+    main()
