@@ -138,7 +138,13 @@ class ParamSpace:
                     f"{self.owner}: unknown preset {preset!r}; "
                     + close_matches(preset, list(self.presets))
                 )
-            resolved.update(self.presets[preset].values)
+            for name, value in self.presets[preset].values.items():
+                if name not in self.params:
+                    raise ParameterError(
+                        f"{self.owner}: preset {preset!r} sets unknown parameter {name!r}; "
+                        + close_matches(name, list(self.params))
+                    )
+                resolved[name] = value
         for name, value in values.items():
             if name not in self.params:
                 raise ParameterError(

@@ -225,10 +225,35 @@ class Task(Configurable, abc.ABC):
     provides_trusted_set: ClassVar[bool] = False
     #: Label-noise kinds this task accepts ("none" = the data's own labels).
     noise_kinds: ClassVar[tuple[str, ...]] = ("none", "symmetric")
+    #: Noise of a grid that names none: (kind, rates).
+    default_noise: ClassVar[tuple[str, tuple[float, ...]]] = ("symmetric", (0.0, 0.2, 0.4, 0.6))
     metrics: ClassVar[Mapping[str, Metric]] = {}
     primary_metric: ClassVar[str] = ""
+    #: Metrics that get leaderboard tables (default: the primary metric).
+    leaderboard_metrics: ClassVar[tuple[str, ...]] = ()
     #: Joins the default grid of ``benchsuite run`` (when ``available()``).
     in_default_grid: ClassVar[bool] = False
+
+    @classmethod
+    def check_class(cls) -> None:
+        from .noise import NOISE_KINDS
+
+        if not isinstance(getattr(cls, "num_classes", None), int) or cls.num_classes < 1:
+            raise ValueError("num_classes must be a positive int")
+        if cls.primary_metric not in cls.metrics:
+            raise ValueError(f"primary_metric {cls.primary_metric!r} is not among metrics {sorted(cls.metrics)}")
+        unknown = [k for k in cls.noise_kinds if k != "none" and k not in NOISE_KINDS]
+        if unknown:
+            raise ValueError(f"noise_kinds {unknown} are unknown; known: none, {', '.join(NOISE_KINDS)}")
+        if cls.default_noise[0] not in cls.noise_kinds:
+            raise ValueError(f"default_noise kind {cls.default_noise[0]!r} is not in noise_kinds")
+        missing = [m for m in cls.leaderboard_metrics if m not in cls.metrics]
+        if missing:
+            raise ValueError(f"leaderboard_metrics {missing} are not among metrics")
+
+    @classmethod
+    def table_metrics(cls) -> tuple[str, ...]:
+        return cls.leaderboard_metrics or (cls.primary_metric,)
 
     @classmethod
     def available(cls) -> str | None:
@@ -264,6 +289,8 @@ class Task(Configurable, abc.ABC):
             "noise_kinds": list(cls.noise_kinds),
             "metrics": {k: {"doc": m.doc, "higher_is_better": m.higher_is_better} for k, m in cls.metrics.items()},
             "primary_metric": cls.primary_metric,
+            "leaderboard_metrics": list(cls.table_metrics()),
+            "default_noise": {"kind": cls.default_noise[0], "rates": list(cls.default_noise[1])},
             "in_default_grid": cls.in_default_grid,
             "parameters": {k: p.describe() for k, p in cls.parameters.items()},
             "presets": {k: p.describe() for k, p in cls.presets.items()},

@@ -1,0 +1,253 @@
+"""The ``benchsuite`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+DEFAULT_RESULTS = "benchsuite-results/results.sqlite"
+
+
+class BadInput(click.ClickException):
+    """Invalid user input (grid, names, parameters): exit status 2, message only."""
+
+    exit_code = 2
+
+
+def _host() -> Any:
+    from .plugins import PluginLoadError, get_host
+
+    try:
+        return get_host()
+    except PluginLoadError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _results_option(f: Any) -> Any:
+    return click.option(
+        "--results",
+        default=DEFAULT_RESULTS,
+        show_default=True,
+        type=click.Path(dir_okay=False),
+        help="SQLite results database.",
+    )(f)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="benchsuite")
+def main() -> None:
+    """Benchmark robust training methods under label noise: run grids, store results, publish leaderboards."""
+
+
+@main.command()
+@click.argument("grid_file", required=False, type=click.Path(dir_okay=False))
+@click.option("-m", "--method", "methods", multiple=True, metavar="SPEC", help="name, name@preset or name{k = v, k2 = [a, b]}; repeatable.")
+@click.option("-t", "--task", "tasks", multiple=True, metavar="SPEC", help="Task spec, same forms as --method; repeatable.")
+@click.option("--noise", "noises", multiple=True, metavar="KIND:RATES", help="e.g. symmetric:0,0.2,0.4 or none; repeatable.")
+@click.option("--seeds", metavar="0,1,2", help="Comma-separated seeds.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override the recipe's number of epochs.")
+@click.option("--iterations", type=click.IntRange(min=1), help="Override the recipe's number of steps.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Override the recipe's batch size.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the recipe's learning rate.")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), help="Clean validation split carved from the training set.")
+@_results_option
+@click.option("--force", is_flag=True, help="Re-run cells that are already in the database.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--amp/--no-amp", default=None, help="Mixed precision (default: on CUDA only).")
+@click.option("--dry-run", is_flag=True, help="Validate and list the cells without running them.")
+@click.option("--progress/--no-progress", default=True, help="Progress bar with ETA over the cells.")
+@click.option("--leaderboard/--no-leaderboard", default=True, help="Print the leaderboard and write it next to the results.")
+def run(
+    grid_file: str | None,
+    methods: tuple[str, ...],
+    tasks: tuple[str, ...],
+    noises: tuple[str, ...],
+    seeds: str | None,
+    epochs: int | None,
+    iterations: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    val_fraction: float | None,
+    results: str,
+    force: bool,
+    device: str,
+    amp: bool | None,
+    dry_run: bool,
+    progress: bool,
+    leaderboard: bool,
+) -> None:
+    """Run a grid (GRID_FILE, command-line options, or, with neither, the default grid on the
+    embedded data), store every run, and print the leaderboard.
+
+    Re-running the same command after an interruption runs only the missing cells.
+    """
+    from .grid import GridError, expand, grid_from_dict, load_grid_file, parse_component, parse_noise
+
+    host = _host()
+    try:
+        grid = load_grid_file(grid_file) if grid_file else grid_from_dict({}, source="command line")
+        if methods:
+            grid.methods = [parse_component(m) for m in methods]
+        if tasks:
+            grid.tasks = [parse_component(t) for t in tasks]
+        if noises:
+            grid.noise = [parse_noise(n) for n in noises]
+        if seeds:
+            grid.seeds = tuple(int(s) for s in seeds.split(","))
+        overrides = {"epochs": epochs, "iterations": iterations, "batch_size": batch_size, "lr": lr}
+        grid.budget.update({k: v for k, v in overrides.items() if v is not None})
+        if val_fraction is not None:
+            grid.val_fraction = val_fraction
+        expansion = expand(grid, host)
+    except (GridError, ValueError) as exc:
+        raise BadInput(str(exc)) from None
+
+    from .store import ResultStore, StoreError
+
+    try:
+        store = ResultStore(results)
+    except StoreError as exc:
+        raise BadInput(str(exc)) from None
+    with store:
+        if dry_run:
+            statuses = store.statuses()
+            for cell in expansion.cells:
+                state = "n/a" if cell.cell_hash in expansion.not_applicable else statuses.get(cell.cell_hash, "todo")
+                click.echo(f"{cell.cell_hash}  {state:<9}  {cell.label()}")
+            click.echo(f"{len(expansion.cells)} cells ({grid.source})")
+            return
+        from .runner import run_grid
+
+        click.echo(f"{len(expansion.cells)} cells from the {grid.source}; results: {results}", err=True)
+        outcome = run_grid(expansion, store, force=force, device=device, amp=amp, progress=progress)
+    click.echo(outcome.summary(), err=True)
+    for label, error in outcome.failures:
+        click.echo(f"  failed: {label}: {error}", err=True)
+    if leaderboard and not outcome.interrupted:
+        text = _render(results, tasks=sorted({c.task for c in expansion.cells}))
+        out = Path(results).with_name("leaderboard.md")
+        out.write_text(_render(results))
+        click.echo(text)
+        click.echo(f"leaderboard written to {out}", err=True)
+    if outcome.interrupted:
+        sys.exit(130)
+    if outcome.failures:
+        sys.exit(1)
+
+
+def _render(results: str, tasks: list[str] | None = None) -> str:
+    from .leaderboard import render
+    from .results import to_dataframe
+
+    return render(to_dataframe(results), command=f"benchsuite leaderboard --results {results}", tasks=tasks)
+
+
+@main.command(name="leaderboard")
+@_results_option
+@click.option("-t", "--task", "tasks", multiple=True, help="Only these tasks (repeatable).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the markdown here instead of printing it.")
+def leaderboard_cmd(results: str, tasks: tuple[str, ...], out: str | None) -> None:
+    """Render the markdown leaderboard from a results database."""
+    if not Path(results).is_file():
+        raise BadInput(f"no results database at {results}; run `benchsuite run --results {results}` first")
+    text = _render(results, tasks=list(tasks) or None)
+    if out:
+        Path(out).write_text(text)
+        click.echo(f"wrote {out}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command()
+@_results_option
+@click.option("--out", type=click.Path(dir_okay=False), help="CSV of runs (default: stdout).")
+@click.option("--curves", type=click.Path(dir_okay=False), help="Also write the per-epoch curves as CSV here.")
+def export(results: str, out: str | None, curves: str | None) -> None:
+    """Export the raw numbers as CSV: one row per run (and optionally per run and epoch)."""
+    from .results import curves_dataframe, to_dataframe
+
+    if not Path(results).is_file():
+        raise BadInput(f"no results database at {results}")
+    runs = to_dataframe(results)
+    runs.to_csv(out or sys.stdout, index=False)
+    if curves:
+        curves_dataframe(results).to_csv(curves, index=False)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("-v", "--verbose", is_flag=True, help="Show the tracebacks of failed plugins.")
+def plugins(as_json: bool, verbose: bool) -> None:
+    """List the loaded plugins (and those that failed to load, with their error)."""
+    from dataclasses import asdict
+
+    from tabulate import tabulate
+
+    host = _host()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"loaded": [asdict(p) for p in host.plugins.values()], "failed": [asdict(f) for f in host.failed.values()]},
+                indent=2,
+            )
+        )
+        return
+    rows = [
+        (p.name, p.distribution or "-", p.version or "-", ", ".join(p.methods) or "-", ", ".join(p.tasks) or "-")
+        for p in sorted(host.plugins.values(), key=lambda p: p.name)
+    ]
+    click.echo(tabulate(rows, headers=["plugin", "distribution", "version", "methods", "tasks"]))
+    if host.failed:
+        click.echo("\nFailed to load (set aside; everything else works):")
+        for f in sorted(host.failed.values(), key=lambda f: f.name):
+            click.echo(f"  {f.name} ({f.distribution or '?'} {f.version or ''}): {f.error}")
+            if verbose and f.traceback:
+                click.echo("    " + f.traceback.replace("\n", "\n    "))
+
+
+def _describe(kind: str, as_json: bool) -> None:
+    from tabulate import tabulate
+
+    host = _host()
+    registry = host.methods if kind == "method" else host.tasks
+    entries = []
+    for name in registry.names():
+        info = registry.get(name).describe()
+        plugin = host.plugins[registry.origin(name)]
+        info["plugin"] = {"name": plugin.name, "distribution": plugin.distribution, "version": plugin.version}
+        entries.append(info)
+    if as_json:
+        click.echo(json.dumps(entries, indent=2, default=str))
+        return
+    rows = []
+    for e in entries:
+        params = ", ".join(f"{k}={v['default']!r}" for k, v in e["parameters"].items()) or "-"
+        presets = ", ".join(e["presets"]) or "-"
+        if kind == "method":
+            rows.append((e["name"], e["level"], params, presets, e["summary"]))
+        else:
+            rows.append((e["name"], e["evaluation"], e["num_classes"], "yes" if e["provides_trusted_set"] else "no", params, e["summary"]))
+    headers = (
+        ["method", "level", "parameters (defaults)", "presets", "summary"]
+        if kind == "method"
+        else ["task", "evaluation", "classes", "trusted set", "parameters (defaults)", "summary"]
+    )
+    click.echo(tabulate(rows, headers=headers, maxcolwidths=[None, None, 40, 40, 50][: len(headers)]))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Everything, machine-readable (parameters, ranges, presets).")
+def methods(as_json: bool) -> None:
+    """List the registered methods, their parameters and presets."""
+    _describe("method", as_json)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Everything, machine-readable.")
+def tasks(as_json: bool) -> None:
+    """List the registered tasks and what each provides."""
+    _describe("task", as_json)

@@ -1,0 +1,357 @@
+"""Grids: method(s) × parameters × task(s) × noise × seeds, from a TOML file or the command line.
+
+A grid is validated in full before anything runs; every problem is reported with its key path
+(``method[2].params.beta[1]``) and all problems are reported at once. A valid grid expands into
+``CellSpec``s whose hashes identify finished work in the results store.
+
+File format (every key optional except that a grid needs at least one method and task, which
+default to the default grid's)::
+
+    seeds = [0, 1, 2]
+    val_fraction = 0.2                 # clean validation split carved from the training set
+    executor = "local"
+
+    [noise]                            # or [[noise]] tables for several kinds
+    kind = "symmetric"
+    rates = [0.0, 0.2, 0.4]
+    params = { sampling = "exact_global" }
+
+    [budget]                           # overrides of the task's recipe
+    epochs = 30
+
+    [[method]]
+    name = "gr"
+    preset = "cifar10_sym40"           # optional
+    params = { beta = [4, 8] }         # lists expand into the grid
+
+    [[task]]
+    name = "digits"
+
+``method``/``task`` may also be lists of command-line specs: ``method = ["cce", "gce{q = [0.5, 0.7]}"]``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .params import ParameterError, close_matches
+from .plugins import PluginHost
+from .registry import UnknownNameError
+from .spec import CellSpec
+from .task import Recipe
+
+DEFAULT_SEEDS = (0, 1, 2)
+DEFAULT_NOISE_RATES = (0.0, 0.2, 0.4, 0.6)
+EXECUTORS = ("local",)
+
+_SPEC = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)(?:@([A-Za-z0-9_.\-]+))?\s*(\{.*\})?\s*$", re.S)
+_TOP_KEYS = {"seeds", "noise", "budget", "method", "task", "executor", "val_fraction"}
+
+
+class GridError(ValueError):
+    """The grid is invalid; the message lists every problem with its key path."""
+
+    def __init__(self, problems: list[str], source: str = "grid") -> None:
+        self.problems = problems
+        super().__init__(f"{source} is invalid:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A method or task entry of a grid: a name, an optional preset, parameter values or lists."""
+
+    name: str
+    preset: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def settings(self) -> list[dict[str, Any]]:
+        """The cartesian product of list-valued parameters."""
+        keys = list(self.params)
+        axes = [v if isinstance(v, list) else [v] for v in self.params.values()]
+        return [dict(zip(keys, combo)) for combo in itertools.product(*axes)]
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    kind: str
+    rates: tuple[float, ...]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Grid:
+    """A validated grid, before expansion. ``noise`` = None means each task's default noise."""
+
+    methods: list[ComponentSpec]
+    tasks: list[ComponentSpec]
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
+    noise: list[NoiseSpec] | None = None
+    budget: dict[str, Any] = field(default_factory=dict)
+    executor: str = "local"
+    val_fraction: float = 0.0
+    source: str = "grid"
+
+
+def parse_component(text: str) -> ComponentSpec:
+    """Parse ``name``, ``name@preset``, ``name{k = v, k2 = [a, b]}`` (a TOML inline table)."""
+    match = _SPEC.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not of the form name, name@preset or name{{key = value, ...}}")
+    name, preset, table = match.groups()
+    params: dict[str, Any] = {}
+    if table:
+        try:
+            params = tomllib.loads(f"_ = {table}")["_"]
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{text!r}: the parameters {table} are not a TOML inline table ({exc})") from None
+    return ComponentSpec(name, preset, params)
+
+
+def parse_noise(text: str) -> NoiseSpec:
+    """Parse ``kind:rate[,rate...]`` or ``none``."""
+    kind, _, rates = text.partition(":")
+    if not rates:
+        if kind.strip() == "none":
+            return NoiseSpec("none", (0.0,))
+        raise ValueError(f"noise {text!r} must look like symmetric:0,0.2,0.4 (or none)")
+    try:
+        return NoiseSpec(kind.strip(), tuple(float(r) for r in rates.split(",")))
+    except ValueError:
+        raise ValueError(f"noise {text!r}: rates must be numbers separated by commas") from None
+
+
+def load_grid_file(path: str | Path) -> Grid:
+    """Read and structurally validate a TOML grid file (names and values are checked by ``expand``)."""
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise GridError([f"no such file: {path}"], source)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise GridError([f"not valid TOML: {exc}"], source) from None
+    return grid_from_dict(raw, source)
+
+
+def grid_from_dict(raw: dict[str, Any], source: str = "grid") -> Grid:
+    problems: list[str] = []
+    for key in sorted(set(raw) - _TOP_KEYS):
+        problems.append(f"{key}: unknown key; {close_matches(key, sorted(_TOP_KEYS))}")
+
+    methods = _components(raw.get("method"), "method", problems)
+    tasks = _components(raw.get("task"), "task", problems)
+
+    seeds = raw.get("seeds", list(DEFAULT_SEEDS))
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        problems.append(f"seeds: {seeds!r} must be a non-empty list of non-negative integers")
+        seeds = list(DEFAULT_SEEDS)
+    elif len(set(seeds)) != len(seeds):
+        problems.append(f"seeds: {seeds!r} has duplicates")
+
+    noise = None
+    if "noise" in raw:
+        entries = raw["noise"] if isinstance(raw["noise"], list) else [raw["noise"]]
+        noise = [n for i, entry in enumerate(entries) if (n := _noise(entry, f"noise[{i}]" if len(entries) > 1 else "noise", problems))]
+
+    budget = raw.get("budget", {})
+    if not isinstance(budget, dict):
+        problems.append("budget: must be a table, e.g. [budget] epochs = 10")
+        budget = {}
+    problems += validate_budget(budget)
+
+    executor = raw.get("executor", "local")
+    if executor not in EXECUTORS:
+        problems.append(f"executor: unknown executor {executor!r}; {close_matches(str(executor), list(EXECUTORS))}")
+
+    val_fraction = raw.get("val_fraction", 0.0)
+    if not isinstance(val_fraction, (int, float)) or isinstance(val_fraction, bool) or not 0 <= val_fraction < 1:
+        problems.append(f"val_fraction: {val_fraction!r} must be a number in [0, 1)")
+        val_fraction = 0.0
+
+    if problems:
+        raise GridError(problems, source)
+    return Grid(methods, tasks, tuple(seeds), noise, budget, executor, float(val_fraction), source)
+
+
+def validate_budget(budget: dict[str, Any], prefix: str = "budget") -> list[str]:
+    problems = []
+    for key, value in budget.items():
+        kind = Recipe.OVERRIDABLE.get(key)
+        if kind is None:
+            problems.append(f"{prefix}.{key}: unknown budget key; allowed: {', '.join(Recipe.OVERRIDABLE)}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+            problems.append(f"{prefix}.{key}: {value!r} must be {'an int' if kind is int else 'a number'}")
+        elif value <= 0 and key != "weight_decay" or value < 0:
+            problems.append(f"{prefix}.{key}: {value!r} must be positive")
+    return problems
+
+
+def _components(value: Any, kind: str, problems: list[str]) -> list[ComponentSpec]:
+    if value is None:
+        return []
+    entries = value if isinstance(value, list) else [value]
+    out = []
+    for i, entry in enumerate(entries):
+        where = f"{kind}[{i}]"
+        if isinstance(entry, str):
+            try:
+                out.append(parse_component(entry))
+            except ValueError as exc:
+                problems.append(f"{where}: {exc}")
+        elif isinstance(entry, dict):
+            unknown = set(entry) - {"name", "preset", "params"}
+            if unknown:
+                problems.append(f"{where}: unknown keys {sorted(unknown)}; allowed: name, preset, params")
+            name, preset, params = entry.get("name"), entry.get("preset"), entry.get("params", {})
+            if not isinstance(name, str):
+                problems.append(f"{where}.name: missing or not a string")
+            elif preset is not None and not isinstance(preset, str):
+                problems.append(f"{where}.preset: must be a string")
+            elif not isinstance(params, dict):
+                problems.append(f"{where}.params: must be a table, e.g. params = {{ q = 0.7 }}")
+            else:
+                out.append(ComponentSpec(name, preset, params))
+        else:
+            problems.append(f"{where}: must be a table or a string such as \"gce{{q = 0.7}}\"")
+    return out
+
+
+def _noise(entry: Any, where: str, problems: list[str]) -> NoiseSpec | None:
+    if not isinstance(entry, dict):
+        problems.append(f"{where}: must be a table with kind and rates")
+        return None
+    unknown = set(entry) - {"kind", "rates", "params"}
+    if unknown:
+        problems.append(f"{where}: unknown keys {sorted(unknown)}; allowed: kind, rates, params")
+    kind, rates, params = entry.get("kind"), entry.get("rates", [0.0]), entry.get("params", {})
+    if not isinstance(kind, str):
+        problems.append(f"{where}.kind: missing or not a string")
+        return None
+    if not isinstance(rates, list) or not rates:
+        problems.append(f"{where}.rates: must be a non-empty list of numbers in [0, 1]")
+        return None
+    ok = True
+    for j, rate in enumerate(rates):
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            problems.append(f"{where}.rates[{j}]: {rate!r} must be a number in [0, 1]")
+            ok = False
+    if not isinstance(params, dict):
+        problems.append(f"{where}.params: must be a table")
+        ok = False
+    return NoiseSpec(kind, tuple(float(r) for r in rates), params) if ok else None
+
+
+def default_grid(host: PluginHost) -> Grid:
+    """Every default-grid method with its defaults × every available default task × each task's
+    default noise × seeds 0, 1, 2."""
+    methods = [ComponentSpec(n) for n in host.methods.names() if host.method_class(n).in_default_grid]
+    tasks = [
+        ComponentSpec(n)
+        for n in host.tasks.names()
+        if host.task_class(n).in_default_grid and host.task_class(n).available() is None
+    ]
+    return Grid(methods, tasks, source="default grid")
+
+
+@dataclass
+class Expansion:
+    """The cells of a grid, and the cells that cannot run (method not applicable to the task)."""
+
+    cells: list[CellSpec]
+    not_applicable: dict[str, str]  # cell hash -> reason
+
+
+def expand(grid: Grid, host: PluginHost) -> Expansion:
+    """Resolve every name, preset and parameter against the registered plugins and build the cells."""
+    problems: list[str] = []
+    defaults = default_grid(host) if not (grid.methods and grid.tasks) else None
+    methods = grid.methods or (defaults.methods if defaults else [])
+    tasks = grid.tasks or (defaults.tasks if defaults else [])
+    if not methods:
+        problems.append("method: no method given and no registered method joins the default grid")
+    if not tasks:
+        problems.append("task: no task given and no available task joins the default grid")
+
+    resolved_methods = []
+    for i, comp in enumerate(methods):
+        for values in _resolve(host, "method", i, comp, problems):
+            resolved_methods.append((comp, values))
+    resolved_tasks = []
+    for i, comp in enumerate(tasks):
+        cls = _lookup(host, "task", i, comp, problems)
+        if cls is not None and (why := cls.available()) is not None:
+            problems.append(f"task[{i}] {comp.name!r} is not available here: {why}")
+            continue
+        for task in _resolve(host, "task", i, comp, problems):
+            resolved_tasks.append(task)
+
+    cells: list[CellSpec] = []
+    not_applicable: dict[str, str] = {}
+    for task in resolved_tasks:
+        task_cls = type(task)
+        noise_specs = grid.noise or [NoiseSpec(*task_cls.default_noise)]
+        for n, noise in enumerate(noise_specs):
+            if noise.kind not in task_cls.noise_kinds:
+                problems.append(
+                    f"noise[{n}].kind: task {task_cls.name!r} does not accept noise {noise.kind!r}; "
+                    f"it accepts: {', '.join(task_cls.noise_kinds)}"
+                )
+                continue
+            if noise.kind == "none" and any(r != 0 for r in noise.rates):
+                problems.append(f"noise[{n}]: kind 'none' takes only rate 0")
+                continue
+            for seed, rate, (comp, method) in itertools.product(grid.seeds, noise.rates, resolved_methods):
+                cell = CellSpec(
+                    method=method.name,
+                    method_params=method.identity_config(),
+                    task=task_cls.name,
+                    task_params=task.identity_config(),
+                    noise_kind=noise.kind,
+                    noise_rate=rate,
+                    seed=seed,
+                    method_version=_version(host, "method", method.name, type(method).version),
+                    task_version=_version(host, "task", task_cls.name, task_cls.version),
+                    noise_params=dict(noise.params),
+                    budget=dict(grid.budget),
+                    val_fraction=grid.val_fraction,
+                    preset=comp.preset,
+                    task_options={k: v for k, v in task.config.items() if k not in task.identity_config()},
+                )
+                cells.append(cell)
+                if (why := method.applicability(task)) is not None:
+                    not_applicable[cell.cell_hash] = why
+    if problems:
+        raise GridError(problems, grid.source)
+    unique = list({c.cell_hash: c for c in cells}.values())
+    return Expansion(unique, not_applicable)
+
+
+def _lookup(host: PluginHost, kind: str, i: int, comp: ComponentSpec, problems: list[str]) -> type | None:
+    try:
+        return host.method_class(comp.name) if kind == "method" else host.task_class(comp.name)
+    except UnknownNameError as exc:
+        problems.append(f"{kind}[{i}]: {exc}")
+        return None
+
+
+def _resolve(host: PluginHost, kind: str, i: int, comp: ComponentSpec, problems: list[str]) -> Iterable[Any]:
+    cls = _lookup(host, kind, i, comp, problems)
+    if cls is None:
+        return []
+    out = []
+    for values in comp.settings():
+        try:
+            out.append(cls(preset=comp.preset, **values))
+        except ParameterError as exc:
+            problems.append(f"{kind}[{i}] ({comp.name}): {exc}")
+    return out
+
+
+def _version(host: PluginHost, kind: str, name: str, class_version: str) -> str:
+    info = host.plugin_of(kind, name)
+    return f"{info.distribution or info.name}-{info.version or '0'}+{class_version}"

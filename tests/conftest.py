@@ -1,0 +1,57 @@
+"""Shared fixtures: a fresh plugin host per test, throw-away installed plugins, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from benchsuite.plugins import PluginHost, reset_host
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def fresh_host(monkeypatch):
+    """Every test starts from the environment's plugins, loaded anew, with no env overrides."""
+    monkeypatch.delenv("BENCHSUITE_PLUGINS", raising=False)
+    monkeypatch.delenv("BENCHSUITE_STRICT_PLUGINS", raising=False)
+    reset_host()
+    yield
+    reset_host()
+
+
+@pytest.fixture
+def install_plugin(tmp_path, monkeypatch):
+    """Install a throw-away plugin distribution: a module plus a dist-info with an entry point in
+    the ``benchsuite`` group, on ``sys.path`` (and ``PYTHONPATH`` for subprocesses)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+
+    def install(dist: str, module: str, source: str, entry_name: str | None = None, version: str = "1.0") -> None:
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+        info = site / f"{dist}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text(f"[benchsuite]\n{entry_name or module} = {module}\n")
+        sys.modules.pop(module, None)
+        reset_host()
+
+    return install
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``benchsuite ARGS`` in a subprocess, as a user types it."""
+    return subprocess.run(
+        [sys.executable, "-m", "benchsuite", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )

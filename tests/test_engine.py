@@ -1,0 +1,107 @@
+"""The training engine: determinism, memorisation bookkeeping, divergence and failure records."""
+
+import math
+
+import pytest
+import torch
+
+import benchsuite
+from benchsuite import LossMethod, LossOutput
+from benchsuite.engine import EpochStats, train
+from benchsuite.method import StepOutput
+from benchsuite.runner import execute_cell
+from benchsuite.spec import CellSpec
+from benchsuite.task import Batch, NoiseRecord, PreparedData, TensorTrainSource
+
+CPU = torch.device("cpu")
+
+
+def spec(seed=0, rate=0.4, epochs=3, method="cce", **kw):
+    return CellSpec(method, {}, "digits", {"width": 64, "depth": 2}, "symmetric", rate, seed, "t", "t", budget={"epochs": epochs}, **kw)
+
+
+def run(seed=0, rate=0.4, epochs=3, method=None):
+    task = benchsuite.load_task("digits", width=64)
+    return train(method or benchsuite.load_method("cce"), task, spec(seed, rate, epochs), CPU)
+
+
+def test_same_seed_gives_identical_metrics_and_another_seed_does_not():
+    a, b, c = run(seed=3), run(seed=3), run(seed=4)
+    strip = lambda rec: [{k: v for k, v in row.items() if k != "epoch_time"} for row in rec.curves]
+    assert strip(a) == strip(b)
+    assert strip(a) != strip(c)
+    assert a.info["noise"]["num_noisy"] == math.floor(0.4 * 1347)
+
+
+def test_every_epoch_records_test_fit_and_loss():
+    record = run(epochs=2)
+    assert record.status == "completed" and [r["epoch"] for r in record.curves] == [1, 2]
+    row = record.curves[-1]
+    for key in ("test_acc", "train_acc_noisy", "train_acc_true", "noisy_memorised", "noisy_corrected", "clean_fit", "loss", "lr"):
+        assert key in row and math.isfinite(row[key])
+    assert 0 <= row["noisy_memorised"] + row["noisy_corrected"] <= 1
+    assert record.info["noise"]["realised_rate"] == pytest.approx(0.4, abs=1e-3)
+
+
+def test_epoch_stats_match_a_hand_count():
+    noisy = torch.tensor([0, 1, 1, 2])
+    true = torch.tensor([0, 1, 2, 0])  # examples 2 and 3 are noisy
+    data = PreparedData(
+        train=TensorTrainSource(torch.zeros(4, 1), noisy, batch_size=4),
+        noisy_labels=noisy,
+        true_labels=true,
+        truth_known=torch.ones(4, dtype=torch.bool),
+        noise=NoiseRecord("symmetric", 0.5, 0, 0.5, 2),
+    )
+    stats = EpochStats(data, CPU)
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 2, 1, 0]), 3).float() * 10  # predictions 0, 2, 1, 0
+    weights = torch.tensor([1.0, 1.0, 2.0, 0.0])
+    stats.update(Batch(torch.zeros(4, 1), noisy, torch.arange(4)), StepOutput(torch.tensor(1.5), logits, weights))
+    row = stats.summary()
+    assert row["train_acc_noisy"] == 0.5  # examples 0 and 2 fit their (noisy) label
+    assert row["noisy_memorised"] == 0.5  # example 2 memorised its wrong label, 3 did not
+    assert row["noisy_corrected"] == 0.5  # example 3 predicted its true label
+    assert row["clean_fit"] == 0.5  # example 0 right, 1 wrong
+    assert row["loss"] == 1.5
+    p_y = torch.softmax(logits, 1).gather(1, noisy[:, None]).squeeze(1)
+    assert row["weight_focus"] == pytest.approx(float((weights * p_y).sum() / weights.sum()))
+    assert row["weight_var"] == pytest.approx(float((weights / weights.mean()).var(unbiased=False)))
+
+
+class ExplodesAtStep15(LossMethod):
+    name = "explodes"
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def compute(self, logits, targets):
+        self.calls += 1
+        loss = torch.nn.functional.cross_entropy(logits, targets)
+        return LossOutput(loss * float("inf") if self.calls >= 15 else loss)
+
+
+def test_a_non_finite_loss_is_recorded_as_diverged_with_its_epoch():
+    record = run(method=ExplodesAtStep15(), epochs=4)  # 10 steps per epoch: explodes in epoch 2
+    assert record.status == "diverged" and record.diverged_epoch == 2
+    assert "non-finite training loss" in record.error
+    assert [r["epoch"] for r in record.curves] == [1]  # the finished epoch is kept
+
+
+def test_a_run_that_raises_is_recorded_as_failed_with_its_traceback():
+    bad = spec(method="nosuchmethod")
+    record = execute_cell(bad, device="cpu")
+    assert record.status == "failed"
+    assert "UnknownNameError: unknown method 'nosuchmethod'" in record.error
+    assert "Traceback" in record.error and record.provenance["torch"] == torch.__version__
+
+
+def test_trusted_and_validation_splits_are_held_out_before_noise():
+    task = benchsuite.load_task("digits", width=16)
+    from benchsuite.task import PrepareRequest
+
+    data = task.prepare(PrepareRequest("symmetric", 0.4, 0, CPU, 64, trusted_per_class=5, val_fraction=0.2))
+    assert len(data.trusted.y) == 50 and torch.bincount(data.trusted.y).tolist() == [5] * 10
+    assert data.info["num_val"] == len(data.eval_data.val[1])
+    assert data.num_train == 1347 - 50 - data.info["num_val"]
+    assert data.noise.num_noisy == math.floor(0.4 * data.num_train)

@@ -1,0 +1,159 @@
+"""Plugin discovery through entry points: built-ins like third-party plugins, broken ones set aside."""
+
+import json
+import types
+
+import pytest
+
+import benchsuite
+from benchsuite.plugins import PluginHost, PluginLoadError, get_host
+from benchsuite.registry import UnknownNameError
+
+from conftest import run_cli
+
+GOOD = """
+import torch.nn.functional as F
+from benchsuite import LossMethod, LossOutput, hookimpl
+
+class Smooth(LossMethod):
+    name = "smooth_ce"
+    summary = "label-smoothed cross entropy"
+
+    def compute(self, logits, targets):
+        return LossOutput(F.cross_entropy(logits, targets, label_smoothing=0.1))
+
+@hookimpl
+def register_methods(register):
+    register(Smooth)
+"""
+
+
+def test_builtins_are_loaded_through_the_entry_point_group():
+    host = get_host()
+    assert host.plugins["cce"].distribution == "benchsuite"
+    assert host.plugins["digits"].tasks == ["digits"]
+    assert "cce" in benchsuite.list_methods() and "digits" in benchsuite.list_tasks()
+
+
+def test_a_third_party_plugin_is_discovered_and_usable(install_plugin):
+    install_plugin("throwaway-plugin", "throwaway_plugin", GOOD)
+    host = get_host()
+    assert host.plugins["throwaway_plugin"].distribution == "throwaway-plugin"
+    assert host.plugins["throwaway_plugin"].methods == ["smooth_ce"]
+    method = benchsuite.load_method("smooth_ce")
+    import torch
+
+    assert method.loss(torch.zeros(2, 3), torch.tensor([0, 1])).item() == pytest.approx(1.0986, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "source, error",
+    [
+        ("raise RuntimeError('boom at import')", "import of 'broken_plugin' failed: RuntimeError('boom at import')"),
+        (
+            "from benchsuite import hookimpl\n@hookimpl\ndef register_methods(register):\n    register(object)\n",
+            "register() expects a subclass of benchsuite.method.Method",
+        ),
+        (
+            "from benchsuite import hookimpl\n@hookimpl\ndef register_method(register):\n    pass\n",
+            "implements unknown hook 'register_method'",
+        ),
+        (
+            "from benchsuite import hookimpl\n@hookimpl\ndef register_methods(register, extra):\n    pass\n",
+            "invalid plugin",
+        ),
+        (
+            "from benchsuite import hookimpl\n@hookimpl\ndef register_methods(register):\n    raise ValueError('bad hook')\n",
+            "bad hook",
+        ),
+    ],
+    ids=["import-error", "not-a-method", "unknown-hook", "bad-signature", "hook-raises"],
+)
+def test_a_broken_plugin_is_set_aside_and_the_rest_works(install_plugin, source, error):
+    install_plugin("broken-plugin", "broken_plugin", source)
+    host = get_host()
+    assert "broken_plugin" in host.failed and "broken_plugin" not in host.plugins
+    assert error in host.failed["broken_plugin"].error
+    assert host.failed["broken_plugin"].distribution == "broken-plugin"
+    assert "cce" in benchsuite.list_methods()  # everything else keeps working
+
+
+def test_a_plugin_registering_one_invalid_class_registers_nothing(install_plugin):
+    install_plugin(
+        "half-plugin",
+        "half_plugin",
+        GOOD.replace("register(Smooth)", "register(Smooth)\n    register(int)"),
+    )
+    assert "smooth_ce" not in get_host().methods
+    assert "half_plugin" in get_host().failed
+
+
+def test_a_duplicate_name_does_not_shadow_the_builtin(install_plugin):
+    install_plugin("clash-plugin", "clash_plugin", GOOD.replace('"smooth_ce"', '"cce"'))
+    host = get_host()
+    assert host.methods.origin("cce") == "cce"
+    assert "already registered" in host.failed["clash_plugin"].error
+
+
+def test_strict_mode_turns_a_broken_plugin_into_an_error(install_plugin, monkeypatch):
+    install_plugin("broken-plugin", "broken_plugin", "raise ImportError('missing dependency')")
+    monkeypatch.setenv("BENCHSUITE_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginLoadError, match="plugin 'broken_plugin' failed to load"):
+        get_host()
+
+
+def test_benchsuite_plugins_restricts_loading(install_plugin, monkeypatch):
+    install_plugin("throwaway-plugin", "throwaway_plugin", GOOD)
+    monkeypatch.setenv("BENCHSUITE_PLUGINS", "digits,throwaway_plugin")
+    host = get_host()
+    assert sorted(host.plugins) == ["digits", "throwaway_plugin"]
+    assert benchsuite.list_methods() == ["smooth_ce"]
+
+
+def test_benchsuite_plugins_naming_a_missing_plugin_is_reported(monkeypatch):
+    monkeypatch.setenv("BENCHSUITE_PLUGINS", "cce,nosuch")
+    host = get_host()
+    assert "no such entry point is installed" in host.failed["nosuch"].error
+
+
+def test_plugins_command_lists_loaded_and_failed(install_plugin):
+    install_plugin("throwaway-plugin", "throwaway_plugin", GOOD)
+    install_plugin("broken-plugin", "broken_plugin", "raise RuntimeError('boom')")
+    result = run_cli("plugins", "--json")
+    assert result.returncode == 0, result.stderr
+    listing = json.loads(result.stdout)
+    loaded = {p["name"]: p for p in listing["loaded"]}
+    assert loaded["throwaway_plugin"]["methods"] == ["smooth_ce"]
+    assert loaded["throwaway_plugin"]["version"] == "1.0"
+    assert [f["name"] for f in listing["failed"]] == ["broken_plugin"]
+    text = run_cli("plugins").stdout
+    assert "Failed to load" in text and "broken_plugin" in text and "boom" in text
+
+
+def test_in_process_plugins_can_be_added_and_removed():
+    host = PluginHost()
+    host.load_entry_points()
+    module = types.ModuleType("inline")
+    exec(GOOD, module.__dict__)
+    assert host.add_plugin(module, "inline")
+    assert "smooth_ce" in host.methods
+    host.remove_plugin("inline")
+    with pytest.raises(UnknownNameError, match="unknown method 'smooth_ce'"):
+        host.method_class("smooth_ce")
+
+
+def test_unknown_names_list_close_matches():
+    with pytest.raises(UnknownNameError, match="unknown method 'ccee'; did you mean 'cce'"):
+        benchsuite.load_method("ccee")
+    with pytest.raises(UnknownNameError, match="unknown task 'digit'; did you mean 'digits'"):
+        benchsuite.load_task("digit")
+
+
+def test_methods_and_tasks_commands_describe_declarations():
+    methods = json.loads(run_cli("methods", "--json").stdout)
+    cce = next(m for m in methods if m["name"] == "cce")
+    assert cce["level"] == "loss" and cce["plugin"]["distribution"] == "benchsuite"
+    tasks = json.loads(run_cli("tasks", "--json").stdout)
+    digits = next(t for t in tasks if t["name"] == "digits")
+    assert digits["num_classes"] == 10 and digits["provides_trusted_set"] is True
+    assert digits["parameters"]["width"]["allowed"] == "int >= 1"
