@@ -5,6 +5,10 @@ SGD step. All methods train the same model on the same batch, interleaved: each 
 method once, in a fresh random order, so machine noise hits all of them alike; the printed ratio is
 the median over rounds of (method step time / CCE step time in that round). Target: <= 1.05.
 
+Step times on a shared machine are noisy, so it also times the method's own work alone — ``compute``
+and its backward on the batch's logits, interleaved the same way — and prints its excess over
+CCE's as a fraction of CCE's step: the overhead the step ratio estimates, without the model's noise.
+
     python benchmarks/method_overhead.py [--rounds 15] [--batch-size 128] [--threads N]
 """
 
@@ -46,6 +50,15 @@ def step_time(method: LossMethod, model: nn.Module, optimizer: torch.optim.Optim
     return time.perf_counter() - tic
 
 
+def loss_time(method: LossMethod, logits: torch.Tensor, y: torch.Tensor, repeats: int = 20) -> float:
+    """Mean time of ``compute`` plus its backward on fixed logits."""
+    tic = time.perf_counter()
+    for _ in range(repeats):
+        z = logits.detach().requires_grad_(True)
+        method.compute(z, y).loss.backward()
+    return (time.perf_counter() - tic) / repeats
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -73,15 +86,25 @@ def main() -> None:
         rng.shuffle(order)
         for name in order:
             times[name].append(step_time(methods[name], model, optimizer, x, y))
+    logits = model(x).detach()
+    loss_times: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(args.rounds):
+        rng.shuffle(order)
+        for name in order:
+            loss_times[name].append(loss_time(methods[name], logits, y))
     cce = times["cce"]
+    cce_step = statistics.median(cce)
+    cce_loss = statistics.median(loss_times["cce"])
     print(f"model: CIFAR CNN, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; "
           f"batch {args.batch_size}×3×32×32, {args.num_classes} classes; threads={args.threads}; rounds={args.rounds}")
-    print(f"CCE median step time: {statistics.median(cce) * 1e3:.1f} ms")
-    print(f"{'method':<16}{'median step (ms)':>18}{'ratio to CCE':>14}")
+    print(f"CCE median step time: {cce_step * 1e3:.1f} ms")
+    print(f"{'method':<16}{'median step (ms)':>18}{'ratio to CCE':>14}{'loss fwd+bwd (us)':>19}{'loss excess / CCE step':>24}")
     for name in sorted(methods):
         ratio = statistics.median(t / c for t, c in zip(times[name], cce))
+        loss = statistics.median(loss_times[name])
         flag = "" if ratio <= 1.05 else "  > 1.05"
-        print(f"{name:<16}{statistics.median(times[name]) * 1e3:>18.1f}{ratio:>14.3f}{flag}")
+        print(f"{name:<16}{statistics.median(times[name]) * 1e3:>18.1f}{ratio:>14.3f}{loss * 1e6:>19.0f}"
+              f"{(loss - cce_loss) / cce_step:>24.4%}{flag}")
 
 
 if __name__ == "__main__":
