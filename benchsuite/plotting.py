@@ -55,7 +55,8 @@ def plot_weight_curves(
             w = w / torch.trapezoid(w, p)
         ax.plot(p.numpy(), w.numpy(), label=method_id(method))
     ax.set_xlabel("$p_y$, probability of the labelled class")
-    ax.set_ylabel("emphasis density $w / \\int_0^1 w\\,dp$" if density else "weight $w$ = $\\|\\partial \\ell / \\partial z\\|_1$")
+    density_label = "emphasis density $w / \\int_0^1 w\\,dp$"
+    ax.set_ylabel(density_label if density else "weight $w$ = $\\|\\partial \\ell / \\partial z\\|_1$")
     ax.set_xlim(0, 1)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)

@@ -92,7 +92,8 @@ def cifar10_presets(table: str) -> dict[str, Preset]:
     presets = {
         "cifar10_clean": Preset(
             {"lam": 0.0, "beta": 2.0},
-            source="GR paper Table 2 (clean CIFAR-10, ResNet-20/56: λ = 0 with β fixed to 2); DM §4.1 (λ = 0 on clean data)",
+            source="GR paper Table 2 (clean CIFAR-10, ResNet-20/56: λ = 0 with β fixed to 2); "
+            "DM §4.1 (λ = 0 on clean data)",
         )
     }
     for rate, (lam, beta, final) in CIFAR10_SYMMETRIC.items():
@@ -143,7 +144,8 @@ class DM(DerivativeLoss):
 
     def family_params(self) -> dict[str, Any]:
         """The weight family and its parameters (subclasses fix some of them)."""
-        return {"family": self.family, "beta": self.beta, "lam": self.lam, "psi": self.psi, "alpha": self.alpha, "eta": self.eta}
+        names = ("family", "beta", "lam", "psi", "alpha", "eta")
+        return {name: self.config[name] for name in names}
 
     def log_weight(self, t: TargetProbs) -> torch.Tensor:
         return dm_log_weight(t, **self.family_params()) + log_saturation(t, self.eps)

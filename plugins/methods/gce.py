@@ -89,7 +89,10 @@ class GCETruncated(GCE):
     summary = "truncated L_q: examples with p_y <= k (on the best-on-validation checkpoint) are pruned"
     parameters = {
         "q": Q,
-        "k": Param(0.5, "truncation threshold on p_y: examples with p_y <= k are pruned", low=0.0, high=1.0, low_open=True, high_open=True),
+        "k": Param(
+            0.5, "truncation threshold on p_y: examples with p_y <= k are pruned",
+            low=0.0, high=1.0, low_open=True, high_open=True,
+        ),
         "val_fraction": Param(
             0.1, "clean validation split carved from the training set to select the pruning checkpoint",
             low=0.0, high=0.5, low_open=True,
@@ -143,8 +146,8 @@ class GCETruncated(GCE):
         if metrics["val_acc"] > self._best_val:
             self._best_val = metrics["val_acc"]
             self._best_model.load_state_dict(ctx.model.state_dict())
-        epoch = ctx.epoch
-        if epoch >= self._first_refresh and (epoch - self._first_refresh) % self._refresh_every == 0 and epoch < self._last_epoch:
+        since = ctx.epoch - self._first_refresh
+        if since >= 0 and since % self._refresh_every == 0 and ctx.epoch < self._last_epoch:
             self._refresh(ctx)
         return dict(self._diagnostics)
 

@@ -28,7 +28,8 @@ class GR(DM):
         "cifar100_sym40": Preset({"lam": 0.4, "beta": 6.0}, source=f"{_CIFAR100}, tuned on validation, r = 40%; Table 12)"),
         "cifar100_sym60": Preset({"lam": 0.5, "beta": 8.0}, source=f"{_CIFAR100}, tuned on validation, r = 60%; Table 12)"),
         "clothing1m": Preset(
-            {"lam": 1.0, "beta": 16.0}, source="GR paper §4.3 (Clothing1M, ResNet-50: λ = 1, β = 16, as for r = 40% in Table 3)"
+            {"lam": 1.0, "beta": 16.0},
+            source="GR paper §4.3 (Clothing1M, ResNet-50: λ = 1, β = 16, as for r = 40% in Table 3)",
         ),
     }
 

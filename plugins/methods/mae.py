@@ -26,7 +26,9 @@ class MAE(TargetProbLoss):
     name = "mae"
     summary = "mean absolute error scale·(1 − p_y) (scale 2: ‖p − e_y‖₁), mean over the batch"
     parameters = {
-        "scale": Param(1.0, "loss = scale·(1 − p_y); 1: DM/APL reduced form, 2: the L1 form ‖p − e_y‖₁", low=0.0, low_open=True),
+        "scale": Param(
+            1.0, "loss = scale·(1 − p_y); 1: DM/APL reduced form, 2: the L1 form ‖p − e_y‖₁", low=0.0, low_open=True
+        ),
     }
     presets = {
         "l1": Preset(
