@@ -108,13 +108,13 @@ def _reduction_scale(method: "LossMethod", example_gradient: "torch.Tensor") -> 
     raise AssertionError(f"{method.name}.batch_reduction = {reduction!r}; declare 'mean', 'sum' or 'weight_sum'")
 
 
-def _batch(num_classes: int, n: int, seed: int, dtype: "torch.dtype") -> tuple["torch.Tensor", "torch.Tensor"]:
+def _batch(num_classes: int, n: int, seed: int) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """Seeded float64 logits (spread like a trained network's) and targets."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
     logits = 2.0 * torch.randn(n, num_classes, generator=g, dtype=torch.float64)
-    targets = torch.randint(0, num_classes, (n,), generator=g)
-    return logits.to(dtype), targets
+    return logits, torch.randint(0, num_classes, (n,), generator=g)
 
 
 def _grad(method: "LossMethod", logits: "torch.Tensor", targets: "torch.Tensor") -> tuple["torch.Tensor", Any]:
@@ -207,7 +207,7 @@ def check_gradient(method: "Method") -> None:
     _loss_method(method)
     for instance in _instances(method):
         for num_classes, seed in ((2, 0), (5, 1), (10, 2)):
-            logits, targets = _batch(num_classes, 9, seed, torch.float64)
+            logits, targets = _batch(num_classes, 9, seed)
             before = logits.clone()
             gradient, _ = _grad(instance, logits, targets)
             declared = _declared_gradient(instance, logits, targets)
@@ -227,7 +227,7 @@ def check_weights(method: "Method") -> None:
 
     _loss_method(method)
     for instance in _instances(method):
-        logits, targets = _batch(10, 9, 3, torch.float64)
+        logits, targets = _batch(10, 9, 3)
         _, out = _grad(instance, logits, targets)
         if out.weights is None:
             pytest.skip(f"{instance.name} reports no per-example weights")
@@ -249,7 +249,7 @@ def check_batch_behaviour(method: "Method") -> None:
     import torch
 
     method = _loss_method(method)
-    logits, targets = _batch(10, 8, 4, torch.float64)
+    logits, targets = _batch(10, 8, 4)
     gradient, out = _grad(method, logits, targets)
     perm = torch.randperm(len(targets), generator=torch.Generator().manual_seed(5))
     permuted, _ = _grad(method, logits[perm], targets[perm])
