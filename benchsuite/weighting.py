@@ -67,10 +67,14 @@ class TargetProbs:
         )
 
 
+def upcast(logits: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits as float32 (losses are computed in at least float32)."""
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
 def target_probs(logits: torch.Tensor, targets: torch.Tensor) -> TargetProbs:
     """``log p_y`` and ``log(1 − p_y)`` of ``logits`` (N, C ≥ 2); half precision is upcast."""
-    if logits.dtype in (torch.float16, torch.bfloat16):
-        logits = logits.float()
+    logits = upcast(logits)
     if logits.dim() != 2 or logits.shape[1] < 2:
         raise ValueError(f"expected logits of shape (N, C) with C >= 2, got {tuple(logits.shape)}")
     mask = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, targets[:, None], True)

@@ -3,6 +3,7 @@ presets, and the weight-curve figure."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -17,8 +18,9 @@ from benchsuite.weighting import logits_for_target_prob, target_probs, weight_cu
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
+@functools.lru_cache(maxsize=1)
 def gauss_legendre_unit(n: int = 400) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nodes and weights of n-point Gauss–Legendre quadrature on (0, 1)."""
+    """Nodes and weights of n-point Gauss–Legendre quadrature on (0, 1) (an eigenproblem: cached)."""
     x, w = np.polynomial.legendre.leggauss(n)
     return torch.from_numpy((x + 1) / 2), torch.from_numpy(w / 2)
 

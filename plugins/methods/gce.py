@@ -11,8 +11,9 @@ From ``prune_start`` of the training on, every ``prune_every`` of it, v_i is ref
 [p_y > k] over the whole training set with the checkpoint that was best on a clean validation
 split so far (the paper's protocol; the popular unofficial code selects on the test set, which we
 never do). Pruning must start once the model fits: if the best checkpoint has p_y <= k everywhere,
-every example is pruned and training stops for good (the per-epoch ``pruned`` fraction shows it;
-on ``digits`` at 40% noise that happens when pruning starts before epoch ~10).
+every example is pruned and training stops for good (the per-epoch ``pruned`` fraction shows it:
+on ``digits`` at 40% noise a first refresh after epoch 5 or 8 pruned 99–100% of the examples,
+after epoch 10 70%, after epoch 15 45%, 87% of them noisy).
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def _schedule_source(dataset: str, start: int, epochs: int) -> str:
 
 
 class GCETruncated(GCE):
-    """Truncated L_q with validation-selected pruning. Needs ``batch.index``: a step-level method."""
+    """Truncated L_q with validation-selected pruning: a loss method with its own ``train_step``,
+    which looks up each example's 0/1 weight by ``batch.index``."""
 
     name = "gce_truncated"
     summary = "truncated L_q: examples with p_y <= k (on the best-on-validation checkpoint) are pruned"
