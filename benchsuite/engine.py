@@ -61,7 +61,7 @@ class TrainContext:
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    scheduler: Any  # anything with step(), or None for a constant rate
     device: torch.device
     data: PreparedData
     recipe: Recipe

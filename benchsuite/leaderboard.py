@@ -134,8 +134,6 @@ def render(runs: pd.DataFrame, command: str = "benchsuite leaderboard", tasks: l
     out = ["# benchsuite leaderboard", "", GENERATED, ""]
     if runs.empty:
         return "\n".join(out + ["No runs stored yet: `benchsuite run` fills the database.", ""])
-    runs = runs.copy()
-    runs["label"] = _row_labels(runs)
     out += _provenance(runs, command)
     out += [
         "",
@@ -147,6 +145,7 @@ def render(runs: pd.DataFrame, command: str = "benchsuite leaderboard", tasks: l
         "column. Avg rank = mean of the per-column ranks (1 = best, ties share the mean rank). r = noise rate.",
     ]
     for (task, kind), group in runs.groupby(["task", "noise_kind"], sort=True):
+        group = group.assign(label=_row_labels(group))
         info = next((json.loads(i) for i in group["info"] if json.loads(i).get("task_metrics")), {})
         metrics: dict[str, Any] = info.get("task_metrics", {})
         table_metrics = info.get("leaderboard_metrics") or [m for m in metrics if m.startswith("test_")][:1]

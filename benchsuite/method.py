@@ -77,8 +77,9 @@ class Method(Configurable, abc.ABC):
 
     def configure_optimizer(
         self, model: nn.Module, recipe: "Recipe", total_steps: int
-    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
-        """Optimiser and per-step scheduler (``None``: constant rate); the default follows the recipe."""
+    ) -> tuple[torch.optim.Optimizer, Any]:
+        """Optimiser and per-step schedule (any object with ``step()``, e.g. a torch LR scheduler;
+        ``None``: constant rate); the default follows the recipe."""
         params = [p for p in model.parameters() if p.requires_grad]
         if recipe.optimizer == "sgd":
             optimizer: torch.optim.Optimizer = torch.optim.SGD(
@@ -92,8 +93,9 @@ class Method(Configurable, abc.ABC):
             optimizer = torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
         if recipe.schedule == "constant":
             return optimizer, None
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: recipe.lr_factor(step, total_steps))
-        return optimizer, scheduler
+        from .task import RecipeSchedule
+
+        return optimizer, RecipeSchedule(optimizer, recipe, total_steps)
 
     def start(self, ctx: "TrainContext") -> None:
         """Called once before the first step (allocate state, e.g. an EMA copy of the model)."""

@@ -77,7 +77,7 @@ class Recipe:
         return math.ceil(self.total_steps(steps_per_epoch) / steps_per_epoch)
 
     def lr_factor(self, step: int, total_steps: int) -> float:
-        """Multiplier of the base learning rate at ``step`` (0-based), for ``LambdaLR``."""
+        """Multiplier of the base learning rate at ``step`` (0-based)."""
         if self.schedule == "constant":
             return 1.0
         if self.schedule == "multistep":
@@ -88,6 +88,25 @@ class Recipe:
         if self.schedule == "inv":  # Caffe's "inv" policy
             return (1.0 + self.inv_gamma * step) ** (-self.inv_power)
         raise ValueError(f"unknown schedule {self.schedule!r}")
+
+
+class RecipeSchedule:
+    """Per-step learning rate: base rate × ``recipe.lr_factor(step)`` for every parameter group.
+
+    A few lines instead of ``LambdaLR``, whose bookkeeping costs ~250 µs a step: a third of a
+    training step of the small digits and text models. Any object with ``step()`` can be a schedule.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, recipe: Recipe, total_steps: int) -> None:
+        self.optimizer, self.recipe, self.total_steps = optimizer, recipe, total_steps
+        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
+        self.steps = 0
+
+    def step(self) -> None:
+        self.steps += 1
+        factor = self.recipe.lr_factor(self.steps, self.total_steps)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * factor
 
 
 @dataclass

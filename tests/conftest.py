@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+
+# Tiny models on a 2-core machine, often with a second process (a CLI subprocess, a concurrent
+# driver) running beside the test: one thread per process avoids oversubscription, which was
+# measured to make small models 5-20x slower. Set before torch is imported; subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 import subprocess
 import sys
 import textwrap

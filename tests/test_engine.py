@@ -105,3 +105,22 @@ def test_trusted_and_validation_splits_are_held_out_before_noise():
     assert data.info["num_val"] == len(data.eval_data.val[1])
     assert data.num_train == 1347 - 50 - data.info["num_val"]
     assert data.noise.num_noisy == math.floor(0.4 * data.num_train)
+
+
+def test_recipe_schedules_set_the_rate_of_every_step():
+    from benchsuite.task import Recipe, RecipeSchedule
+
+    def rates(recipe, total=8):
+        optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=recipe.lr)
+        schedule, out = RecipeSchedule(optimizer, recipe, total), []
+        for _ in range(total):
+            out.append(optimizer.param_groups[0]["lr"])
+            schedule.step()
+        return out
+
+    multistep = Recipe(epochs=1, batch_size=1, lr=0.1, schedule="multistep", milestones=(0.5, 0.75))
+    assert rates(multistep) == pytest.approx([0.1] * 4 + [0.01] * 2 + [0.001] * 2)
+    inv = Recipe(epochs=1, batch_size=1, lr=0.01, schedule="inv", inv_gamma=1e-5, inv_power=0.75)
+    assert rates(inv, 3) == pytest.approx([0.01 * (1 + 1e-5 * t) ** -0.75 for t in range(3)])
+    cosine = Recipe(epochs=1, batch_size=1, lr=1.0, schedule="cosine")
+    assert rates(cosine, 4) == pytest.approx([1.0, 0.853553, 0.5, 0.146447], abs=1e-6)

@@ -96,3 +96,14 @@ def test_task_parameters_that_vary_label_the_rows(tmp_path):
             store.save(rec)
     text = render(to_dataframe(path))
     assert "| cce [width=16] |" in text and "| cce [width=256] |" in text
+
+
+def test_row_labels_only_name_what_varies_within_their_own_table(tmp_path):
+    path = tmp_path / "two.sqlite"
+    with ResultStore(path) as store:
+        for task, params in (("digits", {"width": 256}), ("other", {"arch": "resnet50"})):
+            rec = make_record("cce", {}, 0.4, 0, [0.5, 0.6])
+            rec.spec = CellSpec("cce", {}, task, params, "symmetric", 0.4, 0, "v", "v")
+            store.save(rec)
+    text = render(to_dataframe(path))
+    assert text.count("| cce |") == 4 * 2 and "[" not in text.split("## digits")[1]

@@ -1,0 +1,496 @@
+"""clothing1m: 14 clothing classes with real, unknown label noise (Xiao et al. 2015).
+
+Reads the official release under ``root``: ``category_names_eng.txt``, ``noisy_label_kv.txt``,
+``clean_label_kv.txt``, ``noisy_train_key_list.txt``, ``clean_train_key_list.txt``,
+``clean_val_key_list.txt``, ``clean_test_key_list.txt`` and the ``images/`` tree. Every line is
+split on whitespace only (file names contain commas); keys are resolved relative to the root, with
+or without their leading ``images/`` (copies that keep the image folders directly under the root,
+as DivideMix expects, work too).
+
+* Training: the 1M noisy training images with their noisy labels. The noise is real, so there is
+  no synthetic noise (noise kind ``none``) and the noise mask is unknown — except where an image
+  of the noisy training set also has a clean label in ``clean_label_kv.txt``: there the clean
+  label is the truth (``truth_known``), the memorisation metrics are measured on that overlap
+  only, and the noise rate realised on the overlap is recorded.
+* Each epoch trains on a fresh, seeded, class-balanced subset of ``samples_per_epoch`` images
+  (DivideMix's rule, the usual PyTorch rendering of Tanaka et al.'s pseudo-balanced sampling:
+  shuffle the noisy set, walk it, accept an image while its noisy class has fewer than N/14
+  accepted and fewer than N are accepted in total; shuffle the result).
+* ``val_acc`` on the clean validation set (for selecting epochs and hyper-parameters) and
+  ``test_acc`` on the clean test set, every epoch.
+* The clean training subset (clean labels) is offered as the trusted set of methods that need
+  one (IEG): ``trusted_per_class`` images of every class, drawn with the run's seed; the noisy
+  training set is left whole.
+* Images are decoded, resized, cropped and flipped in DataLoader workers, as uint8; the model's
+  first layer scales and normalises them on the device (ImageNet statistics, those of the
+  pretrained weights). Each image's crop and flip come from a seed drawn for it from the run's
+  generator, so results do not depend on ``num_workers``.
+* Model and recipe of the DM paper (§4.2.3, following Tanaka et al. 2018): ImageNet-pretrained
+  ResNet-50 from torchvision (weights read from disk, never downloaded), resize to 256×256,
+  random 224 crop and horizontal flip; SGD momentum 0.9, weight decay 2e-5, lr 0.01 divided by
+  10 at 10k and 15k of 20k iterations. The paper does not state the batch size; 64 is the one
+  its authors' GR paper uses for the same Clothing1M setting.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from benchsuite import Metric, Param, PreparedData, Preset, Recipe, Task, hookimpl
+from benchsuite.models.pretrained import torchvision_backbone
+from benchsuite.task import Batch, NoiseRecord, PrepareRequest, draw_trusted
+
+NUM_CLASSES = 14
+CLASS_NAMES = "category_names_eng.txt"
+NOISY_KV = "noisy_label_kv.txt"
+CLEAN_KV = "clean_label_kv.txt"
+KEY_LISTS = {
+    "noisy_train": "noisy_train_key_list.txt",
+    "clean_train": "clean_train_key_list.txt",
+    "clean_val": "clean_val_key_list.txt",
+    "clean_test": "clean_test_key_list.txt",
+}
+RELEASE_FILES = (CLASS_NAMES, NOISY_KV, CLEAN_KV, *KEY_LISTS.values())
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_PREFIX = "images/"
+
+
+def _strip(key: str) -> str:
+    return key[len(_PREFIX) :] if key.startswith(_PREFIX) else key
+
+
+def read_kv(path: Path) -> dict[str, int]:
+    """``key label`` lines → {key without ``images/``: label}, checked."""
+    labels: dict[str, int] = {}
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 2 or not fields[1].isdigit() or int(fields[1]) >= NUM_CLASSES:
+                raise ValueError(f"{path}:{line_no}: expected '<image key> <label 0-13>', got {line.strip()!r}")
+            labels[_strip(fields[0])] = int(fields[1])
+    return labels
+
+
+def read_keys(path: Path) -> list[str]:
+    """One key per line (whitespace-trimmed; commas are part of file names) → keys without ``images/``."""
+    with open(path, encoding="utf-8") as handle:
+        keys = [_strip(line.strip()) for line in handle if line.strip()]
+    if not keys:
+        raise ValueError(f"{path} lists no image keys")
+    return keys
+
+
+@dataclass
+class Release:
+    """The parsed release: where the images are, class names, and each split's keys and labels."""
+
+    image_dir: Path
+    class_names: list[str]
+    keys: dict[str, list[str]]
+    labels: dict[str, np.ndarray]
+    #: Clean label of each noisy training image where the release has one, else -1.
+    noisy_train_truth: np.ndarray
+
+
+@lru_cache(maxsize=2)
+def load_release(root: str) -> Release:
+    """Parse and check the release under ``root`` (once per process)."""
+    base = Path(root)
+    missing = [name for name in RELEASE_FILES if not (base / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{base} is not a Clothing1M release: missing {', '.join(missing)}. Expected the official layout: "
+            f"{', '.join(RELEASE_FILES)} and the images/ tree, all in the folder passed as root."
+        )
+    class_names = [line.strip() for line in (base / CLASS_NAMES).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(class_names) != NUM_CLASSES:
+        raise ValueError(f"{base / CLASS_NAMES} names {len(class_names)} classes, expected {NUM_CLASSES}")
+    noisy_kv, clean_kv = read_kv(base / NOISY_KV), read_kv(base / CLEAN_KV)
+    keys = {split: read_keys(base / name) for split, name in KEY_LISTS.items()}
+    labels: dict[str, np.ndarray] = {}
+    for split, split_keys in keys.items():
+        kv, kv_name = (noisy_kv, NOISY_KV) if split == "noisy_train" else (clean_kv, CLEAN_KV)
+        absent = [k for k in split_keys if k not in kv]
+        if absent:
+            raise ValueError(f"{len(absent)} keys of {KEY_LISTS[split]} have no label in {kv_name}, e.g. {absent[0]!r}")
+        labels[split] = np.fromiter((kv[k] for k in split_keys), dtype=np.int64, count=len(split_keys))
+    truth = np.fromiter((clean_kv.get(k, -1) for k in keys["noisy_train"]), dtype=np.int64, count=len(keys["noisy_train"]))
+    return Release(_image_dir(base, keys), class_names, keys, labels, truth)
+
+
+def _image_dir(base: Path, keys: dict[str, list[str]]) -> Path:
+    """``root/images`` or ``root``: whichever holds the first image of every list."""
+    for candidate in (base / "images", base):
+        if all((candidate / split_keys[0]).is_file() for split_keys in keys.values()):
+            return candidate
+    first = keys["noisy_train"][0]
+    raise FileNotFoundError(
+        f"Clothing1M images not found: the first key of {KEY_LISTS['noisy_train']} should be at "
+        f"{base / 'images' / first} (or {base / first}); check that images/ was unpacked under {base}"
+    )
+
+
+def class_balanced_subset(labels: np.ndarray, size: int, num_classes: int, rng: np.random.Generator) -> np.ndarray:
+    """DivideMix's per-epoch subset, vectorised: walk a random permutation, accept an example while
+    its class has fewer than ``size / num_classes`` accepted and fewer than ``size`` are accepted in
+    total; return the accepted indices in a fresh random order."""
+    order = rng.permutation(len(labels))
+    ordered = labels[order]
+    counts = np.bincount(ordered, minlength=num_classes)
+    by_class = np.argsort(ordered, kind="stable")  # positions grouped by class, in walk order
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[by_class] = np.arange(len(order)) - np.repeat(np.cumsum(counts) - counts, counts)
+    accepted = order[rank < size / num_classes][:size]
+    return accepted[rng.permutation(len(accepted))]
+
+
+def balanced_subset_size(labels: np.ndarray, size: int, num_classes: int) -> int:
+    """How many examples ``class_balanced_subset`` returns (it does not depend on the draw)."""
+    per_class_cap = math.ceil(size / num_classes)
+    return min(size, int(np.minimum(np.bincount(labels, minlength=num_classes), per_class_cap).sum()))
+
+
+class ImageFiles(Dataset):
+    """Decodes ``image_dir/key`` to a uint8 tensor (3, crop, crop).
+
+    An item is ``index`` (evaluation: resize, centre crop) or ``(index, seed)`` (training: resize,
+    random crop and horizontal flip drawn from ``seed``). Returns ``(image, index)``.
+    """
+
+    def __init__(self, image_dir: Path, keys: Sequence[str], resize: int, crop: int) -> None:
+        self.image_dir = str(image_dir)
+        self.keys = keys
+        self.resize, self.crop = resize, crop
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        index, seed = (item, None) if isinstance(item, int) else item
+        path = f"{self.image_dir}/{self.keys[index]}"
+        try:
+            with Image.open(path) as img:
+                img.draft("RGB", (self.resize, self.resize))  # JPEG: decode at reduced scale when large
+                img = img.convert("RGB").resize((self.resize, self.resize), Image.BILINEAR)
+        except (OSError, ValueError) as exc:
+            raise OSError(f"cannot read Clothing1M image {path}: {exc}") from exc
+        pixels = np.asarray(img)
+        margin = self.resize - self.crop
+        if seed is None:
+            top = left = margin // 2
+            flip = False
+        else:
+            rng = np.random.default_rng(seed)
+            top, left = rng.integers(0, margin + 1, size=2)
+            flip = bool(rng.random() < 0.5)
+        pixels = pixels[top : top + self.crop, left : left + self.crop]
+        if flip:
+            pixels = pixels[:, ::-1]
+        return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1))), index
+
+
+class _Items(torch.utils.data.Sampler):
+    """A sampler whose items are replaced every epoch (it lives in the main process, so this works
+    with persistent workers)."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def _loader(dataset: Dataset, sampler: Any, batch_size: int, num_workers: int, device: torch.device, persistent: bool) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=persistent and num_workers > 0,
+        # the loader draws its worker base seed from this generator, not torch's global one
+        generator=torch.Generator().manual_seed(0),
+    )
+
+
+class ImageTrainSource:
+    """Training images read by a DataLoader, decoded in workers, batches moved to ``device``.
+
+    ``subset_size``: train each epoch on a fresh class-balanced subset of that many images (the
+    epoch's draw comes from the engine's generator); ``None``: every image, reshuffled.
+    """
+
+    def __init__(
+        self,
+        dataset: ImageFiles,
+        labels: np.ndarray,
+        batch_size: int,
+        device: torch.device,
+        num_workers: int,
+        subset_size: int | None = None,
+        drop_last: bool = True,
+    ) -> None:
+        self.dataset = dataset
+        self.labels = labels
+        self.y = torch.as_tensor(labels, dtype=torch.long, device=device)
+        self.device = device
+        self.num_workers = num_workers
+        self.subset_size = subset_size
+        per_epoch = len(labels) if subset_size is None else balanced_subset_size(labels, subset_size, NUM_CLASSES)
+        self.batch_size = min(batch_size, per_epoch)
+        self.num_batches = per_epoch // self.batch_size if drop_last else math.ceil(per_epoch / self.batch_size)
+        self._sampler = _Items()
+        self._train_loader: DataLoader | None = None
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def batches(self, generator: torch.Generator) -> Iterator[Batch]:
+        epoch_seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item())
+        rng = np.random.default_rng(epoch_seed)
+        if self.subset_size is None:
+            order = rng.permutation(len(self.labels))
+        else:
+            order = class_balanced_subset(self.labels, self.subset_size, NUM_CLASSES, rng)
+        order = order[: self.num_batches * self.batch_size]
+        seeds = rng.integers(0, 2**63, size=len(order))
+        self._sampler.items = list(zip(order.tolist(), seeds.tolist()))
+        if self._train_loader is None:
+            self._train_loader = _loader(self.dataset, self._sampler, self.batch_size, self.num_workers, self.device, True)
+        for images, index in self._train_loader:
+            index = index.to(self.device, non_blocking=True)
+            yield Batch(x=images.to(self.device, non_blocking=True), y=self.y[index], index=index)
+
+    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
+        loader = _loader(self.dataset, range(len(self.labels)), batch_size, self.num_workers, self.device, False)
+        for images, index in loader:
+            index = index.to(self.device, non_blocking=True)
+            yield Batch(x=images.to(self.device, non_blocking=True), y=self.y[index], index=index)
+
+
+@dataclass
+class ClothingEval:
+    """The clean validation and test sets, read on demand."""
+
+    val: ImageFiles
+    val_labels: torch.Tensor
+    test: ImageFiles
+    test_labels: torch.Tensor
+    batch_size: int
+    num_workers: int
+
+
+class ImageNormalize(nn.Module):
+    """uint8 images → floats in [0, 1] → normalised per channel (done on the device)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255)
+        return (x - self.mean) / self.std
+
+
+def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
+    """Swap the last linear layer of a torchvision classifier (``fc``, ``classifier``, ``heads``,
+    ``head``) for a fresh one with ``num_classes`` outputs."""
+    for attr in ("fc", "classifier", "heads", "head"):
+        head = getattr(model, attr, None)
+        if isinstance(head, nn.Linear):
+            setattr(model, attr, nn.Linear(head.in_features, num_classes))
+            return model
+        if isinstance(head, nn.Sequential) and isinstance(head[-1], nn.Linear):
+            head[-1] = nn.Linear(head[-1].in_features, num_classes)
+            return model
+    raise ValueError(f"cannot find the classification head of {type(model).__name__} (looked for fc, classifier, heads, head)")
+
+
+class Clothing1M(Task):
+    name = "clothing1m"
+    summary = "Clothing1M: 1M web images of 14 clothing classes with real label noise, ResNet-50 (DM recipe)"
+    num_classes = NUM_CLASSES
+    input_kind = "image"
+    provides_trusted_set = True
+    noise_kinds = ("none",)
+    default_noise = ("none", (0.0,))
+    metrics = {
+        "test_acc": Metric("top-1 accuracy on the 10,526 clean test images"),
+        "val_acc": Metric("top-1 accuracy on the 14,313 clean validation images (for model selection)"),
+    }
+    primary_metric = "test_acc"
+    leaderboard_metrics = ("test_acc", "val_acc")
+    parameters = {
+        "root": Param(
+            None,
+            "the Clothing1M release folder (the seven .txt files and images/)",
+            type=str,
+            nullable=True,
+            identity=False,
+        ),
+        "arch": Param("resnet50", "torchvision classification architecture"),
+        "weights": Param(
+            "imagenet",
+            "'imagenet' (torchvision's weights from the torch hub cache), a state-dict path, or 'random'",
+        ),
+        "resize": Param(256, "images are resized to resize × resize pixels", low=8),
+        "crop": Param(224, "side of the (random when training, central when testing) square crop", low=8),
+        "samples_per_epoch": Param(64_000, "size N of each epoch's class-balanced subset of the noisy set", low=NUM_CLASSES),
+        "num_workers": Param(4, "DataLoader worker processes decoding images", low=0, identity=False),
+    }
+    presets = {
+        "dm": Preset(
+            {"arch": "resnet50", "weights": "imagenet", "resize": 256, "crop": 224, "samples_per_epoch": 64_000},
+            "DM §4.2.3 (following Tanaka et al. 2018); per-epoch subset as DivideMix",
+            "ImageNet-pretrained ResNet-50, 256×256 resize, random 224 crop + flip; the recipe is the task's",
+        )
+    }
+
+    def release(self) -> Release:
+        if self.root is None:
+            raise FileNotFoundError(
+                "clothing1m needs the Clothing1M release (obtained from its authors): pass the folder holding "
+                f"{', '.join(RELEASE_FILES)} and images/, e.g. -t \"clothing1m{{root = '/data/clothing1m'}}\""
+            )
+        return load_release(str(Path(self.root).expanduser().resolve()))
+
+    def prepare(self, request: PrepareRequest) -> PreparedData:
+        if request.noise_kind != "none":
+            raise ValueError(
+                f"clothing1m carries real label noise; synthetic {request.noise_kind!r} noise does not apply: "
+                "run it with noise kind 'none'"
+            )
+        if self.crop > self.resize:
+            raise ValueError(f"clothing1m: crop = {self.crop} is larger than resize = {self.resize}")
+        release = self.release()
+        device = request.device
+        noisy = release.labels["noisy_train"]
+        truth = release.noisy_train_truth
+        known = truth >= 0
+        overlap_noisy = int((noisy[known] != truth[known]).sum())
+
+        def files(split: str) -> ImageFiles:
+            return ImageFiles(release.image_dir, release.keys[split], self.resize, self.crop)
+
+        trusted = None
+        info: dict[str, Any] = {
+            "image_dir": str(release.image_dir),
+            "num_noisy_train": len(noisy),
+            "num_clean_train": len(release.keys["clean_train"]),
+            "num_val": len(release.keys["clean_val"]),
+            "num_test": len(release.keys["clean_test"]),
+            "num_truth_known": int(known.sum()),
+            "truth_known": "noisy training images that also have a clean label in clean_label_kv.txt",
+            "samples_per_epoch": self.samples_per_epoch,
+            "per_class_cap": self.samples_per_epoch / NUM_CLASSES,
+            "normalisation": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD},
+        }
+        if request.trusted_per_class > 0:
+            clean_labels = release.labels["clean_train"]
+            picked = draw_trusted(clean_labels, NUM_CLASSES, request.trusted_per_class, request.seed)
+            trusted = ImageTrainSource(
+                ImageFiles(release.image_dir, [release.keys["clean_train"][i] for i in picked], self.resize, self.crop),
+                clean_labels[picked],
+                batch_size=request.batch_size,
+                device=device,
+                num_workers=self.num_workers,
+                drop_last=False,
+            )
+            info["trusted_indices"] = picked.tolist()  # into clean_train_key_list.txt
+        return PreparedData(
+            train=ImageTrainSource(
+                files("noisy_train"),
+                noisy,
+                batch_size=request.batch_size,
+                device=device,
+                num_workers=self.num_workers,
+                subset_size=self.samples_per_epoch,
+            ),
+            noisy_labels=torch.as_tensor(noisy),
+            # where the truth is unknown this repeats the noisy label; truth_known masks it out
+            true_labels=torch.as_tensor(np.where(known, truth, noisy)),
+            truth_known=torch.as_tensor(known),
+            noise=NoiseRecord(
+                kind="none",
+                rate=0.0,
+                seed=request.seed,
+                realised_rate=overlap_noisy / max(int(known.sum()), 1),  # measured on the overlap only
+                num_noisy=overlap_noisy,
+                params={"source": "real (Clothing1M); rate measured where a clean label is known"},
+            ),
+            trusted=trusted,
+            info=info,
+            eval_data=ClothingEval(
+                val=files("clean_val"),
+                val_labels=torch.as_tensor(release.labels["clean_val"], device=device),
+                test=files("clean_test"),
+                test_labels=torch.as_tensor(release.labels["clean_test"], device=device),
+                batch_size=self.recipe().eval_batch_size,
+                num_workers=self.num_workers,
+            ),
+        )
+
+    def build_model(self) -> nn.Module:
+        weights = None if self.weights == "random" else self.weights
+        backbone = replace_head(torchvision_backbone(self.arch, weights), NUM_CLASSES)
+        return nn.Sequential(ImageNormalize(IMAGENET_MEAN, IMAGENET_STD), backbone)
+
+    def recipe(self) -> Recipe:
+        return Recipe(
+            epochs=20,  # 20 × (64,000 / 64) = 20,000 iterations; ``iterations`` rules
+            iterations=20_000,
+            batch_size=64,
+            lr=0.01,
+            momentum=0.9,
+            weight_decay=2e-5,
+            schedule="multistep",
+            milestones=(0.5, 0.75),
+            gamma=0.1,
+            eval_batch_size=256,
+        )
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, data: PreparedData, device: torch.device) -> dict[str, float]:
+        splits: ClothingEval = data.eval_data
+        was_training = model.training
+        model.eval()
+        try:
+            return {
+                "val_acc": _accuracy(model, splits.val, splits.val_labels, splits, device),
+                "test_acc": _accuracy(model, splits.test, splits.test_labels, splits, device),
+            }
+        finally:
+            model.train(was_training)
+
+
+def _accuracy(model: nn.Module, files: ImageFiles, labels: torch.Tensor, splits: ClothingEval, device: torch.device) -> float:
+    loader = _loader(files, range(len(files)), splits.batch_size, splits.num_workers, device, False)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    for images, index in loader:
+        predicted = model(images.to(device, non_blocking=True)).argmax(1)
+        correct += (predicted == labels[index.to(device)]).sum()
+    return correct.item() / len(files)
+
+
+@hookimpl
+def register_tasks(register):
+    register(Clothing1M)
