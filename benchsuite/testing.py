@@ -23,8 +23,7 @@ class (default parameters) or as instances. What is checked:
 * loss, gradient and weights are finite for extreme logits (±1e4 apart) in float32 and bfloat16.
 
 The fixture ``benchsuite_host`` gives a fresh plugin host, installed as the process-wide one for
-the test, to register a plugin with ``add_plugin`` and load its methods by name; ``torch_one_thread``
-runs a test on one torch thread (tiny tensors: measured 20–100× faster on a loaded 2-core machine).
+the test, to register a plugin with ``add_plugin`` and load its methods by name.
 
 Kept import-light: pytest loads this module in every session of an environment where benchsuite
 is installed, so torch is imported inside the functions only.
@@ -33,7 +32,7 @@ is installed, so torch is imported inside the functions only.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import pytest
 
@@ -352,14 +351,3 @@ def benchsuite_host(monkeypatch: pytest.MonkeyPatch) -> "PluginHost":
     monkeypatch.setattr(plugins, "_host", host)
     return host
 
-
-@pytest.fixture
-def torch_one_thread() -> Generator[None, None, None]:
-    """Run the test on one torch thread: for the checks' tiny tensors, waking a second thread costs
-    more than the work, and on a busy machine far more."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -11,8 +11,6 @@ from click.testing import CliRunner
 from benchsuite.cli import main
 from benchsuite.results import to_dataframe
 
-pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
 BUILTINS = ["cce", "cce_dn", "mae", "mae_dn", "mse", "mse_dn", "gce", "gce_dn", "gce_truncated", "sl", "dm", "gr", "imae"]
 
 

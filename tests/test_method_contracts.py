@@ -21,8 +21,6 @@ from benchsuite.testing import (
 
 BUILTINS = ["cce", "cce_dn", "mae", "mae_dn", "mse", "mse_dn", "gce", "gce_dn", "gce_truncated", "sl", "dm", "gr", "imae"]
 
-pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
 
 class LabelSmoothing(LossMethod):
     """A third-party loss that is not a function of p_y alone: CE against (1 − ε)·e_y + ε/C."""

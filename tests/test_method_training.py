@@ -16,8 +16,6 @@ from benchsuite.engine import train
 from benchsuite.spec import CellSpec
 from benchsuite.task import NoiseRecord, PreparedData, Recipe, TensorTrainSource
 
-pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
 BUILTINS = ["cce", "cce_dn", "mae", "mae_dn", "mse", "mse_dn", "gce", "gce_dn", "gce_truncated", "sl", "dm", "gr", "imae"]
 
 

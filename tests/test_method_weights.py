@@ -15,8 +15,6 @@ from benchsuite import ParameterError
 from benchsuite.plotting import plot_weight_curves
 from benchsuite.weighting import logits_for_target_prob, target_probs, weight_curve
 
-pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
 
 @functools.lru_cache(maxsize=1)
 def gauss_legendre_unit(n: int = 400) -> tuple[torch.Tensor, torch.Tensor]:
