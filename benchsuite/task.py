@@ -373,6 +373,7 @@ def prepare_in_memory(
     augment: ViewFn | None = None,
     strong_view: ViewFn | None = None,
     info: dict[str, Any] | None = None,
+    noise_inputs: Mapping[str, Any] | None = None,
 ) -> PreparedData:
     """The common ``prepare`` of classification tasks whose data fits in memory.
 
@@ -380,8 +381,12 @@ def prepare_in_memory(
     ``request.val_fraction`` > 0), hold out the class-balanced trusted subset (when asked), then
     corrupt the remaining training labels. Everything ends on the device; ``eval_data`` is a
     ``ClassificationEval`` for ``evaluate_classification``.
+
+    ``noise_inputs`` is what the task knows about its label set that some noise kinds need (e.g.
+    ``coarse_of``, the superclass of every class); each kind receives only the inputs it declares,
+    and they are not recorded (they are a property of the data set, not of the run).
     """
-    from .noise import corrupt_labels
+    from .noise import NOISE_KINDS, corrupt_labels
 
     info = dict(info or {})
     keep = np.arange(len(y_train))
@@ -404,13 +409,17 @@ def prepare_in_memory(
         )
         info["trusted_indices"] = trusted_idx.tolist()
     clean = y_train[keep]
+    noise_params = dict(request.noise_params)
     if request.noise_kind == "none":
         noisy_labels, realised, num_noisy = clean, 0.0, 0
     else:
+        wanted = NOISE_KINDS[request.noise_kind].inputs if request.noise_kind in NOISE_KINDS else {}
+        inputs = {k: v for k, v in (noise_inputs or {}).items() if k in wanted}
         noisy = corrupt_labels(
-            clean, num_classes, request.noise_kind, request.noise_rate, request.seed, **request.noise_params
+            clean, num_classes, request.noise_kind, request.noise_rate, request.seed, **{**inputs, **noise_params}
         )
         noisy_labels, realised, num_noisy = noisy.labels, noisy.realised_rate, noisy.num_noisy
+        noise_params.update(sampling=noisy.sampling, **noisy.details)
     noisy_t = torch.as_tensor(noisy_labels, dtype=torch.long)
     return PreparedData(
         train=TensorTrainSource(
@@ -428,7 +437,7 @@ def prepare_in_memory(
             seed=request.seed,
             realised_rate=realised,
             num_noisy=num_noisy,
-            params=dict(request.noise_params),
+            params=noise_params,
         ),
         trusted=trusted,
         strong_view=strong_view,
