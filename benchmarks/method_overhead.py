@@ -1,4 +1,4 @@
-"""Training-step time of every loss method divided by CCE's, on a CIFAR-size CNN, batch 128, 32×32.
+"""Training-step time of every loss method divided by CCE's, on ResNet-20, batch 128, 32×32.
 
 A step is what ``LossMethod.train_step`` does: forward, ``compute`` on the float32 logits, backward,
 SGD step. All methods train the same model on the same batch. Each round visits the methods in a
@@ -25,20 +25,7 @@ from torch import nn
 
 import benchsuite
 from benchsuite.method import LossMethod
-
-
-def cifar_cnn(num_classes: int = 10) -> nn.Module:
-    """A small all-convolutional CIFAR network (≈0.3M parameters, ResNet-20's size and depth class)."""
-
-    def block(cin: int, cout: int) -> list[nn.Module]:
-        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-
-    return nn.Sequential(
-        *block(3, 32), *block(32, 32), nn.MaxPool2d(2),
-        *block(32, 64), *block(64, 64), nn.MaxPool2d(2),
-        *block(64, 128), *block(128, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        nn.Linear(128, num_classes),
-    )
+from benchsuite.models.cifar_resnet import CifarResNet
 
 
 def step_time(method: LossMethod, model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -74,7 +61,7 @@ def main() -> None:
         method = benchsuite.load_method(name)
         if isinstance(method, LossMethod):
             methods[name] = method
-    model = cifar_cnn(args.num_classes)
+    model = CifarResNet(20, args.num_classes)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(args.batch_size, 3, 32, 32)
     y = torch.randint(0, args.num_classes, (args.batch_size,))
@@ -101,7 +88,7 @@ def main() -> None:
             loss_times[name].append(loss_time(methods[name], logits, y))
     cce_step = statistics.median(times["cce"])
     cce_loss = statistics.median(loss_times["cce"])
-    print(f"model: CIFAR CNN, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; "
+    print(f"model: ResNet-20 (option A), {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; "
           f"batch {args.batch_size}×3×32×32, {args.num_classes} classes; threads={args.threads}; rounds={args.rounds}")
     print(f"CCE median step time: {cce_step * 1e3:.1f} ms")
     print(f"{'method':<16}{'median step (ms)':>18}{'paired ratio':>14}{'loss fwd+bwd (us)':>19}{'loss excess / CCE step':>24}")
