@@ -251,3 +251,35 @@ def methods(as_json: bool) -> None:
 def tasks(as_json: bool) -> None:
     """List the registered tasks and what each provides."""
     _describe("task", as_json)
+
+
+@main.group()
+def plot() -> None:
+    """Figures."""
+
+
+@plot.command(name="weights")
+@click.option(
+    "-m", "--method", "methods", multiple=True, required=True, metavar="SPEC",
+    help="name, name@preset or name{k = v}; a list value draws one curve per value; repeatable.",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output file: .png, .svg or .pdf.")
+@click.option("--density", is_flag=True, help="Divide each curve by its integral over [0, 1] (DM's emphasis density).")
+def plot_weights(methods: tuple[str, ...], out: str, density: bool) -> None:
+    """Draw the weight curves w(p_y) of loss methods, as the GR/DM/IMAE papers' Figure 1:
+    e.g. ``benchsuite plot weights -m "gr{beta = 8, lam = [0.5, 1]}" -m imae --out w.png``."""
+    from .grid import parse_component
+    from .plotting import plot_weight_curves
+    from .registry import UnknownNameError
+
+    host = _host()
+    try:
+        instances = []
+        for text in methods:
+            component = parse_component(text)
+            cls = host.method_class(component.name)
+            instances += [cls(preset=component.preset, **values) for values in component.settings()]
+        path = plot_weight_curves(instances, out, density=density)
+    except (ValueError, UnknownNameError) as exc:
+        raise BadInput(str(exc)) from None
+    click.echo(f"weight curves of {len(instances)} settings written to {path}", err=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -26,9 +26,17 @@ if TYPE_CHECKING:
     from .task import Batch, Recipe, Task
 
 
+#: How a batch loss combines its examples' losses ℓ_i; the contract checks hold a method to it.
+#: ``mean``: batch gradient of example i is ∇ℓ_i / N. ``sum``: ∇ℓ_i. ``weight_sum`` (derivative
+#: normalisation): ∇ℓ_i / Σ_j ‖∇ℓ_j‖₁, so the examples' gradient L1 norms sum to 1.
+BatchReduction = Literal["mean", "sum", "weight_sum"]
+
+
 @dataclass
 class LossOutput:
-    """A batch loss and, for methods that weight examples, the per-example weights (detached)."""
+    """A batch loss and, for methods that weight examples, the per-example weights (detached):
+    the L1 norm of each example's own logit gradient (``benchsuite.weighting``), so the engine's
+    emphasis statistics compare across methods."""
 
     loss: torch.Tensor
     weights: torch.Tensor | None = None
@@ -127,6 +135,10 @@ class Method(Configurable, abc.ABC):
 class LossMethod(Method):
     """A method defined by its loss on the logits."""
 
+    #: How the batch loss combines the examples (see ``BatchReduction``); checked by
+    #: ``benchsuite.testing``, and it fixes how reported weights relate to the batch gradient.
+    batch_reduction: ClassVar[BatchReduction] = "mean"
+
     @abc.abstractmethod
     def compute(self, logits: torch.Tensor, targets: torch.Tensor) -> LossOutput:
         """Batch loss of ``logits`` (N, C) against integer ``targets`` (N,), and optional weights."""
@@ -134,6 +146,13 @@ class LossMethod(Method):
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Scalar loss; its autograd gradient w.r.t. ``logits`` is the method's gradient."""
         return self.compute(logits, targets).loss
+
+    def example_gradient(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
+        """Optional closed form of ∇_z ℓ_i, each example's own loss gradient (N, C), before the batch
+        reduction. When given, the contract checks (``benchsuite.testing``) compare it in float64
+        with autograd of ``loss`` (scaled as ``batch_reduction`` says), and the reported weights
+        with its per-example L1 norms. ``None``: not declared, those checks are skipped."""
+        return None
 
     def train_step(self, ctx: "TrainContext", batch: "Batch") -> StepOutput:
         with ctx.autocast():

@@ -1,4 +1,9 @@
-"""CCE: categorical cross entropy, the baseline every robust method is compared with."""
+"""CCE: categorical cross entropy, the baseline every robust method is compared with; and CCE-DN.
+
+CCE's gradient w.r.t. the logits is ``p − e_y``, so its weight (L1 norm) is ``2(1 − p_y)``: it
+emphasises the examples it fits worst, noisy ones included (emphasis mode ψ = 0). CCE-DN keeps
+that weighting and applies the derivative normalisation (DM paper Tables 1–3, "CCE-DN").
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from benchsuite import LossMethod, LossOutput, hookimpl
+from benchsuite.weighting import LOG2, DerivativeLoss, TargetProbs, upcast
 
 
 class CCE(LossMethod):
@@ -13,11 +19,33 @@ class CCE(LossMethod):
 
     name = "cce"
     summary = "categorical cross entropy (mean over the batch)"
+    version = "2"  # reports its weights
 
     def compute(self, logits: torch.Tensor, targets: torch.Tensor) -> LossOutput:
-        return LossOutput(F.cross_entropy(logits, targets))
+        """PyTorch's fused cross entropy, and w = 2(1 − p_y) = −2·expm1(−CE) from it: the baseline
+        costs what plain PyTorch costs."""
+        ce = F.cross_entropy(upcast(logits), targets, reduction="none")
+        return LossOutput(ce.mean(), -2 * torch.expm1(-ce.detach()))
+
+    def example_gradient(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return logits.softmax(1) - F.one_hot(targets, logits.shape[1]).to(logits.dtype)
+
+
+class CCEDN(DerivativeLoss):
+    """CCE's weights 2(1 − p_y), derivative-normalised: example i's gradient is (p_i − e_y) / Σ_j w_j,
+    CCE's gradient divided by the batch's total gradient mass (so hard batches are not louder)."""
+
+    name = "cce_dn"
+    summary = "cross entropy with derivative normalisation (batch gradient / batch sum of weights)"
+
+    def log_weight(self, t: TargetProbs) -> torch.Tensor:
+        return LOG2 + t.log_q
+
+    def weight(self, p: torch.Tensor) -> torch.Tensor:
+        return 2 * (1 - p)
 
 
 @hookimpl
 def register_methods(register):
     register(CCE)
+    register(CCEDN)
