@@ -99,27 +99,53 @@ class TrainContext:
 
 
 class EpochStats:
-    """Per-epoch accumulators on the device: predictions by example, loss, weight moments."""
+    """Per-epoch statistics of the training steps, by training example: the prediction and, for
+    methods that weight examples, the weight and p_y, each from the example's latest step.
+
+    A step only appends references to its outputs; they are folded into per-example arrays in
+    chunks of at most ``FOLD_ELEMENTS`` logits (bounded memory) and at the end of the epoch, so the
+    hot loop does no tensor work for the bookkeeping.
+    """
+
+    FOLD_ELEMENTS = 1 << 24
 
     def __init__(self, data: PreparedData, device: torch.device) -> None:
         self.data = data
         self.pred = torch.full((data.num_train,), -1, dtype=torch.long, device=device)
-        self.loss_sum = torch.zeros((), device=device)
-        self.steps = 0
-        self.weight_moments: torch.Tensor | None = None  # [sum w, sum w*p_y, sum (w/mean w)^2, count]
+        self.weights: torch.Tensor | None = None
+        self.p_y: torch.Tensor | None = None
+        self.losses: list[torch.Tensor] = []
+        self.pending: list[tuple[Batch, StepOutput]] = []
+        self.pending_elements = 0
 
     def update(self, batch: Batch, out: StepOutput) -> None:
-        self.pred[batch.index] = out.logits.argmax(1)
-        self.loss_sum += out.loss.float()
-        self.steps += 1
-        if out.weights is not None:
-            w = out.weights.detach().float()
-            p_y = out.logits.float().softmax(1).gather(1, batch.y[:, None]).squeeze(1)
-            normalised = w / w.mean().clamp_min(1e-12)
-            moments = torch.stack([w.sum(), (w * p_y).sum(), normalised.square().sum(), w.new_tensor(len(w))])
-            self.weight_moments = moments if self.weight_moments is None else self.weight_moments + moments
+        self.losses.append(out.loss)
+        self.pending.append((batch, out))
+        self.pending_elements += out.logits.numel()
+        if self.pending_elements > self.FOLD_ELEMENTS:
+            self.fold()
+
+    def fold(self) -> None:
+        """Write the pending steps into the per-example arrays (later steps win)."""
+        if not self.pending:
+            return
+        index = torch.cat([b.index for b, _ in self.pending])
+        logits = torch.cat([o.logits.float() for _, o in self.pending])
+        self.pred[index] = logits.argmax(1)
+        weighted = [(b, o) for b, o in self.pending if o.weights is not None]
+        if weighted:
+            if self.weights is None:
+                self.weights = torch.full(self.pred.shape, float("nan"), device=self.pred.device)
+                self.p_y = torch.empty_like(self.weights)
+            w_index = torch.cat([b.index for b, _ in weighted])
+            w_logits = torch.cat([o.logits.float() for _, o in weighted])
+            labels = torch.cat([b.y for b, _ in weighted])
+            self.weights[w_index] = torch.cat([o.weights.detach().float() for _, o in weighted])
+            self.p_y[w_index] = w_logits.softmax(1).gather(1, labels[:, None]).squeeze(1)
+        self.pending, self.pending_elements = [], 0
 
     def summary(self) -> dict[str, float]:
+        self.fold()
         data = self.data
         seen = self.pred >= 0
         noisy_labels = data.noisy_labels.to(self.pred.device)
@@ -144,11 +170,14 @@ class EpochStats:
         )
         counts = torch.stack([seen.sum(), known.sum(), is_noisy.sum(), is_noisy.sum(), (known & ~is_noisy).sum()])
         row = {n: v for n, v, c in zip(names, values.tolist(), counts.tolist()) if c > 0}
-        row["loss"] = self.loss_sum.item() / max(self.steps, 1)
-        if self.weight_moments is not None:
-            w_sum, wp_sum, sq_sum, count = self.weight_moments.tolist()
-            row["weight_focus"] = wp_sum / w_sum if w_sum > 0 else float("nan")
-            row["weight_var"] = sq_sum / count - 1.0
+        row["loss"] = torch.stack([l.float() for l in self.losses]).mean().item() if self.losses else float("nan")
+        if self.weights is not None:
+            weighted = ~self.weights.isnan()
+            w, p_y = self.weights[weighted], self.p_y[weighted]
+            total = w.sum().item()
+            if total > 0:  # all-zero weights (everything pruned) have no focus
+                row["weight_focus"] = (w * p_y).sum().item() / total
+                row["weight_var"] = (w / w.mean()).var(unbiased=False).item()
         return row
 
 

@@ -22,10 +22,14 @@ class CCE(LossMethod):
     version = "2"  # reports its weights
 
     def compute(self, logits: torch.Tensor, targets: torch.Tensor) -> LossOutput:
-        """PyTorch's fused cross entropy, and w = 2(1 − p_y) = −2·expm1(−CE) from it: the baseline
-        costs what plain PyTorch costs."""
-        ce = F.cross_entropy(upcast(logits), targets, reduction="none")
-        return LossOutput(ce.mean(), -2 * torch.expm1(-ce.detach()))
+        """PyTorch's fused mean cross entropy (its fused backward too), and the weights
+        w = 2(1 − p_y) = −2·expm1(−CE_i) from a forward-only per-example pass: the baseline costs
+        what plain PyTorch costs (measured: +0.03 of a digits step, against +0.08 for back-propagating
+        through a per-example loss)."""
+        logits = upcast(logits)
+        with torch.no_grad():
+            weights = -2 * torch.expm1(-F.cross_entropy(logits, targets, reduction="none"))
+        return LossOutput(F.cross_entropy(logits, targets), weights)
 
     def example_gradient(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return logits.softmax(1) - F.one_hot(targets, logits.shape[1]).to(logits.dtype)
