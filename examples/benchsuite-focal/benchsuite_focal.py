@@ -14,10 +14,13 @@ from benchsuite import LossMethod, LossOutput, Param, Preset, hookimpl
 
 
 def focal_weight(p_y: torch.Tensor, gamma: float) -> torch.Tensor:
-    """c(p_y): the factor that turns cross entropy's gradient into the focal loss's."""
+    """c(p_y) = (1 − p)^γ · (1 − γ·p·log(p)/(1 − p)): the factor that turns cross entropy's gradient
+    into the focal loss's. Written with log(p)/(1 − p) (→ −1 as p → 1), which stays finite for
+    γ < 1 where (1 − p)^(γ−1) alone would overflow."""
     one_minus = (1 - p_y).clamp_min(0)
     log_p = p_y.clamp_min(torch.finfo(p_y.dtype).tiny).log()
-    return one_minus**gamma - gamma * p_y * one_minus ** (gamma - 1) * log_p if gamma > 0 else torch.ones_like(p_y)
+    ratio = torch.where(one_minus > 1e-4, log_p / one_minus.clamp_min(1e-4), -1 - one_minus / 2)
+    return one_minus**gamma * (1 - gamma * p_y * ratio)
 
 
 class Focal(LossMethod):
@@ -33,6 +36,12 @@ class Focal(LossMethod):
         p_y = log_p_y.detach().exp()
         weights = 2 * (1 - p_y) * focal_weight(p_y, self.gamma)
         return LossOutput(loss.mean(), weights)
+
+    def example_gradient(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Closed form of each example's logit gradient, for benchsuite's contract checks."""
+        p = logits.softmax(1)
+        p_y = p.gather(1, targets[:, None]).squeeze(1)
+        return focal_weight(p_y, self.gamma)[:, None] * (p - F.one_hot(targets, logits.shape[1]).to(p.dtype))
 
 
 @hookimpl

@@ -1,7 +1,14 @@
 import torch
 
 import benchsuite
-from benchsuite_focal import focal_weight
+from benchsuite.testing import parametrize_with_method_checks
+from benchsuite_focal import Focal, focal_weight
+
+
+@parametrize_with_method_checks([Focal(), Focal(gamma=0.5), "focal"])
+def test_benchsuite_contract(method, check):
+    """The checks every built-in method passes: gradient, weights, batch behaviour, numerics."""
+    check(method)
 
 
 def test_focal_is_registered_through_its_entry_point():
