@@ -12,6 +12,7 @@ is kept and re-running the same command runs only what is missing.
 from __future__ import annotations
 
 import os
+import sys
 import signal
 import threading
 import time
@@ -67,6 +68,7 @@ def _alarm(seconds: float | None) -> Iterator[None]:
         raise CellTimeout
 
     previous = signal.signal(signal.SIGALRM, fire)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})  # a mask inherited from the parent would mute it
     outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)  # an enclosing alarm (pytest-timeout) is put back
     tic = time.monotonic()
     try:
@@ -195,6 +197,22 @@ class _Heartbeat:
                     store.heartbeat(cell_hash)
 
 
+@contextmanager
+def _held_interrupt() -> Iterator[None]:
+    """Hold a Ctrl-C until the block is done (a store write and its bookkeeping), then deliver it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(signal.SIGINT, None)
+
+
 def run_grid(
     expansion: Expansion,
     store: ResultStore,
@@ -245,8 +263,12 @@ def run_grid(
             while queue or running:
                 batch: list[CellSpec] = []
                 while queue and executor.free_slots() > len(batch):
-                    spec, attempt = queue.popleft()
-                    if attempt == 1 and not store.claim(spec, force=force):  # finished or taken meanwhile
+                    with _held_interrupt():  # a claim is never made without being tracked
+                        spec, attempt = queue.popleft()
+                        claimed = attempt > 1 or store.claim(spec, force=force)
+                        if claimed:
+                            running[spec.cell_hash] = (spec, attempt)
+                    if not claimed:  # finished or taken by another driver meanwhile
                         if spec.cell_hash in store.done():
                             outcome.already_done += 1
                         else:
@@ -254,29 +276,32 @@ def run_grid(
                         bar.update(1)
                         continue
                     batch.append(spec)
-                    running[spec.cell_hash] = (spec, attempt)
                     beats.add(spec.cell_hash)
                 if batch:
                     executor.submit(batch)
                 if not running:
                     continue
                 for result in executor.wait(POLL_SECONDS):
-                    spec, attempt = running.pop(result.spec.cell_hash)
+                    spec, attempt = running[result.spec.cell_hash]
                     if result.lost is not None and attempt <= retries:
                         outcome.retried += 1
-                        bar.write(f"RETRY {spec.label()}: {result.lost}; attempt {attempt + 1} of {retries + 1}")
-                        queue.appendleft((spec, attempt + 1))  # keeps its claim
+                        bar.write(f"RETRY {spec.label()}: {result.lost}; attempt {attempt + 1} of {retries + 1}", file=sys.stderr)
+                        with _held_interrupt():
+                            queue.appendleft((spec, attempt + 1))  # keeps its claim
+                            del running[spec.cell_hash]
                         continue
                     record = result.record or RunRecord(spec, "failed", error=f"{result.lost} (attempt {attempt} of {retries + 1})")
                     record.finished_at = record.finished_at or utc_now()
                     record.provenance.update(executor=executor.name, attempt=attempt)
-                    store.save(record)
+                    with _held_interrupt():  # a record that has arrived is stored, even on Ctrl-C
+                        store.save(record)
+                        del running[spec.cell_hash]
                     beats.discard(spec.cell_hash)
                     outcome.statuses[record.status] += 1
                     if record.status in ("failed", "timeout"):
                         first_line = (record.error or "").splitlines()[0] if record.error else record.status
                         outcome.failures.append((spec.label(), first_line))
-                        bar.write(f"{record.status.upper()} {spec.label()}: {first_line}")
+                        bar.write(f"{record.status.upper()} {spec.label()}: {first_line}", file=sys.stderr)
                     bar.update(1)
             finished = True
     except KeyboardInterrupt:
@@ -288,6 +313,7 @@ def run_grid(
             executor.close()
         finally:
             # Cells still running or waiting for a retry: give them back for a restart or another driver.
-            store.release(list(running) + [spec.cell_hash for spec, attempt in queue if attempt > 1])
+            with _held_interrupt():
+                store.release(list(running) + [spec.cell_hash for spec, attempt in queue if attempt > 1])
             bar.close()
     return outcome

@@ -61,10 +61,11 @@ def loads(folder):
 
 
 def runs(results):
-    if not os.path.exists(results):
+    try:
+        with sqlite3.connect(f"file:{results}?mode=ro", uri=True) as conn:
+            rows = conn.execute("SELECT cell_hash, method, spec, status, error, provenance, finished_at FROM runs").fetchall()
+    except sqlite3.OperationalError:  # not created yet
         return {}
-    with sqlite3.connect(results) as conn:
-        rows = conn.execute("SELECT cell_hash, method, spec, status, error, provenance, finished_at FROM runs").fetchall()
     return {
         h: {"method_params": json.loads(spec)["method_params"], "method": m, "status": s, "error": e or "",
             "provenance": json.loads(p), "finished_at": f}
@@ -246,7 +247,7 @@ def test_a_killed_worker_costs_only_its_cell_which_is_retried(probe, tmp_path):
 def test_a_cell_over_its_timeout_is_stopped_even_if_it_ignores_the_alarm(probe, tmp_path):
     results = tmp_path / "r.sqlite"
     proc = start(results, "-m", "probe{sleep = 1.0}", "-m", "probe{sleep = 1.0, block_alarm = true}", "--seeds", "0",
-                 "--executor", POOL, "--cell-timeout", "4")  # fmt: skip
+                 "--executor", POOL, "--cell-timeout", "6")  # fmt: skip
     tic = time.time()
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, err

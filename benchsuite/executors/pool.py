@@ -68,6 +68,7 @@ def _worker_main(conn: Connection, device: str, threads: int, amp: bool | None, 
             return
         if spec is None:
             return
+        conn.send(("started",))
         conn.send(("done", execute_cell(spec, device, amp, on_epoch=progress, timeout=timeout)))
 
 
@@ -80,7 +81,8 @@ class _Slot:
     process: BaseProcess | None = None
     conn: Connection | None = None
     spec: CellSpec | None = None
-    started: float = 0.0
+    #: When the worker began the cell (its timeout alarm starts then); None until it says so.
+    started: float | None = None
 
 
 class PoolExecutor(Executor):
@@ -123,15 +125,16 @@ class PoolExecutor(Executor):
                     self._retire(slot)
                     if attempt:
                         raise
-            slot.spec, slot.started = spec, time.monotonic()
+            slot.spec, slot.started = spec, None
 
     def wait(self, timeout: float) -> list[CellResult]:
         busy = [slot for slot in self._slots if slot.spec is not None]
         if not busy:
             return []
         limit = self.settings.cell_timeout
-        if limit is not None:
-            next_kill = min(slot.started + hard_deadline(limit) for slot in busy) - time.monotonic()
+        began = [slot.started for slot in busy if slot.started is not None]
+        if limit is not None and began:
+            next_kill = min(began) + hard_deadline(limit) - time.monotonic()
             timeout = max(0.0, min(timeout, next_kill))
         handles: dict[object, _Slot] = {}
         for slot in busy:
@@ -144,7 +147,7 @@ class PoolExecutor(Executor):
         if limit is not None:
             now = time.monotonic()
             for slot in self._slots:
-                if slot.spec is not None and now - slot.started > hard_deadline(limit):
+                if slot.spec is not None and slot.started is not None and now - slot.started > hard_deadline(limit):
                     spec, pid = slot.spec, slot.process.pid  # type: ignore[union-attr]
                     self._retire(slot, kill=True)
                     results.append(CellResult(spec, timeout_record(spec, limit, f"it ignored its alarm, so its worker process {pid} was killed")))
@@ -187,6 +190,8 @@ class PoolExecutor(Executor):
                 if kind == "done":
                     results.append(CellResult(slot.spec, payload[0]))
                     slot.spec = None
+                elif kind == "started":
+                    slot.started = time.monotonic()
                 elif self.settings.on_progress is not None:
                     self.settings.on_progress(slot.spec, *payload)
         except (EOFError, OSError):

@@ -7,8 +7,9 @@ Ray's own task retries are off: a task whose worker dies (killed, out of memory,
 back as lost and the driver retries it, as with every executor.
 
 The driver keeps at most as many cells in flight as the cluster can run at once, so a submitted
-cell starts right away; its hard timeout (for a cell that ignores its alarm) counts from
-submission and stops the task with ``ray.cancel(force=True)``.
+cell starts right away. A cell's timeout alarm starts with the cell in its worker; the hard
+timeout for a cell that ignores its alarm counts from submission, with ``STARTUP_ALLOWANCE`` for
+the worker to import its libraries, and stops the task with ``ray.cancel(force=True)``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from typing import Any
 from ..params import Param
 from ..spec import CellSpec, RunRecord
 from .base import CellResult, Executor, ExecutorError, RunSettings, hard_deadline, run_in_worker, timeout_record
+
+#: Seconds a Ray worker may take to start a cell (import torch and the plugins) before its clock runs.
+STARTUP_ALLOWANCE = 60.0
 
 
 class RayExecutor(Executor):
@@ -86,7 +90,7 @@ class RayExecutor(Executor):
             return []
         ray, limit = self._ray, self.settings.cell_timeout
         if limit is not None:
-            next_kill = min(t + hard_deadline(limit) for _, t in self._running.values()) - time.monotonic()
+            next_kill = min(t for _, t in self._running.values()) + self._kill_after(limit) - time.monotonic()
             timeout = max(0.0, min(timeout, next_kill))
         refs = list(self._running)
         ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
@@ -96,7 +100,7 @@ class RayExecutor(Executor):
         if limit is not None:
             now = time.monotonic()
             for ref, (spec, submitted) in list(self._running.items()):
-                if now - submitted > hard_deadline(limit):
+                if now - submitted > self._kill_after(limit):
                     ray.cancel(ref, force=True)
                     del self._running[ref]
                     results.append(CellResult(spec, timeout_record(spec, limit, "it ignored its alarm, so its Ray task was cancelled")))
@@ -111,6 +115,10 @@ class RayExecutor(Executor):
         if getattr(self, "_owns", False):
             self._ray.shutdown()
             self._owns = False
+
+    @staticmethod
+    def _kill_after(limit: float) -> float:
+        return STARTUP_ALLOWANCE + hard_deadline(limit)
 
     def _result(self, ref: Any) -> CellResult:
         exceptions = self._ray.exceptions

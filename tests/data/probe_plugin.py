@@ -39,16 +39,19 @@ class Probe(LossMethod):
     parameters = {
         "sleep": Param(0.0, "seconds to sleep in every step", low=0.0),
         "die": Param(False, "SIGKILL the own process when the run starts"),
-        "block_alarm": Param(False, "block SIGALRM, so that only a kill from outside stops the run"),
+        "block_alarm": Param(False, "block SIGALRM from construction on, so that only a kill from outside stops the run"),
     }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.block_alarm:  # as early as possible in the cell, before the data are prepared
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
 
     def start(self, ctx):
         with open(LOG / "started", "a") as f:
             f.write(json.dumps({"pid": os.getpid(), **self.config}) + "\n")
         if self.die:
             os.kill(os.getpid(), signal.SIGKILL)
-        if self.block_alarm:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
 
     def compute(self, logits, targets):
         if self.sleep:
