@@ -275,20 +275,20 @@ def test_ctrl_c_cancels_running_cells_and_keeps_finished_ones(probe, tmp_path):
 
 def test_a_driver_killed_mid_grid_resumes_with_only_the_missing_cells(probe, tmp_path):
     results = tmp_path / "r.sqlite"
-    args = ["-m", "probe{sleep = 0.05}", "--seeds", "0,1,2,3,4,5", "--executor", POOL]
+    args = ["-m", "probe{sleep = 0.05}", "--seeds", "0,1,2,3", "--executor", POOL]
     proc = start(results, *args)
-    wait_until(lambda: len(runs(results)) >= 2, proc, what="two finished cells")
+    wait_until(lambda: runs(results), proc, what="a finished cell")
     workers = children(proc.pid)
     proc.kill()
     proc.wait()
     wait_until(lambda: not any(alive(p) for p in workers), timeout=15, what="orphaned workers to exit")
     before = {h: r["finished_at"] for h, r in runs(results).items()}
-    assert 2 <= len(before) < 6
+    assert 1 <= len(before) < 4
     result = run_cli("run", *SMALL, "--results", str(results), *args)
     assert result.returncode == 0, result.stderr
-    assert f"ran {6 - len(before)} completed; {len(before)} already done" in result.stderr
+    assert f"ran {4 - len(before)} completed; {len(before)} already done" in result.stderr
     after = {h: r["finished_at"] for h, r in runs(results).items()}
-    assert len(after) == 6 and all(after[h] == before[h] for h in before)  # nothing lost, nothing redone
+    assert len(after) == 4 and all(after[h] == before[h] for h in before)  # nothing lost, nothing redone
 
 
 # -- ray and slurm ----------------------------------------------------------------------------

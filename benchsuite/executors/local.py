@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+
 from ..spec import CellSpec
-from .base import CellResult, Executor, RunSettings
+from .base import CellResult, Executor, ExecutorError, RunSettings
 
 
 class LocalExecutor(Executor):
     name = "local"
     summary = "in the driver process, one cell after the other"
+
+    def check(self, settings: RunSettings) -> None:
+        if settings.cell_timeout is not None and threading.current_thread() is not threading.main_thread():
+            raise ExecutorError("local: a cell timeout needs the grid to run in the main thread (its alarm is a signal)")
 
     def start(self, settings: RunSettings) -> None:
         super().start(settings)
