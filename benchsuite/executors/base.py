@@ -128,8 +128,10 @@ def run_in_worker(
     """A cell's entry point in a Ray task or a Slurm job: set torch's threads, run, return the record."""
     import torch
 
+    from ..plugins import get_host
     from ..runner import execute_cell
 
     if threads:
         torch.set_num_threads(threads)
+    get_host()  # plugins load before the cell's timeout starts
     return execute_cell(spec, device=device, amp=amp, timeout=timeout)

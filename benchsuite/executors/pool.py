@@ -52,11 +52,13 @@ def _worker_main(conn: Connection, device: str, threads: int, amp: bool | None, 
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     import torch
 
+    from ..plugins import get_host
     from ..runner import execute_cell
 
     torch.set_num_threads(threads)
     if device.startswith("cuda"):
         torch.cuda.set_device(torch.device(device))
+    get_host()  # plugins load with the worker, not inside its first cell's timeout
 
     def progress(epoch: int, epochs: int, row: dict[str, float]) -> None:
         conn.send(("epoch", epoch, epochs))
