@@ -3,7 +3,9 @@
 
 Each measurement is a fresh ``benchsuite run`` process into an empty results database, timed from
 launch to exit: it includes everything a user waits for (interpreter start, imports, the data
-set, spawning workers or starting Ray), and every mode starts equally cold.
+set, spawning workers or starting Ray), and every mode starts equally cold. The modes are run
+``--repeats`` times in alternating order (A B C, C B A, ...) and each mode's wall times are summed,
+so that a load that drifts during the run (a shared machine) weighs on every mode alike.
 
 Threads, for a fair comparison on N cores: ``local`` is timed with torch using 1 thread and with
 N threads (intra-op parallelism over all cores, the best a single process can do), set through
@@ -11,7 +13,7 @@ N threads (intra-op parallelism over all cores, the best a single process can do
 reserves 1 CPU and 1 thread per cell on a Ray started with N CPUs. The printed speed-up is a
 local wall time divided by the executor's. Target: pool >= 1.6 x on 2 cores.
 
-    python benchmarks/grid_scaling.py [--cells 8] [--epochs 100] [--width 256] [--workers 2] [--no-ray]
+    python benchmarks/grid_scaling.py [--cells 8] [--epochs 100] [--width 256] [--workers 2] [--repeats 2] [--no-ray]
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--width", type=int, default=256, help="digits MLP width")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="pool workers (= cores used)")
+    parser.add_argument("--repeats", type=int, default=2, help="passes over the modes, in alternating order")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray measurement")
     args = parser.parse_args()
 
@@ -62,14 +65,18 @@ def main() -> None:
     if not args.no_ray:
         modes.append((f"ray, {n} CPUs, 1 per cell", ["--executor", f"ray{{num_cpus = {n}, cpus_per_cell = 1}}"], None))
 
-    walls = {}
+    walls = {label: 0.0 for label, _, _ in modes}
     with tempfile.TemporaryDirectory() as folder:
-        for i, (label, executor, threads) in enumerate(modes):
-            walls[label] = timed_run(grid + executor, Path(folder), f"run{i}", threads)
-            print(f"{label:<30} {walls[label]:8.1f} s", flush=True)
+        for repeat in range(args.repeats):
+            order = list(enumerate(modes))
+            for i, (label, executor, threads) in order if repeat % 2 == 0 else order[::-1]:
+                wall = timed_run(grid + executor, Path(folder), f"run{repeat}-{i}", threads)
+                walls[label] += wall
+                print(f"{label:<30} {wall:8.1f} s", flush=True)
 
     local_1, local_n = walls[modes[0][0]], walls[modes[1][0]]
-    print(f"\n{args.cells} cells of cce on digits (width {args.width}, {args.epochs} epochs), {os.cpu_count()} cores")
+    print(f"\n{args.cells} cells of cce on digits (width {args.width}, {args.epochs} epochs), {os.cpu_count()} cores, "
+          f"{args.repeats} passes; total wall per mode: " + ", ".join(f"{k} {v:.1f} s" for k, v in walls.items()))
     for label, wall in walls.items():
         if not label.startswith("local"):
             print(f"{label}: {local_1 / wall:.2f}x the throughput of local with 1 thread, {local_n / wall:.2f}x of local with {n} threads")
