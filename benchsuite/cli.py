@@ -56,6 +56,9 @@ def main() -> None:
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), help="Clean validation split carved from the training set.")
 @_results_option
 @click.option("--force", is_flag=True, help="Re-run cells that are already in the database.")
+@click.option("--executor", metavar="SPEC", help="Where cells run: local (default), pool, ray, slurm, with options as in pool{workers = 4}.")
+@click.option("--retries", type=click.IntRange(min=0), help="Reruns of a cell whose worker was lost (killed, out of memory); default 1.")
+@click.option("--cell-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Stop a cell after this long and record it as timeout.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--amp/--no-amp", default=None, help="Mixed precision (default: on CUDA only).")
 @click.option("--dry-run", is_flag=True, help="Validate and list the cells without running them.")
@@ -74,6 +77,9 @@ def run(
     val_fraction: float | None,
     results: str,
     force: bool,
+    executor: str | None,
+    retries: int | None,
+    cell_timeout: float | None,
     device: str,
     amp: bool | None,
     dry_run: bool,
@@ -85,7 +91,8 @@ def run(
 
     Re-running the same command after an interruption runs only the missing cells.
     """
-    from .grid import GridError, expand, grid_from_dict, load_grid_file, parse_component, parse_noise
+    from .executors import EXECUTORS, ExecutorError, RunSettings
+    from .grid import GridError, expand, grid_from_dict, load_grid_file, parse_component, parse_executor, parse_noise
 
     host = _host()
     try:
@@ -102,8 +109,16 @@ def run(
         grid.budget.update({k: v for k, v in overrides.items() if v is not None})
         if val_fraction is not None:
             grid.val_fraction = val_fraction
+        if executor is not None:
+            grid.executor = parse_executor(executor)
+        if retries is not None:
+            grid.retries = retries
+        if cell_timeout is not None:
+            grid.cell_timeout = cell_timeout
         expansion = expand(grid, host)
-    except (GridError, ValueError) as exc:
+        backend = EXECUTORS[grid.executor.name](**grid.executor.params)
+        backend.check(RunSettings(device, amp, grid.cell_timeout, Path(results).parent))
+    except (GridError, ValueError, ExecutorError) as exc:
         raise BadInput(str(exc)) from None
 
     from .store import ResultStore, StoreError
@@ -122,8 +137,23 @@ def run(
             return
         from .runner import run_grid
 
-        click.echo(f"{len(expansion.cells)} cells from the {grid.source}; results: {results}", err=True)
-        outcome = run_grid(expansion, store, force=force, device=device, amp=amp, progress=progress)
+        click.echo(
+            f"{len(expansion.cells)} cells from the {grid.source}; executor: {grid.executor.name}; results: {results}", err=True
+        )
+        try:
+            outcome = run_grid(
+                expansion,
+                store,
+                force=force,
+                device=device,
+                amp=amp,
+                progress=progress,
+                executor=backend,
+                retries=grid.retries,
+                cell_timeout=grid.cell_timeout,
+            )
+        except ExecutorError as exc:
+            raise click.ClickException(str(exc)) from None
     click.echo(outcome.summary(), err=True)
     for label, error in outcome.failures:
         click.echo(f"  failed: {label}: {error}", err=True)

@@ -9,7 +9,9 @@ default to the default grid's)::
 
     seeds = [0, 1, 2]
     val_fraction = 0.2                 # clean validation split carved from the training set
-    executor = "local"
+    executor = "pool"                  # or "pool{workers = 4}", or an [executor] table
+    retries = 1                        # reruns of a cell whose worker was lost (killed, OOM)
+    cell_timeout = 3600                # seconds; a cell over it is stopped and recorded as timeout
 
     [noise]                            # or [[noise]] tables for several kinds
     kind = "symmetric"
@@ -28,6 +30,14 @@ default to the default grid's)::
     name = "digits"
 
 ``method``/``task`` may also be lists of command-line specs: ``method = ["cce", "gce{q = [0.5, 0.7]}"]``.
+The executor's options go in a table::
+
+    [executor]
+    name = "slurm"
+    partition = "gpu"
+    time = 120                         # minutes per cell
+    gpus_per_cell = 1
+    array_parallelism = 32
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from .executors import EXECUTORS
 from .params import ParameterError, close_matches
 from .plugins import PluginHost
 from .registry import UnknownNameError
@@ -47,10 +58,10 @@ from .task import Recipe
 
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_NOISE_RATES = (0.0, 0.2, 0.4, 0.6)
-EXECUTORS = ("local",)
 
 _SPEC = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)(?:@([A-Za-z0-9_.\-]+))?\s*(\{.*\})?\s*$", re.S)
-_TOP_KEYS = {"seeds", "noise", "budget", "method", "task", "executor", "val_fraction"}
+_TOP_KEYS = {"seeds", "noise", "budget", "method", "task", "executor", "retries", "cell_timeout", "val_fraction"}
+DEFAULT_RETRIES = 1
 
 
 class GridError(ValueError):
@@ -92,7 +103,11 @@ class Grid:
     seeds: tuple[int, ...] = DEFAULT_SEEDS
     noise: list[NoiseSpec] | None = None
     budget: dict[str, Any] = field(default_factory=dict)
-    executor: str = "local"
+    executor: ComponentSpec = field(default_factory=lambda: ComponentSpec("local"))
+    #: How many more times a cell whose worker was lost (killed, out of memory) is run.
+    retries: int = DEFAULT_RETRIES
+    #: Wall-clock seconds after which a cell is stopped and recorded as ``timeout`` (None: no limit).
+    cell_timeout: float | None = None
     val_fraction: float = 0.0
     source: str = "grid"
 
@@ -164,9 +179,17 @@ def grid_from_dict(raw: dict[str, Any], source: str = "grid") -> Grid:
         budget = {}
     problems += validate_budget(budget)
 
-    executor = raw.get("executor", "local")
-    if executor not in EXECUTORS:
-        problems.append(f"executor: unknown executor {executor!r}; {close_matches(str(executor), list(EXECUTORS))}")
+    executor = _executor(raw.get("executor", "local"), problems)
+
+    retries = raw.get("retries", DEFAULT_RETRIES)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        problems.append(f"retries: {retries!r} must be a non-negative integer")
+        retries = DEFAULT_RETRIES
+
+    cell_timeout = raw.get("cell_timeout")
+    if cell_timeout is not None and (isinstance(cell_timeout, bool) or not isinstance(cell_timeout, (int, float)) or cell_timeout <= 0):
+        problems.append(f"cell_timeout: {cell_timeout!r} must be a positive number of seconds")
+        cell_timeout = None
 
     val_fraction = raw.get("val_fraction", 0.0)
     if not isinstance(val_fraction, (int, float)) or isinstance(val_fraction, bool) or not 0 <= val_fraction < 1:
@@ -175,7 +198,58 @@ def grid_from_dict(raw: dict[str, Any], source: str = "grid") -> Grid:
 
     if problems:
         raise GridError(problems, source)
-    return Grid(methods, tasks, tuple(seeds), noise, budget, executor, float(val_fraction), source)
+    return Grid(
+        methods,
+        tasks,
+        tuple(seeds),
+        noise,
+        budget,
+        executor,
+        retries,
+        None if cell_timeout is None else float(cell_timeout),
+        float(val_fraction),
+        source,
+    )
+
+
+def parse_executor(text: str) -> ComponentSpec:
+    """Parse an ``--executor`` spec (``pool``, ``pool{workers = 4}``) and validate its options."""
+    problems: list[str] = []
+    executor = _executor(text, problems)
+    if problems:
+        raise GridError(problems, "--executor")
+    return executor
+
+
+def _executor(value: Any, problems: list[str]) -> ComponentSpec:
+    """A name, a spec string ``name{option = value}``, or a table with ``name`` and options."""
+    if isinstance(value, str):
+        try:
+            spec = parse_component(value)
+        except ValueError as exc:
+            problems.append(f"executor: {exc}")
+            return ComponentSpec("local")
+        if spec.preset is not None:
+            problems.append(f"executor: {value!r}: executors have options, not presets")
+    elif isinstance(value, dict):
+        options = dict(value)
+        name = options.pop("name", None)
+        if not isinstance(name, str):
+            problems.append('executor.name: missing or not a string, e.g. name = "pool"')
+            return ComponentSpec("local")
+        spec = ComponentSpec(name, None, options)
+    else:
+        problems.append('executor: must be a name such as "pool" or a table with a name and options')
+        return ComponentSpec("local")
+    cls = EXECUTORS.get(spec.name)
+    if cls is None:
+        problems.append(f"executor: unknown executor {spec.name!r}; {close_matches(spec.name, list(EXECUTORS))}")
+        return ComponentSpec("local")
+    try:
+        cls(**spec.params)
+    except ParameterError as exc:
+        problems.append(f"executor ({spec.name}): {exc}")
+    return spec
 
 
 def validate_budget(budget: dict[str, Any], prefix: str = "budget") -> list[str]:

@@ -68,6 +68,8 @@ def _table(runs: pd.DataFrame, column: str, higher_is_better: bool, rates: list[
             text = "n/a"
         elif diverged:
             text = "diverged"
+        elif (group.status == "timeout").any():
+            text = "timeout"
         else:
             text = "failed"
         if len(vals) and diverged:

@@ -1,27 +1,40 @@
 """Run the cells of a grid: skip finished ones, execute the rest, store each result as it lands.
 
-The driver (this module) is the only writer of the results database; a cell's execution
+The driver (``run_grid``) is the only writer of the results database; a cell's execution
 (``execute_cell``) is a pure function of its spec that returns a ``RunRecord``, so that it can run
-in this process or elsewhere. A run that raises is recorded as ``failed`` with its traceback and
-the grid goes on; Ctrl-C stops after releasing the running cell: every finished cell is kept and
-re-running the same command runs only what is missing.
+in this process or in any worker of an executor (``benchsuite.executors``). The driver claims a
+cell before dispatching it, keeps its claims fresh, and saves each record as it arrives. A run
+that raises is recorded as ``failed`` with its traceback and the grid goes on; a cell whose worker
+dies is retried; Ctrl-C cancels the running cells and releases their claims: every finished cell
+is kept and re-running the same command runs only what is missing.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import signal
+import threading
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .grid import Expansion
+from .grid import DEFAULT_RETRIES, Expansion
 from .plugins import get_host
 from .provenance import provenance, utc_now
 from .spec import CellSpec, RunRecord
 from .store import ResultStore
 
+if TYPE_CHECKING:
+    from .executors import Executor
+
 HEARTBEAT_SECONDS = 30.0
+#: How long the driver waits for finished cells before it looks at its queue again.
+POLL_SECONDS = 0.5
 
 
 def plugin_versions(spec: CellSpec) -> dict[str, dict[str, Any]]:
@@ -33,23 +46,68 @@ def plugin_versions(spec: CellSpec) -> dict[str, dict[str, Any]]:
     return out
 
 
+class CellTimeout(BaseException):
+    """Raised by a cell's timeout alarm; a ``BaseException`` so that no plugin's ``except
+    Exception`` swallows it."""
+
+
+@contextmanager
+def _alarm(seconds: float | None) -> Iterator[None]:
+    """Raise ``CellTimeout`` in this thread after ``seconds`` of wall time (SIGALRM).
+
+    Python runs the handler between two bytecodes, so a training loop stops within one step; code
+    stuck in native calls is stopped from outside by the executors that own the process.
+    """
+    if seconds is None:
+        yield
+        return
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        raise RuntimeError("a cell timeout needs the cell to run in the main thread of a process on a POSIX system")
+
+    def fire(signum: int, frame: object) -> None:
+        raise CellTimeout
+
+    previous = signal.signal(signal.SIGALRM, fire)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})  # a mask inherited from the parent would mute it
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)  # an enclosing alarm (pytest-timeout) is put back
+    tic = time.monotonic()
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if outer:
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - tic), 1e-3))
+
+
 def execute_cell(
     spec: CellSpec,
     device: str = "auto",
     amp: bool | None = None,
     on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
+    timeout: float | None = None,
 ) -> RunRecord:
-    """Train one cell; never raises for a failure of the run itself (it becomes a ``failed`` record)."""
+    """Train one cell; never raises for a failure of the run itself (it becomes a ``failed``
+    record). After ``timeout`` seconds the run is stopped and recorded as ``timeout``, with the
+    curves of the epochs it finished."""
     from .engine import resolve_device, train
 
     started, tic = utc_now(), time.perf_counter()
     torch_device = resolve_device(device)
+    rows: list[dict[str, float]] = []
+
+    def collect(epoch: int, epochs: int, row: dict[str, float]) -> None:
+        rows.append(row)
+        if on_epoch is not None:
+            on_epoch(epoch, epochs, row)
+
     try:
-        host = get_host()
-        method = host.method_class(spec.method)(**spec.method_params)
-        task_cls = host.task_class(spec.task)
-        task = task_cls(**spec.task_params, **spec.task_options)
-        record = train(method, task, spec, torch_device, amp=amp, on_epoch=on_epoch)
+        with _alarm(timeout):
+            host = get_host()
+            method = host.method_class(spec.method)(**spec.method_params)
+            task_cls = host.task_class(spec.task)
+            task = task_cls(**spec.task_params, **spec.task_options)
+            record = train(method, task, spec, torch_device, amp=amp, on_epoch=collect)
         record.info.update(
             task_metrics={k: {"higher_is_better": m.higher_is_better, "doc": m.doc} for k, m in task_cls.metrics.items()},
             primary_metric=task_cls.primary_metric,
@@ -58,12 +116,20 @@ def execute_cell(
         versions = plugin_versions(spec)
     except KeyboardInterrupt:
         raise
+    except CellTimeout:
+        record = RunRecord(
+            spec=spec,
+            status="timeout",
+            curves=rows,
+            error=f"exceeded the cell timeout of {timeout:g} s in epoch {len(rows) + 1}; stopped by its alarm",
+        )
+        versions = {}
     except Exception as exc:
         record = RunRecord(spec=spec, status="failed", error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
         versions = {}
     record.started_at, record.finished_at = started, utc_now()
     record.duration_s = time.perf_counter() - tic
-    record.provenance = provenance(str(torch_device), versions)
+    record.provenance = {**provenance(str(torch_device), versions), "pid": os.getpid()}
     return record
 
 
@@ -75,7 +141,9 @@ class GridOutcome:
     already_done: int = 0
     not_applicable: int = 0
     running_elsewhere: int = 0
+    retried: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
+    #: (label, first line of the error) of every cell that ended failed or timed out.
     failures: list[tuple[str, str]] = field(default_factory=list)
     interrupted: bool = False
 
@@ -86,9 +154,63 @@ class GridOutcome:
             parts.append(f"{self.not_applicable} not applicable (n/a)")
         if self.running_elsewhere:
             parts.append(f"{self.running_elsewhere} being run by another process")
+        if self.retried:
+            parts.append(f"{self.retried} retried after losing their worker")
         if self.interrupted:
             parts.append("interrupted: re-run the same command to run the missing cells")
         return "; ".join(parts)
+
+
+class _Heartbeat:
+    """Keeps the driver's claims fresh from a thread with its own database connection, so that a
+    cell (or one epoch) longer than the stale-claim age is never taken over by another driver."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.cells: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="benchsuite-heartbeat", daemon=True)
+
+    def __enter__(self) -> "_Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def add(self, cell_hash: str) -> None:
+        with self._lock:
+            self.cells.add(cell_hash)
+
+    def discard(self, cell_hash: str) -> None:
+        with self._lock:
+            self.cells.discard(cell_hash)
+
+    def _run(self) -> None:
+        with ResultStore(self.path) as store:
+            while not self._stop.wait(HEARTBEAT_SECONDS):
+                with self._lock:
+                    cells = list(self.cells)
+                for cell_hash in cells:
+                    store.heartbeat(cell_hash)
+
+
+@contextmanager
+def _held_interrupt() -> Iterator[None]:
+    """Hold a Ctrl-C until the block is done (a store write and its bookkeeping), then deliver it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(signal.SIGINT, None)
 
 
 def run_grid(
@@ -99,10 +221,23 @@ def run_grid(
     device: str = "auto",
     amp: bool | None = None,
     progress: bool = True,
+    executor: Executor | None = None,
+    retries: int = DEFAULT_RETRIES,
+    cell_timeout: float | None = None,
 ) -> GridOutcome:
-    """Run every cell of ``expansion`` that ``store`` does not hold yet (all of them with ``force``)."""
+    """Run every cell of ``expansion`` that ``store`` does not hold yet (all of them with ``force``)
+    on ``executor`` (default: in this process, one after the other).
+
+    A cell whose worker is lost (killed, out of memory, node failure) is run again, up to
+    ``retries`` more times, then recorded as ``failed`` with the cause; a cell that raises is not
+    retried (it would raise again). A cell over ``cell_timeout`` seconds is stopped and recorded
+    as ``timeout``. Failed and timed-out cells run again on the next ``run_grid``.
+    """
     from tqdm import tqdm
 
+    from .executors import LocalExecutor, RunSettings
+
+    executor = executor or LocalExecutor()
     outcome = GridOutcome(cells=len(expansion.cells))
     for spec in expansion.cells:  # re-evaluated every time: cheap, and a plugin update may change it
         if spec.cell_hash in expansion.not_applicable:
@@ -113,40 +248,72 @@ def run_grid(
     outcome.already_done = len(expansion.cells) - outcome.not_applicable - len(todo)
 
     bar = tqdm(total=len(todo), unit="cell", disable=not progress, dynamic_ncols=True, mininterval=0.5)
-    current: CellSpec | None = None
+
+    def on_progress(spec: CellSpec, epoch: int, epochs: int) -> None:
+        bar.set_postfix_str(f"{spec.label()} · epoch {epoch}/{epochs}", refresh=False)
+
+    settings = RunSettings(device, amp, cell_timeout, store.path.parent, on_progress)
+    executor.check(settings)
+    queue: deque[tuple[CellSpec, int]] = deque((spec, 1) for spec in todo)  # (cell, attempt)
+    running: dict[str, tuple[CellSpec, int]] = {}
+    finished = False
     try:
-        for spec in todo:
-            if not store.claim(spec, force=force):  # finished or taken by another process meanwhile
-                if spec.cell_hash in store.done():
-                    outcome.already_done += 1
-                else:
-                    outcome.running_elsewhere += 1
-                bar.update(1)
-                continue
-            current = spec
-            label = spec.label()
-            bar.set_postfix_str(label, refresh=False)
-            last_beat = time.monotonic()
-
-            def on_epoch(epoch: int, epochs: int, row: dict[str, float], label: str = label) -> None:
-                nonlocal last_beat
-                bar.set_postfix_str(f"{label} · epoch {epoch}/{epochs}", refresh=False)
-                if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
-                    store.heartbeat(spec.cell_hash)
-                    last_beat = time.monotonic()
-
-            record = execute_cell(spec, device=device, amp=amp, on_epoch=on_epoch)
-            store.save(record)
-            current = None
-            outcome.statuses[record.status] += 1
-            if record.status == "failed":
-                outcome.failures.append((label, (record.error or "").splitlines()[0]))
-                bar.write(f"FAILED {label}: {(record.error or '').splitlines()[0]}")
-            bar.update(1)
+        with _Heartbeat(store.path) as beats:
+            executor.start(settings)
+            while queue or running:
+                batch: list[CellSpec] = []
+                while queue and executor.free_slots() > len(batch):
+                    with _held_interrupt():  # a claim is never made without being tracked
+                        spec, attempt = queue.popleft()
+                        claimed = attempt > 1 or store.claim(spec, force=force)
+                        if claimed:
+                            running[spec.cell_hash] = (spec, attempt)
+                    if not claimed:  # finished or taken by another driver meanwhile
+                        if spec.cell_hash in store.done():
+                            outcome.already_done += 1
+                        else:
+                            outcome.running_elsewhere += 1
+                        bar.update(1)
+                        continue
+                    batch.append(spec)
+                    beats.add(spec.cell_hash)
+                if batch:
+                    executor.submit(batch)
+                if not running:
+                    continue
+                for result in executor.wait(POLL_SECONDS):
+                    spec, attempt = running[result.spec.cell_hash]
+                    if result.lost is not None and attempt <= retries:
+                        outcome.retried += 1
+                        bar.write(f"RETRY {spec.label()}: {result.lost}; attempt {attempt + 1} of {retries + 1}", file=sys.stderr)
+                        with _held_interrupt():
+                            queue.appendleft((spec, attempt + 1))  # keeps its claim
+                            del running[spec.cell_hash]
+                        continue
+                    record = result.record or RunRecord(spec, "failed", error=f"{result.lost} (attempt {attempt} of {retries + 1})")
+                    record.finished_at = record.finished_at or utc_now()
+                    record.provenance.update(executor=executor.name, attempt=attempt)
+                    with _held_interrupt():  # a record that has arrived is stored, even on Ctrl-C
+                        store.save(record)
+                        del running[spec.cell_hash]
+                    beats.discard(spec.cell_hash)
+                    outcome.statuses[record.status] += 1
+                    if record.status in ("failed", "timeout"):
+                        first_line = (record.error or "").splitlines()[0] if record.error else record.status
+                        outcome.failures.append((spec.label(), first_line))
+                        bar.write(f"{record.status.upper()} {spec.label()}: {first_line}", file=sys.stderr)
+                    bar.update(1)
+            finished = True
     except KeyboardInterrupt:
         outcome.interrupted = True
-        if current is not None:
-            store.release([current.cell_hash])
     finally:
-        bar.close()
+        try:
+            if not finished:
+                executor.cancel()
+            executor.close()
+        finally:
+            # Cells still running or waiting for a retry: give them back for a restart or another driver.
+            with _held_interrupt():
+                store.release(list(running) + [spec.cell_hash for spec, attempt in queue if attempt > 1])
+            bar.close()
     return outcome

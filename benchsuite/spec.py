@@ -10,7 +10,8 @@ from typing import Any, Literal
 #: Bump when the engine's semantics change so that no stored cell is silently reused.
 ENGINE_VERSION = "1"
 
-RunStatus = Literal["completed", "diverged", "failed", "skipped"]
+#: ``timeout``: stopped after ``--cell-timeout`` seconds (run again by the next ``benchsuite run``, like ``failed``).
+RunStatus = Literal["completed", "diverged", "failed", "timeout", "skipped"]
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from typing import Any, Iterator
 from .spec import CellSpec, RunRecord
 
 SCHEMA_VERSION = "1"
+#: Cells with these statuses are finished; ``failed`` and ``timeout`` cells run again on the next run.
 DONE_STATUSES = ("completed", "diverged")
 #: A claim from another host with no heartbeat for this long is considered abandoned.
 STALE_CLAIM_SECONDS = 15 * 60

@@ -78,7 +78,7 @@ def test_default_grid_is_every_default_method_on_default_tasks():
     "text, expected",
     [
         ("seeds = [0,", "not valid TOML"),
-        ("sedes = [0]", "sedes: unknown key; did you mean 'seeds'?"),
+        ("sedes = [0]", "sedes: unknown key; did you mean 'seeds'"),
         ("[[method]]\nname = 'gcee'\n[[task]]\nname = 'digits'", "method[0]: unknown method 'gcee'"),
         ("[[method]]\nname = 'cce'\n[[task]]\nname = 'digits'\nparams = { width = 0 }", "task[0] (digits): digits: parameter 'width' = 0 is out of range; allowed: int >= 1"),
         ("[[method]]\nname = 'cce'\n[[task]]\nname = 'digits'\nparams = { widht = 3 }", "unknown parameter 'widht'; did you mean 'width'?"),

@@ -1,0 +1,137 @@
+"""The executor interface: the driver hands cells to an executor and gets their records back.
+
+The driver (``benchsuite.runner.run_grid``) claims each cell in the results store, submits it,
+and stores every record that comes back; an executor never touches the database, so one SQLite
+file serves a laptop, a worker pool, a Ray cluster and a Slurm cluster alike. A worker receives
+only the cell's ``CellSpec`` (a few hundred bytes) and prepares the data itself: the driver never
+loads a data set for a remote cell, and a long-lived worker (a pool process, a Ray worker) keeps
+the task plugins' module-level data caches across the cells it runs.
+
+The life of an executor, all calls from the driver's main thread::
+
+    check(settings)   raise ExecutorError when it cannot run here (missing extra, bad setting)
+    start(settings)   bring up workers, connect to the cluster
+    free_slots()      how many more cells it takes now
+    submit(specs)     start these cells
+    wait(timeout)     the cells that ended since the last call (possibly none)
+    cancel()          stop every running cell now (Ctrl-C)
+    close()           shut down after the last cell
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from ..params import Configurable
+from ..spec import CellSpec, RunRecord
+
+#: Called with (cell, epoch, epochs) when a worker reports a finished epoch.
+ProgressCallback = Callable[[CellSpec, int, int], None]
+
+
+class ExecutorError(RuntimeError):
+    """The executor cannot run here: a missing extra, an unreachable cluster, a bad setting."""
+
+
+@dataclass
+class RunSettings:
+    """What every executor needs to know about the run, besides its own options."""
+
+    device: str = "auto"
+    amp: bool | None = None
+    #: Wall-clock budget of one cell in seconds (None: unlimited).
+    cell_timeout: float | None = None
+    #: Where executors may write files (job scripts, logs): the results database's folder.
+    workdir: Path = field(default_factory=Path.cwd)
+    on_progress: ProgressCallback | None = None
+
+
+@dataclass
+class CellResult:
+    """A cell that ended: its record, or ``lost`` = why its worker vanished without one (the
+    worker was killed, ran out of memory, its node failed); lost cells are retried."""
+
+    spec: CellSpec
+    record: RunRecord | None = None
+    lost: str | None = None
+
+
+class Executor(Configurable):
+    """Base class of executors; ``parameters`` are its options in grid files and ``--executor``."""
+
+    kind: ClassVar[str] = "executor"
+    #: The ``pip install benchsuite[...]`` extra that provides the executor's dependencies.
+    extra: ClassVar[str | None] = None
+
+    def check(self, settings: RunSettings) -> None:
+        """Raise ``ExecutorError`` when the executor cannot run with ``settings`` here."""
+
+    def start(self, settings: RunSettings) -> None:
+        self.settings = settings
+
+    def free_slots(self) -> int:
+        raise NotImplementedError
+
+    def submit(self, specs: list[CellSpec]) -> None:
+        raise NotImplementedError
+
+    def wait(self, timeout: float) -> list[CellResult]:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        """Stop every running cell now; their results are dropped."""
+
+    def close(self) -> None:
+        """Release workers and connections after the last cell."""
+
+    def _require(self, module: str) -> Any:
+        """Import ``module`` or say which extra to install."""
+        import importlib
+
+        try:
+            return importlib.import_module(module)
+        except ImportError:
+            raise ExecutorError(
+                f"the {self.name} executor needs {module}, which is not installed: "
+                f"pip install 'benchsuite[{self.extra}]'"
+            ) from None
+
+
+def hard_deadline(timeout: float) -> float:
+    """When a cell that ignores its timeout alarm (stuck in native code) is killed from outside."""
+    return timeout + max(5.0, 0.1 * timeout)
+
+
+def timeout_record(spec: CellSpec, timeout: float, how: str) -> RunRecord:
+    return RunRecord(spec, "timeout", error=f"exceeded the cell timeout of {timeout:g} s; {how}")
+
+
+def death_cause(exitcode: int | None, pid: int | None) -> str:
+    """Words for a worker process's end: 'killed by SIGKILL (...)', 'exited with status 3'."""
+    who = f"worker process {pid}" if pid else "worker process"
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = " (the kernel's out-of-memory killer sends SIGKILL)" if name == "SIGKILL" else ""
+        return f"{who} was killed by {name}{hint} while running this cell"
+    return f"{who} exited with status {exitcode} while running this cell"
+
+
+def run_in_worker(
+    spec: CellSpec, device: str, amp: bool | None, timeout: float | None, threads: int | None
+) -> RunRecord:
+    """A cell's entry point in a Ray task or a Slurm job: set torch's threads, run, return the record."""
+    import torch
+
+    from ..plugins import get_host
+    from ..runner import execute_cell
+
+    if threads:
+        torch.set_num_threads(threads)
+    get_host()  # plugins load before the cell's timeout starts
+    return execute_cell(spec, device=device, amp=amp, timeout=timeout)

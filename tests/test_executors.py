@@ -1,0 +1,349 @@
+"""Executors: grid validation, missing extras, and the fault-tolerance contract end to end.
+
+The end-to-end tests run ``benchsuite run`` in a subprocess on small ``digits`` grids with the
+``probe`` test plugin (tests/data/probe_plugin.py): cross entropy that can be slowed down, kill its
+own process or block its timeout alarm, and that logs every process it runs in and every real
+load of the digits data set.
+"""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from benchsuite.cli import main
+from benchsuite.executors import EXECUTORS, ExecutorError, LocalExecutor, RunSettings
+from benchsuite.executors.base import death_cause
+from benchsuite.grid import GridError, expand, grid_from_dict, parse_executor
+from benchsuite.leaderboard import render
+from benchsuite.plugins import get_host
+from benchsuite.results import to_dataframe
+from benchsuite.runner import execute_cell, run_grid
+from benchsuite.spec import CellSpec, RunRecord
+from benchsuite.store import ResultStore
+
+from conftest import run_cli
+
+PROBE_SOURCE = (Path(__file__).parent / "data" / "probe_plugin.py").read_text()
+SMALL = ["-t", "digits{width = 16}", "--noise", "symmetric:0.4", "--epochs", "2", "--no-progress", "--no-leaderboard"]
+POOL = "pool{workers = 2, threads_per_worker = 1}"
+POOL_1 = "pool{workers = 1, threads_per_worker = 1}"  # where one worker shows it: fewer processes to start
+
+
+@pytest.fixture
+def probe(install_plugin, tmp_path, monkeypatch):
+    """Install the probe plugin (for this process and for subprocesses); returns its log folder."""
+    from benchsuite_plugins.tasks import digits
+
+    folder = tmp_path / "probe"
+    folder.mkdir()
+    monkeypatch.setenv("BENCHSUITE_PROBE_DIR", str(folder))
+    monkeypatch.setattr(digits, "load_split", digits.load_split)  # the plugin wraps it: undone after the test
+    install_plugin("benchsuite_probe", "benchsuite_probe", PROBE_SOURCE)  # dist-info dirs use underscores
+    return folder
+
+
+def started(folder):
+    path = folder / "started"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def loads(folder):
+    path = folder / "loads"
+    return [int(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def runs(results):
+    try:
+        with sqlite3.connect(f"file:{results}?mode=ro", uri=True) as conn:
+            rows = conn.execute("SELECT cell_hash, method, spec, status, error, provenance, finished_at FROM runs").fetchall()
+    except sqlite3.OperationalError:  # not created yet
+        return {}
+    return {
+        h: {"method_params": json.loads(spec)["method_params"], "method": m, "status": s, "error": e or "",
+            "provenance": json.loads(p), "finished_at": f}
+        for h, m, spec, s, e, p, f in rows
+    }  # fmt: skip
+
+
+def claims(results):
+    with sqlite3.connect(results) as conn:
+        return conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0]
+
+
+def start(results, *args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchsuite", "run", *SMALL, "--results", str(results), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_until(condition, proc=None, timeout=180, what="the condition"):
+    deadline = time.time() + timeout
+    while not (value := condition()):
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the driver exited before {what}: {proc.communicate()}")
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return value
+
+
+def alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def children(pid):
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def kill_first_slow_cell(folder, proc):
+    """SIGKILL the process of the first slow probe cell, mid-cell; returns its pid."""
+    entry = wait_until(lambda: next((e for e in started(folder) if e["sleep"] > 0), None), proc, what="a slow cell to start")
+    os.kill(entry["pid"], signal.SIGKILL)
+    return entry["pid"]
+
+
+# -- validation -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ({"executor": "pool"}, ("pool", {})),
+        ({"executor": "pool{workers = 3, threads_per_worker = 2}"}, ("pool", {"workers": 3, "threads_per_worker": 2})),
+        ({"executor": {"name": "slurm", "partition": "gpu", "time": 90}}, ("slurm", {"partition": "gpu", "time": 90})),
+    ],
+)
+def test_the_executor_is_a_name_a_spec_or_a_table(raw, expected):
+    grid = grid_from_dict(raw)
+    assert (grid.executor.name, grid.executor.params) == expected
+    assert grid.retries == 1 and grid.cell_timeout is None
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"executor": "pool{wokers = 2}"}, "executor (pool): pool: unknown parameter 'wokers'; did you mean 'workers'?"),
+        ({"executor": {"name": "pool", "workers": 0}}, "executor (pool): pool: parameter 'workers' = 0 is out of range; allowed: int >= 1"),
+        ({"executor": {"name": "slurm", "cluster": "pbs"}}, "parameter 'cluster' = 'pbs' is not allowed; allowed: one of 'slurm', 'local'"),
+        ({"executor": {"workers": 2}}, 'executor.name: missing or not a string, e.g. name = "pool"'),
+        ({"executor": "rayy"}, "executor: unknown executor 'rayy'; did you mean 'ray'?"),
+        ({"executor": 3}, "executor: must be a name"),
+        ({"retries": -1}, "retries: -1 must be a non-negative integer"),
+        ({"cell_timeout": 0}, "cell_timeout: 0 must be a positive number of seconds"),
+    ],
+)
+def test_bad_executor_settings_name_the_key_and_the_problem(raw, message):
+    with pytest.raises(GridError) as info:
+        grid_from_dict(raw)
+    assert any(message in p for p in info.value.problems), info.value.problems
+
+
+def test_an_executor_whose_extra_is_missing_names_the_extra(monkeypatch, tmp_path):
+    for module, name, extra in (("ray", "ray", "ray"), ("submitit", "slurm", "slurm")):
+        monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
+        with pytest.raises(ExecutorError, match=rf"pip install 'benchsuite\[{extra}\]'"):
+            EXECUTORS[name]().check(RunSettings(cell_timeout=60))
+    result = CliRunner().invoke(
+        main, ["run", "-m", "cce", "-t", "digits", "--executor", "ray", "--dry-run", "--results", str(tmp_path / "r.sqlite")]
+    )
+    assert result.exit_code == 2
+    assert "the ray executor needs ray, which is not installed: pip install 'benchsuite[ray]'" in result.output
+
+
+def test_slurm_needs_slurm_or_cluster_local_and_a_time_limit(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ExecutorError, match="sbatch is not on PATH.*cluster = 'local'"):
+        EXECUTORS["slurm"]().check(RunSettings(cell_timeout=60))
+    with pytest.raises(ExecutorError, match="set the executor's time \\(minutes\\) or --cell-timeout"):
+        EXECUTORS["slurm"](cluster="local").check(RunSettings())
+    EXECUTORS["slurm"](cluster="local", time=5).check(RunSettings())
+    with pytest.raises(GridError, match="--executor is invalid"):
+        parse_executor("slurm{time = 0}")
+
+
+def test_a_lost_worker_is_described_by_its_signal_or_exit_status():
+    assert death_cause(-9, 42) == (
+        "worker process 42 was killed by SIGKILL (the kernel's out-of-memory killer sends SIGKILL) while running this cell"
+    )
+    assert death_cause(3, 42) == "worker process 42 exited with status 3 while running this cell"
+
+
+def test_pool_workers_get_the_visible_gpus_round_robin(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    pool = EXECUTORS["pool"](workers=4)
+    pool.start(RunSettings(device="auto"))  # workers start with their first cell: nothing spawned here
+    assert [slot.device for slot in pool._slots] == ["cuda:0", "cuda:1", "cuda:2", "cuda:0"]
+    default = EXECUTORS["pool"]()
+    default.start(RunSettings(device="cuda"))
+    assert [slot.device for slot in default._slots] == ["cuda:0", "cuda:1", "cuda:2"]  # one worker per GPU
+    cpu = EXECUTORS["pool"](workers=2)
+    cpu.start(RunSettings(device="cpu"))
+    assert [slot.device for slot in cpu._slots] == ["cpu", "cpu"] and cpu._threads == max(1, (os.cpu_count() or 1) // 2)
+
+
+# -- statuses ---------------------------------------------------------------------------------
+
+
+def test_timed_out_cells_run_again_and_show_as_timeout_on_the_leaderboard(tmp_path):
+    info = {"task_metrics": {"test_acc": {"higher_is_better": True, "doc": ""}}, "leaderboard_metrics": ["test_acc"]}
+    done = CellSpec("cce", {}, "digits", {}, "symmetric", 0.4, 0, "v", "v")
+    slow = CellSpec("gce", {}, "digits", {}, "symmetric", 0.4, 0, "v", "v")
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        store.save(RunRecord(done, "completed", curves=[{"epoch": 1, "test_acc": 0.5}], info=info))
+        store.save(RunRecord(slow, "timeout", curves=[{"epoch": 1, "test_acc": 0.4}], error="exceeded the cell timeout"))
+        assert store.statuses()[slow.cell_hash] == "timeout" and store.done() == {done.cell_hash}
+    board = render(to_dataframe(tmp_path / "r.sqlite"))
+    assert "| gce | timeout |" in board and "| cce | **50.00 ± – (1)** |" in board
+
+
+def test_the_local_executor_stops_a_cell_at_its_timeout_and_keeps_its_finished_epochs(probe, tmp_path):
+    host = get_host()
+    one = {"task": ["digits{width = 16}"], "seeds": [0], "noise": {"kind": "symmetric", "rates": [0.4]}}
+    warm = expand(grid_from_dict({**one, "method": ["cce"], "budget": {"epochs": 1}}), host)
+    execute_cell(warm.cells[0], "cpu")  # plugins and data loaded: the timeout below measures training only
+    grid = grid_from_dict({**one, "method": ["probe{sleep = 0.05}"], "budget": {"epochs": 200}})
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        outcome = run_grid(expand(grid, host), store, device="cpu", progress=False, executor=LocalExecutor(), cell_timeout=6.0)
+    (run,) = runs(tmp_path / "r.sqlite").values()
+    assert run["status"] == "timeout" and "exceeded the cell timeout of 6 s in epoch" in run["error"]
+    assert outcome.statuses == {"timeout": 1} and len(outcome.failures) == 1
+    epochs = to_dataframe(tmp_path / "r.sqlite").epochs.iloc[0]
+    assert 1 <= epochs < 200  # 11 steps of >= 50 ms per epoch: a few epochs fit in 6 s
+
+
+# -- pool -------------------------------------------------------------------------------------
+
+
+def test_the_pool_runs_every_cell_in_workers_that_load_the_data_once(probe, tmp_path):
+    results = tmp_path / "r.sqlite"
+    result = run_cli("run", *SMALL, "-m", "probe", "--seeds", "0,1,2,3,4", "--executor", POOL, "--results", str(results))
+    assert result.returncode == 0, result.stderr
+    assert "5 cells: ran 5 completed; 0 already done" in result.stderr
+    stored = runs(results).values()
+    assert {r["provenance"]["executor"] for r in stored} == {"pool"}
+    pids = Counter(r["provenance"]["pid"] for r in stored)
+    assert 1 <= len(pids) <= 2 and sum(pids.values()) == 5  # workers are reused across cells
+    assert Counter(loads(probe)) == {pid: 1 for pid in pids}  # one load per worker; none in the driver
+
+
+def test_a_killed_worker_costs_only_its_cell_which_is_retried(probe, tmp_path):
+    results = tmp_path / "r.sqlite"
+    proc = start(results, "-m", "probe{sleep = 0.1}", "-m", "probe{die = true}", "--seeds", "0", "--executor", POOL, "--retries", "1")
+    killed = kill_first_slow_cell(probe, proc)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err  # the cell that dies every time failed
+    by_die = {r["method_params"]["die"]: r for r in runs(results).values()}
+    slow, dying = by_die[False], by_die[True]
+    assert slow["status"] == "completed" and slow["provenance"]["attempt"] == 2 and slow["provenance"]["pid"] != killed
+    assert dying["status"] == "failed" and "was killed by SIGKILL" in dying["error"] and "(attempt 2 of 2)" in dying["error"]
+    assert "2 retried after losing their worker" in err and err.count("RETRY") == 2
+    assert claims(results) == 0
+
+
+def test_a_cell_over_its_timeout_is_stopped_even_if_it_ignores_the_alarm(probe, tmp_path):
+    results = tmp_path / "r.sqlite"
+    proc = start(results, "-m", "probe{sleep = 1.0}", "-m", "probe{sleep = 1.0, block_alarm = true}", "--seeds", "0",
+                 "--executor", POOL, "--cell-timeout", "6")  # fmt: skip
+    tic = time.time()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err
+    stored = {r["method_params"]["block_alarm"]: r for r in runs(results).values()}
+    assert stored[False]["status"] == "timeout" and "stopped by its alarm" in stored[False]["error"]
+    assert stored[True]["status"] == "timeout" and "its worker process" in stored[True]["error"]
+    assert "2 timeout" in err
+    assert time.time() - tic < 120  # each training alone would take 22 s per epoch
+
+
+def test_ctrl_c_cancels_running_cells_and_keeps_finished_ones(probe, tmp_path):
+    results = tmp_path / "r.sqlite"
+    proc = start(results, "-m", "cce", "-m", "probe{sleep = 0.3}", "--seeds", "0,1", "--executor", POOL_1)
+    wait_until(lambda: runs(results) and any(alive(e["pid"]) for e in started(probe) if e["sleep"]), proc, what="a finished and a running cell")
+    workers = children(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted: re-run the same command to run the missing cells" in err
+    stored = runs(results)
+    assert 1 <= len(stored) < 4 and {r["status"] for r in stored.values()} == {"completed"}
+    assert claims(results) == 0
+    wait_until(lambda: not any(alive(p) for p in workers), timeout=15, what="the workers to stop")
+
+
+def test_a_driver_killed_mid_grid_resumes_with_only_the_missing_cells(probe, tmp_path):
+    results = tmp_path / "r.sqlite"
+    args = ["-m", "probe{sleep = 0.05}", "--seeds", "0,1,2,3", "--executor", POOL_1]
+    proc = start(results, *args)
+    wait_until(lambda: runs(results), proc, what="a finished cell")
+    workers = children(proc.pid)
+    proc.kill()
+    proc.wait()
+    wait_until(lambda: not any(alive(p) for p in workers), timeout=15, what="orphaned workers to exit")
+    before = {h: r["finished_at"] for h, r in runs(results).items()}
+    assert 1 <= len(before) < 4
+    result = run_cli("run", *SMALL, "--results", str(results), *args)
+    assert result.returncode == 0, result.stderr
+    assert f"ran {4 - len(before)} completed; {len(before)} already done" in result.stderr
+    after = {h: r["finished_at"] for h, r in runs(results).items()}
+    assert len(after) == 4 and all(after[h] == before[h] for h in before)  # nothing lost, nothing redone
+
+
+# -- ray and slurm ----------------------------------------------------------------------------
+
+
+def test_ray_runs_the_grid_retries_a_killed_worker_and_loads_data_once_per_worker(probe, tmp_path):
+    results = tmp_path / "r.sqlite"
+    proc = start(results, "-m", "probe{sleep = 0.1}", "--seeds", "0,1,2,3", "--executor", "ray{num_cpus = 2}")
+    killed = kill_first_slow_cell(probe, proc)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    stored = list(runs(results).values())
+    assert len(stored) == 4 and {r["status"] for r in stored} == {"completed"}
+    assert sorted(r["provenance"]["attempt"] for r in stored) == [1, 1, 1, 2]
+    assert {r["provenance"]["executor"] for r in stored} == {"ray"}
+    pids = {r["provenance"]["pid"] for r in stored}
+    assert killed not in pids and proc.pid not in loads(probe)
+    assert Counter(loads(probe)) == {pid: 1 for pid in pids | {killed}}  # once per Ray worker
+    assert len(pids) <= 3  # 4 cells + 1 retry on at most 2 workers + 1 replacement
+
+
+def test_slurm_jobs_through_submitit_are_retried_when_killed_and_cancelled_on_ctrl_c(probe, tmp_path):
+    results = tmp_path / "r.sqlite"
+    slurm = 'slurm{cluster = "local", array_parallelism = 2}'
+    proc = start(results, "-m", "probe{sleep = 0.1}", "--seeds", "0,1", "--executor", slurm, "--cell-timeout", "300")
+    killed = kill_first_slow_cell(probe, proc)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    stored = list(runs(results).values())
+    assert {r["status"] for r in stored} == {"completed"} and sorted(r["provenance"]["attempt"] for r in stored) == [1, 2]
+    assert "Slurm job" in err and "without a result" in err  # the RETRY line names the job and its state
+    assert proc.pid not in loads(probe) and killed not in {r["provenance"]["pid"] for r in stored}
+    assert any((tmp_path / "slurm").glob("*/*_log.err"))  # submitit's job logs beside the results
+
+    results2 = tmp_path / "r2.sqlite"
+    (probe / "started").unlink()
+    proc = start(results2, "-m", "probe{sleep = 0.3}", "--seeds", "0,1", "--executor", slurm, "--cell-timeout", "300")
+    jobs = wait_until(lambda: [e["pid"] for e in started(probe)] if len(started(probe)) == 2 else None, proc, what="two jobs to start")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    wait_until(lambda: not any(alive(p) for p in jobs), timeout=20, what="the cancelled jobs to stop")
+    assert runs(results2) == {} and claims(results2) == 0
