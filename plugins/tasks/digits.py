@@ -2,9 +2,11 @@
 
 1,797 images of 8×8 pixels, 10 classes, shipped inside scikit-learn (no download). A fixed,
 seeded, stratified split (1,347 train / 450 test) that does not depend on the run's seed; label
-noise goes into the training labels only. The model is an over-parameterised MLP trained without
-weight decay, so that plain cross entropy visibly memorises noisy labels (its final accuracy falls
-below its best epoch) and the effect of a robust method shows.
+noise goes into the training labels only. The model is an over-parameterised MLP (64-128-128-10,
+26k weights for 1,347 examples) trained without weight decay, so that plain cross entropy visibly
+memorises noisy labels (at 40% noise its final accuracy falls ~20 points below its best epoch) and
+the effect of a robust method shows; width 128 rather than 256 halves a cell's time at the same
+qualitative picture, so the default grid runs in minutes.
 
 Strong view (for consistency-based methods such as IEG, which need a second, harder view of each
 input): the pixels plus Gaussian noise of standard deviation ``STRONG_NOISE_STD``, clipped to
@@ -66,7 +68,7 @@ class Digits(Task):
     primary_metric = "test_acc"
     in_default_grid = True
     parameters = {
-        "width": Param(256, "hidden units per layer", low=1),
+        "width": Param(128, "hidden units per layer", low=1),
         "depth": Param(2, "hidden layers", low=1, high=8),
     }
 
