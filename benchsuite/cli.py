@@ -96,7 +96,10 @@ def run(
 
     host = _host()
     try:
-        grid = load_grid_file(grid_file) if grid_file else grid_from_dict({}, source="command line")
+        if grid_file:
+            grid = load_grid_file(grid_file)
+        else:
+            grid = grid_from_dict({}, source="command line" if methods or tasks else "default grid")
         if methods:
             grid.methods = [parse_component(m) for m in methods]
         if tasks:
@@ -105,6 +108,8 @@ def run(
             grid.noise = [parse_noise(n) for n in noises]
         if seeds:
             grid.seeds = tuple(int(s) for s in seeds.split(","))
+            if min(grid.seeds) < 0 or len(set(grid.seeds)) != len(grid.seeds):
+                raise ValueError(f"--seeds {seeds}: seeds must be distinct non-negative integers")
         overrides = {"epochs": epochs, "iterations": iterations, "batch_size": batch_size, "lr": lr}
         grid.budget.update({k: v for k, v in overrides.items() if v is not None})
         if val_fraction is not None:
