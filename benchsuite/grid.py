@@ -9,6 +9,8 @@ default to the default grid's)::
 
     seeds = [0, 1, 2]
     val_fraction = 0.2                 # clean validation split carved from the training set
+    select = "val"                     # report, per method and noise rate, only the parameter setting
+                                       # with the best validation score (needs val_fraction > 0)
     executor = "pool"                  # or "pool{workers = 4}", or an [executor] table
     retries = 1                        # reruns of a cell whose worker was lost (killed, OOM)
     cell_timeout = 3600                # seconds; a cell over it is stopped and recorded as timeout
@@ -60,7 +62,8 @@ DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_NOISE_RATES = (0.0, 0.2, 0.4, 0.6)
 
 _SPEC = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)(?:@([A-Za-z0-9_.\-]+))?\s*(\{.*\})?\s*$", re.S)
-_TOP_KEYS = {"seeds", "noise", "budget", "method", "task", "executor", "retries", "cell_timeout", "val_fraction"}
+_TOP_KEYS = {"seeds", "noise", "budget", "method", "task", "executor", "retries", "cell_timeout", "val_fraction", "select"}
+SELECT_MODES = ("none", "val")
 DEFAULT_RETRIES = 1
 
 
@@ -109,6 +112,9 @@ class Grid:
     #: Wall-clock seconds after which a cell is stopped and recorded as ``timeout`` (None: no limit).
     cell_timeout: float | None = None
     val_fraction: float = 0.0
+    #: How the leaderboard picks among a method's parameter settings: "none" shows them all,
+    #: "val" shows only the one with the best validation score (the DM paper's protocol).
+    select: str = "none"
     source: str = "grid"
 
 
@@ -196,6 +202,13 @@ def grid_from_dict(raw: dict[str, Any], source: str = "grid") -> Grid:
         problems.append(f"val_fraction: {val_fraction!r} must be a number in [0, 1)")
         val_fraction = 0.0
 
+    select = raw.get("select", "none")
+    if select not in SELECT_MODES:
+        problems.append(f"select: {select!r} must be one of {', '.join(repr(m) for m in SELECT_MODES)}")
+        select = "none"
+    elif select == "val" and not val_fraction:
+        problems.append('select: "val" needs a validation split to select on: set val_fraction, e.g. val_fraction = 0.2')
+
     if problems:
         raise GridError(problems, source)
     return Grid(
@@ -208,6 +221,7 @@ def grid_from_dict(raw: dict[str, Any], source: str = "grid") -> Grid:
         retries,
         None if cell_timeout is None else float(cell_timeout),
         float(val_fraction),
+        select,
         source,
     )
 
