@@ -10,6 +10,8 @@ from typing import Any
 import click
 
 DEFAULT_RESULTS = "benchsuite-results/results.sqlite"
+#: The loss methods whose weight curves a publish draws, with their default parameters.
+PLOTTED_WEIGHT_METHODS = ("cce", "mae", "mse", "gce", "sl", "gr", "dm", "imae")
 
 
 class BadInput(click.ClickException):
@@ -126,46 +128,15 @@ def run(
     except (GridError, ValueError, ExecutorError) as exc:
         raise BadInput(str(exc)) from None
 
-    from .store import ResultStore, StoreError
-
-    try:
-        store = ResultStore(results)
-    except StoreError as exc:
-        raise BadInput(str(exc)) from None
-    with store:
-        if dry_run:
-            statuses = store.statuses()
-            for cell in expansion.cells:
-                state = "n/a" if cell.cell_hash in expansion.not_applicable else statuses.get(cell.cell_hash, "todo")
-                click.echo(f"{cell.cell_hash}  {state:<9}  {cell.label()}")
-            click.echo(f"{len(expansion.cells)} cells ({grid.source})")
-            return
-        from .runner import run_grid
-
-        click.echo(
-            f"{len(expansion.cells)} cells from the {grid.source}; executor: {grid.executor.name}; results: {results}", err=True
-        )
-        try:
-            outcome = run_grid(
-                expansion,
-                store,
-                force=force,
-                device=device,
-                amp=amp,
-                progress=progress,
-                executor=backend,
-                retries=grid.retries,
-                cell_timeout=grid.cell_timeout,
-            )
-        except ExecutorError as exc:
-            raise click.ClickException(str(exc)) from None
-    click.echo(outcome.summary(), err=True)
-    for label, error in outcome.failures:
-        click.echo(f"  failed: {label}: {error}", err=True)
+    if dry_run:
+        _dry_run(expansion, results, grid.source)
+        return
+    outcome = _execute(grid, expansion, backend, results, force=force, device=device, amp=amp, progress=progress)
     if leaderboard and not outcome.interrupted:
-        text = _render(results, tasks=sorted({c.task for c in expansion.cells}))
+        command = f"benchsuite leaderboard --results {results}" + (f" --select {grid.select}" if grid.select != "none" else "")
+        text = _render(to_dataframe_or_fail(results), command, tasks=sorted({c.task for c in expansion.cells}), select=grid.select)
         out = Path(results).with_name("leaderboard.md")
-        out.write_text(_render(results))
+        out.write_text(_render(to_dataframe_or_fail(results), command, select=grid.select))
         click.echo(text)
         click.echo(f"leaderboard written to {out}", err=True)
     if outcome.interrupted:
@@ -174,27 +145,181 @@ def run(
         sys.exit(1)
 
 
-def _render(results: str, tasks: list[str] | None = None) -> str:
-    from .leaderboard import render
+def _open_store(results: str) -> Any:
+    from .store import ResultStore, StoreError
+
+    try:
+        return ResultStore(results)
+    except StoreError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _dry_run(expansion: Any, results: str, source: str) -> None:
+    with _open_store(results) as store:
+        statuses = store.statuses()
+    for cell in expansion.cells:
+        state = "n/a" if cell.cell_hash in expansion.not_applicable else statuses.get(cell.cell_hash, "todo")
+        click.echo(f"{cell.cell_hash}  {state:<9}  {cell.label()}")
+    click.echo(f"{len(expansion.cells)} cells ({source})")
+
+
+def _execute(grid: Any, expansion: Any, backend: Any, results: str, **settings: Any) -> Any:
+    """Run the expanded grid into the database at ``results``; print the outcome; return it."""
+    from .executors import ExecutorError
+    from .runner import run_grid
+
+    with _open_store(results) as store:
+        click.echo(
+            f"{len(expansion.cells)} cells from the {grid.source}; executor: {grid.executor.name}; results: {results}", err=True
+        )
+        try:
+            outcome = run_grid(
+                expansion, store, executor=backend, retries=grid.retries, cell_timeout=grid.cell_timeout, **settings
+            )
+        except ExecutorError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(outcome.summary(), err=True)
+    for label, error in outcome.failures:
+        click.echo(f"  failed: {label}: {error}", err=True)
+    return outcome
+
+
+def to_dataframe_or_fail(results: str) -> Any:
     from .results import to_dataframe
 
-    return render(to_dataframe(results), command=f"benchsuite leaderboard --results {results}", tasks=tasks)
+    if not Path(results).is_file():
+        raise BadInput(f"no results database at {results}; run `benchsuite run --results {results}` first")
+    return to_dataframe(results)
+
+
+def _render(runs: Any, command: str, tasks: list[str] | None = None, **options: Any) -> str:
+    from .leaderboard import render
+
+    try:
+        return render(runs, command=command, tasks=tasks, **options)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
 
 
 @main.command(name="leaderboard")
-@_results_option
+@click.option("--results", type=click.Path(dir_okay=False), help=f"SQLite results database [default: {DEFAULT_RESULTS}].")
+@click.option("--from", "export_file", type=click.Path(dir_okay=False, exists=True), help="Render from a runs CSV written by `benchsuite export` or `benchsuite publish` instead of a database.")
+@click.option("--grid", "grid_file", type=click.Path(dir_okay=False, exists=True), help="The grid file the runs came from: its `select` applies and the header names it.")
+@click.option("--select", type=click.Choice(["none", "val"]), help="val: per method and noise rate only the setting with the best validation score (default: the grid's, else none).")
 @click.option("-t", "--task", "tasks", multiple=True, help="Only these tasks (repeatable).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the markdown here instead of printing it.")
-def leaderboard_cmd(results: str, tasks: tuple[str, ...], out: str | None) -> None:
-    """Render the markdown leaderboard from a results database."""
-    if not Path(results).is_file():
-        raise BadInput(f"no results database at {results}; run `benchsuite run --results {results}` first")
-    text = _render(results, tasks=list(tasks) or None)
+def leaderboard_cmd(
+    results: str | None, export_file: str | None, grid_file: str | None, select: str | None, tasks: tuple[str, ...], out: str | None
+) -> None:
+    """Render the markdown leaderboard from a results database or its CSV export (byte-identical)."""
+    from .grid import GridError
+    from .publish import leaderboard_options, read_runs_export
+
+    if results and export_file:
+        raise BadInput("give either --results (a database) or --from (a CSV export), not both")
+    try:
+        options = leaderboard_options(grid_file, select)
+        runs = read_runs_export(export_file) if export_file else to_dataframe_or_fail(results or DEFAULT_RESULTS)
+    except (GridError, ValueError) as exc:
+        raise BadInput(str(exc)) from None
+    command = " ".join(
+        ["benchsuite leaderboard"]
+        + ([f"--from {export_file}"] if export_file else [f"--results {results or DEFAULT_RESULTS}"])
+        + ([f"--grid {grid_file}"] if grid_file else [])
+        + ([f"--select {select}"] if select else [])
+        + [f"-t {t}" for t in tasks]
+        + ([f"--out {out}"] if out else [])
+    )
+    text = _render(runs, command, tasks=list(tasks) or None, **options)
     if out:
         Path(out).write_text(text)
         click.echo(f"wrote {out}", err=True)
     else:
         click.echo(text, nl=False)
+
+
+@main.command()
+@click.option("--dir", "boards_dir", default="leaderboards", show_default=True, type=click.Path(file_okay=False), help="Holds grids/<board>.toml and receives the boards.")
+@click.option("-b", "--board", "boards", multiple=True, help="Only these boards (grid file stems; repeatable).")
+@click.option("--render-only", is_flag=True, help="Run nothing: re-render markdown and plots from the committed exports.")
+@click.option("--executor", metavar="SPEC", help="Where cells run (overrides the grids'), e.g. pool{workers = 2}.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--progress/--no-progress", default=True, help="Progress bar with ETA over the cells.")
+def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executor: str | None, device: str, progress: bool) -> None:
+    """Run (or reuse) every board's grid, export its runs as CSV, render its markdown from that
+    export, and draw its plots; then the papers' reported numbers beside ours.
+
+    Finished cells are kept in DIR/.results/<board>.sqlite, so an interrupted publish resumes.
+    """
+    from .grid import GridError, expand, load_grid_file, parse_executor
+    from .executors import EXECUTORS, ExecutorError, RunSettings
+    from . import publish as pub
+    from .plotting import plot_epoch_curves, plot_weight_curves
+    from .results import curves_dataframe
+
+    root = Path(boards_dir)
+    grid_files = sorted((root / "grids").glob("*.toml"))
+    if boards:
+        unknown = sorted(set(boards) - {g.stem for g in grid_files})
+        if unknown:
+            raise BadInput(f"no board {', '.join(unknown)} in {root / 'grids'}; boards: {', '.join(g.stem for g in grid_files) or 'none'}")
+        grid_files = [g for g in grid_files if g.stem in boards]
+    if not grid_files:
+        raise BadInput(f"no grid files in {root / 'grids'}: a board is a grid file grids/<board>.toml there")
+    host = None if render_only else _host()
+    for grid_file in grid_files:
+        board, runs_csv, curves_csv = grid_file.stem, root / f"{grid_file.stem}.runs.csv", root / f"{grid_file.stem}.curves.csv"
+        try:
+            grid = load_grid_file(grid_file)
+            if not render_only:
+                if executor:
+                    grid.executor = parse_executor(executor)
+                expansion = expand(grid, host)
+                backend = EXECUTORS[grid.executor.name](**grid.executor.params)
+                results = root / ".results" / f"{board}.sqlite"
+                results.parent.mkdir(parents=True, exist_ok=True)
+                backend.check(RunSettings(device, None, grid.cell_timeout, results.parent))
+        except (GridError, ValueError, ExecutorError) as exc:
+            raise BadInput(str(exc)) from None
+        if not render_only:
+            outcome = _execute(grid, expansion, backend, str(results), force=False, device=device, amp=None, progress=progress)
+            if outcome.interrupted or outcome.failures:
+                raise click.ClickException(f"board {board}: not every cell finished; run `benchsuite publish -b {board}` again to resume")
+            runs = to_dataframe_or_fail(str(results))
+            pub.compact_runs(runs).to_csv(runs_csv, index=False)
+            pub.curve_means(runs, curves_dataframe(results)).to_csv(curves_csv, index=False)
+        markdown = root / f"{board}.md"
+        command = f"benchsuite leaderboard --from {runs_csv} --grid {grid_file} --out {markdown}"
+        try:
+            markdown.write_text(_render(pub.read_runs_export(runs_csv), command, **pub.leaderboard_options(str(grid_file), None)))
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+        click.echo(f"wrote {markdown}", err=True)
+        if curves_csv.is_file() and grid.select == "none":
+            import pandas as pd
+
+            means = pd.read_csv(curves_csv)
+            for rate in sorted(r for r in means.noise_rate.unique() if r > 0):
+                metric = next(c for c in means if c.startswith("test_"))
+                plot_epoch_curves(means, [(metric, metric)], rate, root / board / f"{metric}_r{rate:g}.png", f"{board}: {metric} per epoch, noise {rate:g}")
+                if "clean_fit" in means:
+                    plot_epoch_curves(
+                        means,
+                        [("clean_fit", "clean-labelled examples fitted"), ("noisy_memorised", "noisy-labelled examples fitted to their wrong label")],
+                        rate,
+                        root / board / f"fit_r{rate:g}.png",
+                        f"{board}: fit of the clean and the noisy subset per epoch, noise {rate:g}",
+                    )
+            click.echo(f"plots in {root / board}", err=True)
+    reported = root / pub.REPORTED_FILE
+    if reported.is_file():
+        import pandas as pd
+
+        measured = {f.name.removesuffix(".runs.csv"): pub.read_runs_export(f) for f in sorted(root.glob("*.runs.csv"))}
+        (root / "reported.md").write_text(pub.render_reported(pd.read_csv(reported), measured))
+        click.echo(f"wrote {root / 'reported.md'}", err=True)
+    plot_weight_curves(PLOTTED_WEIGHT_METHODS, root / "weight_curves.png", density=True, title="emphasis density of the built-in loss methods (defaults)")
+    click.echo(f"wrote {root / 'weight_curves.png'}", err=True)
 
 
 @main.command()

@@ -66,3 +66,38 @@ def plot_weight_curves(
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format=fmt, dpi=150)
     return out
+
+
+def _setting_label(row: Any) -> str:
+    import json
+
+    params = json.loads(row.params)
+    label = row.method + (f"@{row.preset}" if isinstance(row.preset, str) and row.preset else "")
+    return label + (" (" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else "")
+
+
+def plot_epoch_curves(means: Any, columns: list[tuple[str, str]], rate: float, out: str | Path, title: str) -> Path:
+    """One panel per ``(column, axis label)``: the per-epoch mean over seeds of each method setting at
+    noise ``rate`` (``means`` as written by ``benchsuite.publish.curve_means``)."""
+    from matplotlib.figure import Figure
+
+    at_rate = means[(means.noise_rate - rate).abs() < 1e-9].astype({"preset": object}).fillna({"preset": ""})
+    if at_rate.empty:
+        raise ValueError(f"no curves at noise rate {rate:g} to plot")
+    fig = Figure(figsize=(5.5 * len(columns), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(columns), squeeze=False)[0]
+    settings = at_rate.drop_duplicates(["method", "preset", "params"])
+    for ax, (column, label) in zip(axes, columns):
+        for row in settings.itertuples():
+            curve = at_rate[(at_rate.method == row.method) & (at_rate.preset == row.preset) & (at_rate.params == row.params)]
+            if column in curve and curve[column].notna().any():
+                ax.plot(curve.epoch, curve[column], label=_setting_label(row), linewidth=1.2)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(title)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format=out.suffix.lstrip("."), dpi=110)
+    return out
