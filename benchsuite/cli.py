@@ -287,7 +287,8 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
                 raise click.ClickException(f"board {board}: not every cell finished; run `benchsuite publish -b {board}` again to resume")
             runs = to_dataframe_or_fail(str(results))
             pub.compact_runs(runs).to_csv(runs_csv, index=False)
-            pub.curve_means(runs, curves_dataframe(results)).to_csv(curves_csv, index=False)
+            if grid.select == "none":  # a validation-selected board is a table, not a training picture
+                pub.curve_means(runs, curves_dataframe(results)).to_csv(curves_csv, index=False)
         markdown = root / f"{board}.md"
         command = f"benchsuite leaderboard --from {runs_csv} --grid {grid_file} --out {markdown}"
         try:

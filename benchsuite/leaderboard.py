@@ -36,7 +36,7 @@ def _varying(settings: pd.Series) -> list[str]:
     return [k for k in keys if len({json.dumps(s.get(k)) for s in parsed}) > 1]
 
 
-def _row_labels(runs: pd.DataFrame) -> pd.Series:
+def row_labels(runs: pd.DataFrame) -> pd.Series:
     """Method name (+ @preset) + the parameters that vary between rows of the same method
     (+ the task parameters, in brackets, when they vary within the table)."""
     labels = pd.Series(index=runs.index, dtype=object)
@@ -77,9 +77,11 @@ def select_on_validation(runs: pd.DataFrame, metric: str, higher_is_better: bool
     return selected.assign(preset=selected.preset.replace("", np.nan))
 
 
-def _selection_table(selected: pd.DataFrame, metric: str, rates: list[float]) -> str:
-    """Which setting validation chose for each method and noise rate, with its validation score."""
+def _selection_table(candidates: pd.DataFrame, selected: pd.DataFrame, metric: str, rates: list[float]) -> str:
+    """Which setting validation chose among ``candidates`` for each method and noise rate (naming
+    only the parameters that vary between the method's settings), with its validation score."""
     column = validation_column(metric)
+    varying = {method: _varying(group.params) for method, group in candidates.groupby("method")}
     header = ["method", *[f"r={r:g}" for r in rates]]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] * len(header)) + "|"]
     for label, group in selected.groupby("label", sort=True):
@@ -90,7 +92,7 @@ def _selection_table(selected: pd.DataFrame, metric: str, rates: list[float]) ->
                 cells.append("–")
                 continue
             params = json.loads(at_rate.params.iloc[0])
-            setting = ", ".join(f"{k}={v}" for k, v in params.items()) or "defaults"
+            setting = ", ".join(f"{k}={params.get(k)}" for k in varying[at_rate.method.iloc[0]]) or "single setting"
             cells.append(f"{setting} ({column} {100 * at_rate[column].mean():.2f})")
         lines.append("| " + " | ".join([label, *cells]) + " |")
     return "\n".join(lines)
@@ -224,12 +226,13 @@ def render(
         info = next((json.loads(i) for i in group["info"] if json.loads(i).get("task_metrics")), {})
         metrics: dict[str, Any] = info.get("task_metrics", {})
         table_metrics = info.get("leaderboard_metrics") or [m for m in metrics if m.startswith("test_")][:1]
+        candidates = group
         if select == "val":
             selection_metric = table_metrics[0]
             group = select_on_validation(group, selection_metric, metrics.get(selection_metric, {}).get("higher_is_better", True))
             group = group.assign(label=group.method + group.preset.map(lambda p: f"@{p}" if isinstance(p, str) and p else ""))
         else:
-            group = group.assign(label=_row_labels(group))
+            group = group.assign(label=row_labels(group))
         rates = sorted(group.noise_rate.unique().tolist())
         out += ["", f"## {task} — {kind} noise" if kind != "none" else f"## {task} — no synthetic noise"]
         for metric in table_metrics:
@@ -261,7 +264,7 @@ def render(
                 _table(weighted, "weight_focus", True, rates, ranked=False, percent=False),
             ]
         if select == "val":
-            out += ["", "Settings chosen on validation:", "", _selection_table(group, selection_metric, rates)]
+            out += ["", "Settings chosen on validation:", "", _selection_table(candidates, group, selection_metric, rates)]
         else:
             out += ["", "Configurations:", *_configurations(group)]
     return "\n".join(out) + "\n"

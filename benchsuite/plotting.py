@@ -68,34 +68,34 @@ def plot_weight_curves(
     return out
 
 
-def _setting_label(row: Any) -> str:
-    import json
-
-    params = json.loads(row.params)
-    label = row.method + (f"@{row.preset}" if isinstance(row.preset, str) and row.preset else "")
-    return label + (" (" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else "")
-
-
 def plot_epoch_curves(means: Any, columns: list[tuple[str, str]], rate: float, out: str | Path, title: str) -> Path:
     """One panel per ``(column, axis label)``: the per-epoch mean over seeds of each method setting at
-    noise ``rate`` (``means`` as written by ``benchsuite.publish.curve_means``)."""
+    noise ``rate`` (``means`` as written by ``benchsuite.publish.curve_means``). Lines are labelled as
+    the leaderboard's rows are: the method and only the parameters that vary between its settings."""
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
+
+    from .leaderboard import row_labels
 
     at_rate = means[(means.noise_rate - rate).abs() < 1e-9].astype({"preset": object}).fillna({"preset": ""})
     if at_rate.empty:
         raise ValueError(f"no curves at noise rate {rate:g} to plot")
-    fig = Figure(figsize=(5.5 * len(columns), 4.2), layout="constrained")
+    settings = at_rate.drop_duplicates(["method", "preset", "params"]).reset_index(drop=True)
+    settings = settings.assign(label=row_labels(settings.assign(task_params="{}"))).sort_values("label", kind="stable")
+    colours = colormaps["tab20"].colors
+    fig = Figure(figsize=(5.0 * len(columns), 4.8), layout="constrained")
     axes = fig.subplots(1, len(columns), squeeze=False)[0]
-    settings = at_rate.drop_duplicates(["method", "preset", "params"])
-    for ax, (column, label) in zip(axes, columns):
-        for row in settings.itertuples():
+    for ax, (column, axis_label) in zip(axes, columns):
+        for i, row in enumerate(settings.itertuples()):
             curve = at_rate[(at_rate.method == row.method) & (at_rate.preset == row.preset) & (at_rate.params == row.params)]
             if column in curve and curve[column].notna().any():
-                ax.plot(curve.epoch, curve[column], label=_setting_label(row), linewidth=1.2)
+                style = "-" if i < len(colours) else "--"
+                ax.plot(curve.epoch, curve[column], style, color=colours[i % len(colours)], label=row.label, linewidth=1.2)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
+        ax.set_ylabel(axis_label)
         ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(3 * len(columns), len(labels)), fontsize="small")
     fig.suptitle(title)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

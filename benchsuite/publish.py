@@ -25,6 +25,11 @@ from .grid import load_grid_file
 DROPPED_COLUMNS = ("spec",)
 #: The ``info`` keys the renderer reads; the rest (noise details, data sizes) stays in the database.
 KEPT_INFO = ("task_metrics", "leaderboard_metrics")
+#: The provenance keys the header reads, and the versions worth keeping beside them.
+KEPT_PROVENANCE = (
+    "benchsuite", "commit", "dirty", "torch", "python", "numpy", "cuda", "plugins", "device", "device_name", "cpu",
+    "cpu_count", "torch_threads", "hostname", "executor",
+)  # fmt: skip
 #: Per-epoch metrics kept for the plots.
 PLOTTED_CURVES = ("clean_fit", "noisy_memorised", "weight_focus")
 REPORTED_FILE = "reported.csv"
@@ -48,9 +53,15 @@ def leaderboard_options(grid_file: str | None, select: str | None) -> dict[str, 
 
 
 def compact_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs table without what the renderer never reads (the full spec, noise details)."""
-    info = runs["info"].map(lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k in KEPT_INFO}, sort_keys=True))
-    return runs.drop(columns=[c for c in DROPPED_COLUMNS if c in runs]).assign(info=info)
+    """The runs table without what the renderer never reads (the full spec, noise details, process ids)."""
+
+    def keep(text: str, keys: tuple[str, ...]) -> str:
+        return json.dumps({k: v for k, v in json.loads(text).items() if k in keys}, sort_keys=True)
+
+    return runs.drop(columns=[c for c in DROPPED_COLUMNS if c in runs]).assign(
+        info=runs["info"].map(lambda text: keep(text, KEPT_INFO)),
+        provenance=runs["provenance"].map(lambda text: keep(text, KEPT_PROVENANCE)),
+    )
 
 
 def read_runs_export(path: str | Path) -> pd.DataFrame:

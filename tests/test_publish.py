@@ -72,6 +72,7 @@ def test_validation_selected_board(val_db):
     assert "| cce | 70.50 ± 0.71 (2) | 20.50 ± 0.71 (2) | 2.00 |" in final
     chosen = text.split("Settings chosen on validation:")[1]
     assert "| gr | beta=2.0 (val_acc 90.50) | beta=8.0 (val_acc 70.50) |" in chosen
+    assert "| cce | single setting (val_acc 75.50) | single setting (val_acc 30.50) |" in chosen
     focus = text.split("### Emphasis focus")[1].split("Settings chosen")[0]
     assert "| gr | 0.3 ± 0 (2) | 0.7 ± 0 (2) |" in focus and "avg rank" not in focus
 
