@@ -1,0 +1,69 @@
+"""The committed leaderboards: each board's markdown is exactly what its header's command renders
+from the committed export, and the reported-numbers file is well formed and rendered as committed."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from benchsuite.cli import main
+from benchsuite.noise import NOISE_KINDS
+from benchsuite.publish import REPORTED_COLUMNS, read_runs_export, render_reported
+
+ROOT = Path(__file__).resolve().parent.parent
+BOARDS = ROOT / "leaderboards"
+GRIDS = sorted((BOARDS / "grids").glob("*.toml"))
+REPORTED_TASKS = {"cifar10", "cifar100", "vehicles10", "clothing1m", "mars", "imdb"}
+
+
+def test_every_grid_is_published():
+    assert {g.stem for g in GRIDS} >= {"digits", "digits_retrieval", "digits_val"}
+    for grid in GRIDS:
+        for suffix in (".md", ".runs.csv") + ((".curves.csv",) if "select" not in grid.read_text() else ()):
+            assert (BOARDS / f"{grid.stem}{suffix}").is_file(), f"{grid.stem}{suffix} missing: run `benchsuite publish -b {grid.stem}`"
+
+
+@pytest.mark.parametrize("grid", GRIDS, ids=lambda g: g.stem)
+def test_board_regenerates_byte_for_byte(grid, tmp_path, monkeypatch):
+    """Run the command of the board's header, as written, in a copy holding only its inputs."""
+    committed = (BOARDS / f"{grid.stem}.md").read_text()
+    command = re.search(r"^- Regenerate: `benchsuite (leaderboard .*)`$", committed, re.M).group(1).split()
+    copy = tmp_path / "leaderboards"
+    shutil.copytree(BOARDS / "grids", copy / "grids")
+    shutil.copy(BOARDS / f"{grid.stem}.runs.csv", copy)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 0, result.output
+    assert (copy / f"{grid.stem}.md").read_text() == committed, f"leaderboards/{grid.stem}.md differs from its regeneration"
+
+
+def test_boards_hold_enough_seeds():
+    for grid in GRIDS:
+        runs = read_runs_export(BOARDS / f"{grid.stem}.runs.csv")
+        ran = runs[runs.status != "skipped"]
+        assert (ran.status == "completed").mean() > 0.9
+        per_cell = ran.groupby(["method", "params", "noise_rate"]).seed.nunique()
+        assert per_cell.min() >= 5, f"{grid.stem}: fewer than 5 seeds for {per_cell.idxmin()}"
+
+
+def test_reported_numbers_are_well_formed_and_rendered_as_committed():
+    reported = pd.read_csv(BOARDS / "reported.csv")
+    assert list(reported.columns) == REPORTED_COLUMNS and len(reported) > 100
+    assert set(reported.task) <= REPORTED_TASKS
+    assert set(reported.noise_kind) <= set(NOISE_KINDS) | {"none"}
+    assert reported.value.between(0, 100).all() and reported.noise_rate.between(0, 1).all()
+    assert reported.paper.isin(["GR-iclr2020", "DM", "IMAE", "IEG"]).all() and reported.table.notna().all()
+    assert not reported.duplicated(["task", "noise_kind", "noise_rate", "method", "setting", "metric", "paper", "table", "note"]).any()
+    measured = {f.name.removesuffix(".runs.csv"): read_runs_export(f) for f in sorted(BOARDS.glob("*.runs.csv"))}
+    assert render_reported(reported, measured) == (BOARDS / "reported.md").read_text()
+
+
+def test_readme_headline_table_is_the_published_one():
+    readme = (ROOT / "README.md").read_text()
+    headline = readme.split("Headline")[1].split("\n\n")[1]
+    assert headline.startswith("| method | r=0 |") and headline in (BOARDS / "digits.md").read_text()
