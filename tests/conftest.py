@@ -8,6 +8,7 @@ import os
 # driver) running beside the test: one thread per process avoids oversubscription, which was
 # measured to make small models 5-20x slower. Set before torch is imported; subprocesses inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+import signal
 import subprocess
 import sys
 import textwrap
@@ -59,4 +60,19 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600)
         text=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
+    )
+
+
+def start_cli(*args: str) -> subprocess.Popen[str]:
+    """``benchsuite ARGS`` started in the background, interruptible with SIGINT as from a terminal.
+
+    A shell without job control starts background commands with SIGINT ignored, and the ignored
+    disposition is inherited: the Ctrl-C tests would then pass or fail by how CI was launched.
+    """
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchsuite", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )

@@ -3,15 +3,13 @@
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 
 import pytest
 
 from benchsuite.results import to_dataframe
 
-from conftest import run_cli
+from conftest import run_cli, start_cli
 
 SMALL = ["-m", "cce", "-t", "digits{width = 16}", "--noise", "symmetric:0.4", "--epochs", "2", "--no-progress"]
 
@@ -45,11 +43,8 @@ def test_run_stores_every_cell_and_writes_the_leaderboard(tmp_path):
 
 
 def _start(results, seeds):
-    return subprocess.Popen(
-        [sys.executable, "-m", "benchsuite", "run", "-m", "cce", "-t", "digits{width = 32}", "--noise", "symmetric:0.2",
-         "--epochs", "40", "--seeds", seeds, "--results", str(results), "--no-progress", "--no-leaderboard"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    return start_cli("run", "-m", "cce", "-t", "digits{width = 32}", "--noise", "symmetric:0.2", "--epochs", "40",
+                     "--seeds", seeds, "--results", str(results), "--no-progress", "--no-leaderboard")  # fmt: skip
 
 
 def _wait_for_runs(results, n, proc, timeout=240):

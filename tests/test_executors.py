@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -30,7 +29,7 @@ from benchsuite.runner import execute_cell, run_grid
 from benchsuite.spec import CellSpec, RunRecord
 from benchsuite.store import ResultStore
 
-from conftest import run_cli
+from conftest import run_cli, start_cli
 
 PROBE_SOURCE = (Path(__file__).parent / "data" / "probe_plugin.py").read_text()
 SMALL = ["-t", "digits{width = 16}", "--noise", "symmetric:0.4", "--epochs", "2", "--no-progress", "--no-leaderboard"]
@@ -80,10 +79,7 @@ def claims(results):
 
 
 def start(results, *args):
-    return subprocess.Popen(
-        [sys.executable, "-m", "benchsuite", "run", *SMALL, "--results", str(results), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    return start_cli("run", *SMALL, "--results", str(results), *args)
 
 
 def wait_until(condition, proc=None, timeout=180, what="the condition"):
