@@ -251,6 +251,9 @@ def render(
                 "### Memorisation: fraction of noisy-labelled training examples predicted as their wrong label, "
                 "final epoch (lower is better)",
                 "",
+                "A model that predicts no better than chance also scores low here (about one in the number of "
+                "classes): read this table beside the accuracy above.",
+                "",
                 _table(group[group.noise_rate > 0], "noisy_memorised", False, noisy_rates),
             ]
         focused = group.weight_focus.notna() if "weight_focus" in group else pd.Series(False, index=group.index)
