@@ -239,9 +239,11 @@ def run_grid(
 
     executor = executor or LocalExecutor()
     outcome = GridOutcome(cells=len(expansion.cells))
+    stored = store.statuses()
     for spec in expansion.cells:  # re-evaluated every time: cheap, and a plugin update may change it
         if spec.cell_hash in expansion.not_applicable:
-            store.save(RunRecord(spec, "skipped", error=expansion.not_applicable[spec.cell_hash], finished_at=utc_now()))
+            if stored.get(spec.cell_hash) != "skipped":  # recorded once, so a re-run rewrites nothing
+                store.save(RunRecord(spec, "skipped", error=expansion.not_applicable[spec.cell_hash], finished_at=utc_now()))
             outcome.not_applicable += 1
     done = set() if force else store.done()
     todo = [c for c in expansion.cells if c.cell_hash not in done and c.cell_hash not in expansion.not_applicable]

@@ -76,3 +76,8 @@ def test_ieg_is_not_applicable_without_a_trusted_set_or_a_strong_view(tmp_path, 
     assert set(runs.loc["cce", "status"]) == {"completed"}
     rows = [line for line in run.stdout.splitlines() if line.startswith("| ieg |")]
     assert len(rows) >= 2 and all("n/a" in row for row in rows)
+    again = run_cli("run", *args, "--noise", "symmetric:0.4", "--seeds", "0", "--epochs", "1", "--results", str(results),
+                    "--no-progress")  # fmt: skip
+    assert again.exit_code == 0 and "2 not applicable (n/a)" in again.stderr
+    rerun = to_dataframe(results).set_index(["method", "task"])
+    assert rerun.loc[("ieg", "plain_digits"), "finished_at"] == runs.loc[("ieg", "plain_digits"), "finished_at"]  # not rewritten
