@@ -134,9 +134,10 @@ def run(
     outcome = _execute(grid, expansion, backend, results, force=force, device=device, amp=amp, progress=progress)
     if leaderboard and not outcome.interrupted:
         command = f"benchsuite leaderboard --results {results}" + (f" --select {grid.select}" if grid.select != "none" else "")
-        text = _render(to_dataframe_or_fail(results), command, tasks=sorted({c.task for c in expansion.cells}), select=grid.select)
+        runs = to_dataframe_or_fail(results)
+        text = _render(runs, command, tasks=sorted({c.task for c in expansion.cells}), select=grid.select)
         out = Path(results).with_name("leaderboard.md")
-        out.write_text(_render(to_dataframe_or_fail(results), command, select=grid.select))
+        out.write_text(_render(runs, command, select=grid.select))
         click.echo(text)
         click.echo(f"leaderboard written to {out}", err=True)
     if outcome.interrupted:
@@ -253,8 +254,10 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
     """
     from .grid import GridError, expand, load_grid_file, parse_executor
     from .executors import EXECUTORS, ExecutorError, RunSettings
+    import pandas as pd
+
     from . import publish as pub
-    from .plotting import plot_epoch_curves, plot_weight_curves
+    from .plotting import plot_weight_curves
     from .results import curves_dataframe
 
     root = Path(boards_dir)
@@ -297,25 +300,10 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
             raise BadInput(str(exc)) from None
         click.echo(f"wrote {markdown}", err=True)
         if curves_csv.is_file() and grid.select == "none":
-            import pandas as pd
-
-            means = pd.read_csv(curves_csv)
-            for rate in sorted(r for r in means.noise_rate.unique() if r > 0):
-                metric = next(c for c in means if c.startswith("test_"))
-                plot_epoch_curves(means, [(metric, metric)], rate, root / board / f"{metric}_r{rate:g}.png", f"{board}: {metric} per epoch, noise {rate:g}")
-                if "clean_fit" in means:
-                    plot_epoch_curves(
-                        means,
-                        [("clean_fit", "clean-labelled examples fitted"), ("noisy_memorised", "noisy-labelled examples fitted to their wrong label")],
-                        rate,
-                        root / board / f"fit_r{rate:g}.png",
-                        f"{board}: fit of the clean and the noisy subset per epoch, noise {rate:g}",
-                    )
+            pub.plot_board(pd.read_csv(curves_csv), root / board, board)
             click.echo(f"plots in {root / board}", err=True)
     reported = root / pub.REPORTED_FILE
     if reported.is_file():
-        import pandas as pd
-
         measured = {f.name.removesuffix(".runs.csv"): pub.read_runs_export(f) for f in sorted(root.glob("*.runs.csv"))}
         (root / "reported.md").write_text(pub.render_reported(pd.read_csv(reported), measured))
         click.echo(f"wrote {root / 'reported.md'}", err=True)

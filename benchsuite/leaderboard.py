@@ -98,6 +98,15 @@ def _selection_table(candidates: pd.DataFrame, selected: pd.DataFrame, metric: s
     return "\n".join(lines)
 
 
+def mean_std_cell(values: pd.Series, percent: bool) -> str:
+    """``mean ± sample std (n)`` of ``values`` (non-empty), in % when ``percent``."""
+    if len(values) < 2:
+        std = "–"
+    else:
+        std = f"{100 * values.std(ddof=1):.2f}" if percent else f"{values.std(ddof=1):.3g}"
+    return f"{_fmt(values.mean(), percent)} ± {std} ({len(values)})"
+
+
 def _table(runs: pd.DataFrame, column: str, higher_is_better: bool, rates: list[float], ranked: bool = True, percent: bool | None = None) -> str:
     """One markdown table of ``column`` by row label and noise rate (``ranked``: bold best, avg rank;
     ``percent``: show fractions as %, by default when every value lies in [0, 1])."""
@@ -111,8 +120,7 @@ def _table(runs: pd.DataFrame, column: str, higher_is_better: bool, rates: list[
         vals = values.loc[ok.index].dropna()
         diverged = int((group.status == "diverged").sum())
         if len(vals):
-            std = f"{100 * vals.std(ddof=1):.2f}" if percent and len(vals) > 1 else (f"{vals.std(ddof=1):.3g}" if len(vals) > 1 else "–")
-            text = f"{_fmt(vals.mean(), percent)} ± {std} ({len(vals)})"
+            text = mean_std_cell(vals, percent)
             means.setdefault(label, {})[rate] = float(vals.mean())
         elif (group.status == "skipped").all():
             text = "n/a"
@@ -135,9 +143,7 @@ def _table(runs: pd.DataFrame, column: str, higher_is_better: bool, rates: list[
             best = col.max() if higher_is_better else col.min()
             for label in col.index[np.isclose(col.values, best, rtol=0, atol=5e-5 if percent else 1e-12)]:
                 cells[label][rate] = f"**{cells[label][rate]}**"
-    order = sorted(cells, key=lambda lab: (np.inf if np.isnan(avg_rank.get(lab, np.nan)) else avg_rank[lab], lab))
-    if not ranked:
-        order = sorted(cells)
+    order = sorted(cells, key=lambda lab: (np.inf if np.isnan(avg_rank.get(lab, np.nan)) else avg_rank[lab], lab)) if ranked else sorted(cells)
     header = ["method", *[f"r={r:g}" for r in rates], *(["avg rank"] if ranked else [])]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---", *["---:"] * (len(header) - 1)]) + "|"]
     for label in order:

@@ -20,8 +20,9 @@ from typing import Any
 import pandas as pd
 
 from .grid import load_grid_file
+from .leaderboard import mean_std_cell
 
-#: Run columns a published export keeps: identity, outcome, metrics, and trimmed provenance.
+#: Run columns a published export drops: the full spec repeats the identity columns beside it.
 DROPPED_COLUMNS = ("spec",)
 #: The ``info`` keys the renderer reads; the rest (noise details, data sizes) stays in the database.
 KEPT_INFO = ("task_metrics", "leaderboard_metrics")
@@ -30,8 +31,8 @@ KEPT_PROVENANCE = (
     "benchsuite", "commit", "dirty", "torch", "python", "numpy", "cuda", "plugins", "device", "device_name", "cpu",
     "cpu_count", "torch_threads", "hostname", "executor",
 )  # fmt: skip
-#: Per-epoch metrics kept for the plots.
-PLOTTED_CURVES = ("clean_fit", "noisy_memorised", "weight_focus")
+#: Per-epoch metrics kept for the plots, beside the task's leaderboard metrics.
+PLOTTED_CURVES = ("clean_fit", "noisy_memorised")
 REPORTED_FILE = "reported.csv"
 REPORTED_COLUMNS = ["task", "noise_kind", "noise_rate", "method", "setting", "metric", "value", "paper", "table", "note"]
 
@@ -88,6 +89,19 @@ def curve_means(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     return means.round(6)
 
 
+def plot_board(means: pd.DataFrame, folder: Path, board: str) -> None:
+    """Per noise rate > 0: the test metric per epoch, and the clean- and noisy-subset fit per epoch
+    (when the task tracks it), from ``curve_means`` output."""
+    from .plotting import plot_epoch_curves
+
+    metric = next(c for c in means if c.startswith("test_"))
+    fit = [("clean_fit", "clean-labelled examples fitted"), ("noisy_memorised", "noisy-labelled examples fitted to their wrong label")]
+    for rate in sorted(r for r in means.noise_rate.unique() if r > 0):
+        plot_epoch_curves(means, [(metric, metric)], rate, folder / f"{metric}_r{rate:g}.png", f"{board}: {metric} per epoch, noise {rate:g}")
+        if "clean_fit" in means:
+            plot_epoch_curves(means, fit, rate, folder / f"fit_r{rate:g}.png", f"{board}: fit of the clean and the noisy subset per epoch, noise {rate:g}")
+
+
 def render_reported(reported: pd.DataFrame, measured: dict[str, pd.DataFrame] | None = None) -> str:
     """The papers' numbers, one table per task, noise kind and metric: rows are method, setting and
     source, columns noise rates. ``measured`` maps board names to their runs; where a board has
@@ -129,10 +143,9 @@ def _measured_rows(runs: pd.DataFrame, board: str, task: str, kind: str, metric:
     for (method, preset, params), setting_runs in same.fillna({"preset": ""}).groupby(["method", "preset", "params"], sort=True):
         cells = {}
         for rate, group in setting_runs.groupby("noise_rate", sort=True):
-            values = 100 * group[metric].dropna()
+            values = group[metric].dropna()
             if len(values):
-                std = f"{values.std(ddof=1):.2f}" if len(values) > 1 else "–"
-                cells[rate] = f"{values.mean():.2f} ± {std} ({len(values)})"
+                cells[rate] = mean_std_cell(values, percent=True)
         setting = ";".join(f"{k}={v}" for k, v in json.loads(params).items()) + (f" @{preset}" if preset else "")
         rows.append((method, setting or "defaults", f"measured here (board {board})", cells))
     return rows
