@@ -1,0 +1,133 @@
+"""Trusted-set baselines: what plain cross entropy makes of the clean data a privileged method gets.
+
+A method that draws on a clean trusted subset (IEG's probe set: ``probe_per_class`` examples of
+every class, held out of the noisy training set before the noise is injected) has to beat what
+cross entropy does with the same examples, or the trusted data, not the method, explains its
+numbers. Two baselines, each with IEG's trusted-set parameter (same name, default and draw:
+the task draws the subset from the run's seed, so at equal ``probe_per_class`` and seed the three
+methods hold out the very same examples):
+
+* ``trusted_only``: CCE on the trusted set alone; the noisy labels are never used.
+* ``cce_trusted``: CCE on the noisy set plus the trusted set.
+
+Both train for the cell's budget in steps, as every method does (one step per noisy batch the
+engine hands them), and are scored like every other method, on the trained model.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from benchsuite import Method, Param, StepOutput, hookimpl
+from benchsuite.engine import TrainContext
+from benchsuite.task import Batch
+
+#: IEG's trusted-set size parameter, declared the same way so a grid varies all three alike.
+PROBE_PER_CLASS = Param(
+    10, "trusted examples per class, held out of the noisy training set (IEG's probe_per_class)", low=1
+)
+
+
+def predictions_keeping_buffers(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Logits of ``model`` on ``x`` in its current (training) mode, without a graph and without
+    touching its buffers: BatchNorm normalises with the batch's statistics, as in a training
+    forward, but its running statistics are left as they were."""
+    with torch.no_grad():
+        buffers = {name: b.clone() for name, b in model.named_buffers()}
+        return functional_call(model, buffers, (x,)) if buffers else model(x)
+
+
+class TrustedOnly(Method):
+    """CCE on the trusted set alone: one trusted batch (min(batch size, trusted size) examples,
+    reshuffled every pass) per step, for the cell's number of steps. On ``digits`` with 10 per
+    class that is the whole 100-example set every step, 540 times.
+
+    The engine measures memorisation from each step's predictions on the noisy batch it hands the
+    method; those come from a forward without a graph that leaves BatchNorm's running statistics
+    untouched, so the noisy inputs and labels influence nothing that is trained or evaluated."""
+
+    name = "trusted_only"
+    summary = "cross entropy on the clean trusted set alone (baseline for methods that use one)"
+    requires_trusted_set = True
+    parameters = {"probe_per_class": PROBE_PER_CLASS}
+
+    def trusted_per_class(self) -> int:
+        return self.probe_per_class
+
+    def start(self, ctx: TrainContext) -> None:
+        self._trusted = ctx.trusted_batches()
+
+    def train_step(self, ctx: TrainContext, batch: Batch) -> StepOutput:
+        with ctx.autocast():
+            fit = predictions_keeping_buffers(ctx.model, batch.x)
+        trusted = next(self._trusted)
+        with ctx.autocast():
+            logits = ctx.model(trusted.x)
+        loss = F.cross_entropy(logits.float(), trusted.y)
+        ctx.optimize(loss)
+        return StepOutput(loss=loss.detach(), logits=fit.float())
+
+
+def union_chunks(trusted: Iterator[Batch], pieces: int) -> Iterator[Batch]:
+    """The trusted batches cut into ``pieces`` near-equal consecutive chunks each."""
+    for batch in trusted:
+        k = min(pieces, len(batch.y))
+        yield from (Batch(x, y, i) for x, y, i in zip(*(t.tensor_split(k) for t in (batch.x, batch.y, batch.index))))
+
+
+class CCETrusted(Method):
+    """CCE on the noisy set plus the trusted set: each step's noisy batch is concatenated with
+    trusted examples and the cross entropy is averaged over all of them.
+
+    ``sampling = "union"`` (default): the trusted examples join the noisy set, each seen about
+    once per epoch like a noisy example (a pass over the trusted set is spread over an epoch's
+    steps: each trusted batch is cut into round(steps per epoch / trusted batches per pass)
+    chunks; on ``digits`` at 10 per class, 11 or 12 trusted examples beside each 128 noisy ones).
+    ``sampling = "paired"``: a whole trusted batch beside every noisy batch, the exposure IEG's
+    probe batches get (each trusted example is then seen far more often than a noisy one).
+
+    Weights: CCE's, 2(1 − p_y), of the noisy examples (the engine records those per example)."""
+
+    name = "cce_trusted"
+    summary = "cross entropy on the noisy training set plus the clean trusted set"
+    requires_trusted_set = True
+    parameters = {
+        "probe_per_class": PROBE_PER_CLASS,
+        "sampling": Param(
+            "union",
+            "union: the trusted examples join the noisy set (each seen about once per epoch); "
+            "paired: a whole trusted batch beside every noisy batch, as IEG draws its probe batches",
+            choices=("union", "paired"),
+        ),
+    }
+
+    def trusted_per_class(self) -> int:
+        return self.probe_per_class
+
+    def start(self, ctx: TrainContext) -> None:
+        self._trusted = ctx.trusted_batches()
+        if self.sampling == "union":
+            pieces = max(1, round(ctx.steps_per_epoch / len(ctx.data.trusted)))
+            self._trusted = union_chunks(self._trusted, pieces)
+
+    def train_step(self, ctx: TrainContext, batch: Batch) -> StepOutput:
+        trusted = next(self._trusted)
+        with ctx.autocast():
+            logits = ctx.model(torch.cat([batch.x, trusted.x])).float()
+        loss = F.cross_entropy(logits, torch.cat([batch.y, trusted.y]))
+        ctx.optimize(loss)
+        own = logits[: len(batch.y)].detach()
+        with torch.no_grad():
+            weights = -2 * torch.expm1(-F.cross_entropy(own, batch.y, reduction="none"))
+        return StepOutput(loss=loss.detach(), logits=own, weights=weights)
+
+
+@hookimpl
+def register_methods(register):
+    register(TrustedOnly)
+    register(CCETrusted)
