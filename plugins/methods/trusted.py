@@ -20,26 +20,16 @@ from typing import Iterator
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.func import functional_call
 
 from benchsuite import Method, Param, StepOutput, hookimpl
 from benchsuite.engine import TrainContext
 from benchsuite.task import Batch
+from benchsuite_plugins.methods.ieg import stateless_forward
 
 #: IEG's trusted-set size parameter, declared the same way so a grid varies all three alike.
 PROBE_PER_CLASS = Param(
     10, "trusted examples per class, held out of the noisy training set (IEG's probe_per_class)", low=1
 )
-
-
-def predictions_keeping_buffers(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Logits of ``model`` on ``x`` in its current (training) mode, without a graph and without
-    touching its buffers: BatchNorm normalises with the batch's statistics, as in a training
-    forward, but its running statistics are left as they were."""
-    with torch.no_grad():
-        buffers = {name: b.clone() for name, b in model.named_buffers()}
-        return functional_call(model, buffers, (x,)) if buffers else model(x)
 
 
 class TrustedOnly(Method):
@@ -49,7 +39,8 @@ class TrustedOnly(Method):
 
     The engine measures memorisation from each step's predictions on the noisy batch it hands the
     method; those come from a forward without a graph that leaves BatchNorm's running statistics
-    untouched, so the noisy inputs and labels influence nothing that is trained or evaluated."""
+    untouched (IEG's ``stateless_forward``), so the noisy inputs and labels influence nothing that
+    is trained or evaluated."""
 
     name = "trusted_only"
     summary = "cross entropy on the clean trusted set alone (baseline for methods that use one)"
@@ -63,8 +54,8 @@ class TrustedOnly(Method):
         self._trusted = ctx.trusted_batches()
 
     def train_step(self, ctx: TrainContext, batch: Batch) -> StepOutput:
-        with ctx.autocast():
-            fit = predictions_keeping_buffers(ctx.model, batch.x)
+        with torch.no_grad(), ctx.autocast():
+            fit = stateless_forward(ctx.model, batch.x)
         trusted = next(self._trusted)
         with ctx.autocast():
             logits = ctx.model(trusted.x)

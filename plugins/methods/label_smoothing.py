@@ -1,0 +1,51 @@
+"""Label smoothing (Szegedy, Vanhoucke, Ioffe, Shlens & Wojna, "Rethinking the Inception
+architecture for computer vision", CVPR 2016, §7).
+
+Cross entropy against q'(k) = (1 − ε)·δ_{k,y} + ε·u(k) with the uniform u(k) = 1/C (the ε/C share
+goes to the labelled class too, as in the paper and in PyTorch's ``label_smoothing``). Gradient
+per example p − q'; reported weight its L1 norm Σ_k |p_k − q'_k|.
+
+What is implemented: the paper's regulariser with the uniform prior, from the first step; the
+paper also allows other priors u(k) (it suggests the label marginal), which are not offered. As a
+noisy-label method it was studied later (Lukasik, Bhojanapalli, Menon & Kumar, "Does label
+smoothing mitigate label noise?", ICML 2020); the paper itself has no label-noise experiment.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from benchsuite import LossMethod, LossOutput, Param, Preset, hookimpl
+from benchsuite.weighting import upcast
+
+
+class LabelSmoothing(LossMethod):
+    """Mean cross entropy against the smoothed label (PyTorch's fused kernel and its backward)."""
+
+    name = "label_smoothing"
+    summary = "cross entropy against (1 − ε)·label + ε·uniform (Szegedy et al. 2016)"
+    in_default_grid = False
+    parameters = {
+        "eps": Param(0.1, "ε: probability mass moved from the label to the uniform distribution", low=0.0, high=1.0)
+    }
+    presets = {"inception": Preset({"eps": 0.1}, source="Szegedy et al. 2016, §7 (ImageNet, ε = 0.1)")}
+
+    def smoothed(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        classes = logits.shape[1]
+        return (1 - self.eps) * F.one_hot(targets, classes).to(logits.dtype) + self.eps / classes
+
+    def compute(self, logits: torch.Tensor, targets: torch.Tensor) -> LossOutput:
+        logits = upcast(logits)
+        with torch.no_grad():
+            weights = self.example_gradient(logits.detach(), targets).abs().sum(1)
+        return LossOutput(F.cross_entropy(logits, targets, label_smoothing=self.eps), weights)
+
+    def example_gradient(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits = upcast(logits)
+        return logits.softmax(1) - self.smoothed(logits, targets)
+
+
+@hookimpl
+def register_methods(register):
+    register(LabelSmoothing)
