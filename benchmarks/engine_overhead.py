@@ -23,9 +23,9 @@ import time
 
 import torch
 import torch.nn.functional as F
+from benchsuite_plugins.cifar.fake_release import write_fake_cifar
 
 import benchsuite
-from benchsuite.datasets.fake_cifar import write_fake_cifar
 from benchsuite.engine import seed_everything, train
 from benchsuite.spec import CellSpec
 from benchsuite.task import PrepareRequest

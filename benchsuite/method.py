@@ -35,7 +35,7 @@ BatchReduction = Literal["mean", "sum", "weight_sum"]
 @dataclass
 class LossOutput:
     """A batch loss and, for methods that weight examples, the per-example weights (detached):
-    the L1 norm of each example's own logit gradient (``benchsuite.weighting``), so the engine's
+    the L1 norm of each example's own logit gradient (``benchsuite_plugins.methods.weighting``), so the engine's
     emphasis statistics compare across methods."""
 
     loss: torch.Tensor

@@ -31,11 +31,11 @@ def plot_weight_curves(
     non-target probability is spread evenly over the other classes.
     """
     import torch
+    from benchsuite_plugins.methods.weighting import weight_curve
     from matplotlib.figure import Figure
 
     from .method import LossMethod
     from .testing import method_id, resolve_method
-    from .weighting import weight_curve
 
     out = Path(out)
     fmt = out.suffix.lstrip(".").lower()

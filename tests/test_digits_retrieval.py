@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from benchsuite_plugins.digits.digits_retrieval import load_seen_unseen, random_shift
 from torch import nn
 
 import benchsuite
 from benchsuite.engine import train
-from benchsuite.models.embedding import EmbeddingClassifier
 from benchsuite.spec import CellSpec
 from benchsuite.task import PrepareRequest
-from benchsuite_plugins.tasks.digits_retrieval import load_seen_unseen, random_shift
+from benchsuite.toolkit.models.embedding import EmbeddingClassifier
 
 CPU = torch.device("cpu")
 

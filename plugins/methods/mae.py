@@ -12,9 +12,14 @@ from __future__ import annotations
 import math
 
 import torch
+from benchsuite_plugins.methods.weighting import (
+    LOG2,
+    DerivativeLoss,
+    TargetProbLoss,
+    TargetProbs,
+)
 
 from benchsuite import Param, Preset, hookimpl
-from benchsuite.weighting import LOG2, DerivativeLoss, TargetProbLoss, TargetProbs
 
 
 def mae_log_weight(t: TargetProbs) -> torch.Tensor:

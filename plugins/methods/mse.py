@@ -12,9 +12,13 @@ from __future__ import annotations
 import math
 
 import torch
+from benchsuite_plugins.methods.weighting import (
+    DerivativeLoss,
+    TargetProbLoss,
+    TargetProbs,
+)
 
 from benchsuite import Param, Preset, hookimpl
-from benchsuite.weighting import DerivativeLoss, TargetProbLoss, TargetProbs
 
 LOG4 = math.log(4.0)
 

@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .method import LossMethod, LossOutput
-from .params import Param
+from benchsuite.method import LossMethod, LossOutput
+from benchsuite.params import Param
 
 if TYPE_CHECKING:
-    from .method import BatchReduction
+    from benchsuite.method import BatchReduction
 
 LOG2 = math.log(2.0)
 
