@@ -23,12 +23,12 @@ import time
 
 import torch
 import torch.nn.functional as F
-from benchsuite_plugins.cifar.fake_release import write_fake_cifar
 
 import benchsuite
 from benchsuite.engine import seed_everything, train
 from benchsuite.spec import CellSpec
 from benchsuite.task import PrepareRequest
+from benchsuite_plugins.cifar.fake_release import write_fake_cifar
 
 
 def engine_epoch_times(task: benchsuite.Task, epochs: int) -> list[float]:

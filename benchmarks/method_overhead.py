@@ -21,11 +21,11 @@ import statistics
 import time
 
 import torch
-from benchsuite_plugins.cifar.models.resnet import CifarResNet
 from torch import nn
 
 import benchsuite
 from benchsuite.method import LossMethod
+from benchsuite_plugins.cifar.models.resnet import CifarResNet
 
 
 def step_time(method: LossMethod, model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -20,11 +20,7 @@ import time
 import numpy as np
 import torch
 
-from benchsuite.toolkit.retrieval import (
-    cosine_distance,
-    evaluate_ranking,
-    feature_cmc_map,
-)
+from benchsuite.toolkit.retrieval import cosine_distance, evaluate_ranking, feature_cmc_map
 
 NUM_QUERIES, NUM_GALLERY, NUM_DISTRACTORS, DIM, NUM_CAMS = 1980, 9330, 3248, 1024, 6
 NUM_GALLERY_IDS, NUM_QUERY_IDS = 620, 626

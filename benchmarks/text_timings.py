@@ -27,13 +27,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchsuite_plugins.sentiment import text
-from benchsuite_plugins.sentiment.imdb import IMDB
-from benchsuite_plugins.sentiment.rt_reviews import RTReviews
 
 import benchsuite
 from benchsuite.engine import train
 from benchsuite.spec import CellSpec
+from benchsuite_plugins.sentiment import text
+from benchsuite_plugins.sentiment.imdb import IMDB
+from benchsuite_plugins.sentiment.rt_reviews import RTReviews
 
 IMDB_TOKENS_PER_DOC = 270
 IMDB_DOCS = 100_000

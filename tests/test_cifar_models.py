@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from benchsuite_plugins.cifar.models import build_cifar_model
 
 from benchsuite.toolkit.models.normalize import Normalized
+from benchsuite_plugins.cifar.models import build_cifar_model
 
 
 def count(model: torch.nn.Module) -> int:

@@ -9,11 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from benchsuite_plugins.cifar.fake_release import (
-    CIFAR100_COARSE_OF_FINE,
-    write_fake_cifar,
-)
-from benchsuite_plugins.cifar.release import read_cifar
 from click.testing import CliRunner
 
 import benchsuite
@@ -21,6 +16,8 @@ from benchsuite.cli import main
 from benchsuite.results import to_dataframe
 from benchsuite.task import PrepareRequest
 from benchsuite.toolkit.datasets import DatasetError
+from benchsuite_plugins.cifar.fake_release import CIFAR100_COARSE_OF_FINE, write_fake_cifar
+from benchsuite_plugins.cifar.release import read_cifar
 
 CPU = torch.device("cpu")
 

@@ -8,14 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from benchsuite_plugins.clothing1m import clothing1m
-from benchsuite_plugins.clothing1m.clothing1m import (
-    ImageFiles,
-    ImageTrainSource,
-    balanced_subset_size,
-    class_balanced_subset,
-    load_release,
-)
 from conftest import run_cli
 
 import benchsuite
@@ -24,6 +16,14 @@ from benchsuite.results import to_dataframe
 from benchsuite.spec import CellSpec
 from benchsuite.task import PrepareRequest
 from benchsuite.toolkit.models.pretrained import MissingWeightsError
+from benchsuite_plugins.clothing1m import clothing1m
+from benchsuite_plugins.clothing1m.clothing1m import (
+    ImageFiles,
+    ImageTrainSource,
+    balanced_subset_size,
+    class_balanced_subset,
+    load_release,
+)
 
 CLASSES = [
     "T-Shirt", "Shirt", "Knitwear", "Chiffon", "Sweater", "Hoodie", "Windbreaker",

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from benchsuite_plugins.digits.digits_retrieval import load_seen_unseen, random_shift
 from torch import nn
 
 import benchsuite
@@ -14,6 +13,7 @@ from benchsuite.engine import train
 from benchsuite.spec import CellSpec
 from benchsuite.task import PrepareRequest
 from benchsuite.toolkit.models.embedding import EmbeddingClassifier
+from benchsuite_plugins.digits.digits_retrieval import load_seen_unseen, random_shift
 
 CPU = torch.device("cpu")
 

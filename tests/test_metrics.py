@@ -9,12 +9,7 @@ import pytest
 import torch
 
 from benchsuite.toolkit import retrieval as metrics
-from benchsuite.toolkit.retrieval import (
-    cmc_map,
-    cosine_distance,
-    evaluate_ranking,
-    feature_cmc_map,
-)
+from benchsuite.toolkit.retrieval import cmc_map, cosine_distance, evaluate_ranking, feature_cmc_map
 
 REFERENCE = Path("/work/shared/reference/data/reid_small_reference.npz")
 

@@ -9,8 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from benchsuite_plugins.sentiment import rt_reviews
-from benchsuite_plugins.sentiment.rt_reviews import RTReviews
 from click.testing import CliRunner
 
 import benchsuite
@@ -18,6 +16,8 @@ from benchsuite.cli import main
 from benchsuite.engine import train
 from benchsuite.results import to_dataframe
 from benchsuite.spec import CellSpec
+from benchsuite_plugins.sentiment import rt_reviews
+from benchsuite_plugins.sentiment.rt_reviews import RTReviews
 
 POSITIVE = "gripping superb delightful witty moving".split()
 NEGATIVE = "tedious clumsy dull lifeless muddled".split()

@@ -6,12 +6,7 @@ import pytest
 import torch
 
 from benchsuite.toolkit.augment import random_crop_flip
-from benchsuite.toolkit.strong_augment import (
-    FILL,
-    autoaugment,
-    cifar_strong_view,
-    draw_autoaugment,
-)
+from benchsuite.toolkit.strong_augment import FILL, autoaugment, cifar_strong_view, draw_autoaugment
 
 
 def images(n: int = 64, seed: int = 0) -> torch.Tensor:

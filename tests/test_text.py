@@ -12,6 +12,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+
 from benchsuite_plugins.sentiment import text
 from benchsuite_plugins.sentiment.text import (
     DM_SOLVER,

@@ -7,10 +7,9 @@ lr 0.1 ÷10 at 32k and 48k iterations, 64k iterations. Class indices are the rel
 
 from __future__ import annotations
 
+from benchsuite import Preset, hookimpl
 from benchsuite_plugins.cifar.base import CIFAR10_STATS, CifarTask, cifar_parameters
 from benchsuite_plugins.cifar.release import CifarData, read_cifar
-
-from benchsuite import Preset, hookimpl
 
 
 class Cifar10(CifarTask):

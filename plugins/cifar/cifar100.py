@@ -8,10 +8,9 @@ comes from the pickles' coarse labels and feeds ``cifar100_superclass_pairswap``
 
 from __future__ import annotations
 
+from benchsuite import Preset, hookimpl
 from benchsuite_plugins.cifar.base import CIFAR100_STATS, CifarTask, cifar_parameters
 from benchsuite_plugins.cifar.release import CifarData, read_cifar
-
-from benchsuite import Preset, hookimpl
 
 
 class Cifar100(CifarTask):

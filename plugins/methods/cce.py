@@ -9,14 +9,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from benchsuite_plugins.methods.weighting import (
-    LOG2,
-    DerivativeLoss,
-    TargetProbs,
-    upcast,
-)
 
 from benchsuite import LossMethod, LossOutput, hookimpl
+from benchsuite_plugins.methods.weighting import LOG2, DerivativeLoss, TargetProbs, upcast
 
 
 class CCE(LossMethod):

@@ -30,14 +30,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from benchsuite_plugins.methods.weighting import (
-    NORMALIZE,
-    DerivativeLoss,
-    TargetProbs,
-    log_saturation,
-)
 
 from benchsuite import Param, ParameterError, Preset, hookimpl
+from benchsuite_plugins.methods.weighting import NORMALIZE, DerivativeLoss, TargetProbs, log_saturation
 
 #: The parameters each family uses.
 FAMILIES: dict[str, tuple[str, ...]] = {

@@ -23,15 +23,9 @@ import math
 from typing import TYPE_CHECKING
 
 import torch
-from benchsuite_plugins.methods.weighting import (
-    LOG2,
-    DerivativeLoss,
-    TargetProbLoss,
-    TargetProbs,
-    target_probs,
-)
 
 from benchsuite import LossOutput, Param, Preset, StepOutput, hookimpl
+from benchsuite_plugins.methods.weighting import LOG2, DerivativeLoss, TargetProbLoss, TargetProbs, target_probs
 
 if TYPE_CHECKING:
     from benchsuite.engine import TrainContext

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchsuite import Param, Preset, hookimpl
 from benchsuite_plugins.methods.dm import DM, EPS
 from benchsuite_plugins.methods.weighting import NORMALIZE
-
-from benchsuite import Param, Preset, hookimpl
 
 
 class IMAE(DM):

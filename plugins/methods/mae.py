@@ -12,14 +12,9 @@ from __future__ import annotations
 import math
 
 import torch
-from benchsuite_plugins.methods.weighting import (
-    LOG2,
-    DerivativeLoss,
-    TargetProbLoss,
-    TargetProbs,
-)
 
 from benchsuite import Param, Preset, hookimpl
+from benchsuite_plugins.methods.weighting import LOG2, DerivativeLoss, TargetProbLoss, TargetProbs
 
 
 def mae_log_weight(t: TargetProbs) -> torch.Tensor:

@@ -12,13 +12,9 @@ from __future__ import annotations
 import math
 
 import torch
-from benchsuite_plugins.methods.weighting import (
-    DerivativeLoss,
-    TargetProbLoss,
-    TargetProbs,
-)
 
 from benchsuite import Param, Preset, hookimpl
+from benchsuite_plugins.methods.weighting import DerivativeLoss, TargetProbLoss, TargetProbs
 
 LOG4 = math.log(4.0)
 

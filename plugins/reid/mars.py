@@ -35,7 +35,6 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from benchsuite_plugins.reid.video import VideoEncoder, strip_classifier
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -45,6 +44,7 @@ from benchsuite.task import Batch, NoiseRecord, PrepareRequest, stratified_holdo
 from benchsuite.toolkit.models.embedding import EmbeddingClassifier
 from benchsuite.toolkit.models.pretrained import torchvision_backbone
 from benchsuite.toolkit.retrieval import cosine_distance, evaluate_ranking
+from benchsuite_plugins.reid.video import VideoEncoder, strip_classifier
 
 RANKS = (1, 5, 10, 20)
 ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "densenet121", "mobilenet_v3_large", "efficientnet_b0")

