@@ -67,7 +67,7 @@ from torch import nn
 
 from benchsuite import Method, Param, Preset, StepOutput, hookimpl
 from benchsuite.engine import TrainContext
-from benchsuite.task import Batch, PreparedData, Task
+from benchsuite.task import Batch, Task
 
 #: The code's ``GaussianMixture(n_components=2, max_iter=10, tol=1e-2, reg_covar=5e-4)``.
 GMM_MAX_ITER = 10
@@ -245,12 +245,12 @@ class PairEnsemble(nn.Module):
 
 
 @torch.no_grad()
-def training_losses(ctx: TrainContext, net: nn.Module, data: PreparedData) -> torch.Tensor:
+def training_losses(ctx: TrainContext, net: nn.Module) -> torch.Tensor:
     """Per-example cross entropy against the (noisy) training labels, un-augmented, eval mode."""
     was_training = net.training
     net.eval()
-    losses = torch.empty(data.num_train, device=ctx.device)
-    for batch in data.train.eval_batches(ctx.recipe.eval_batch_size):
+    losses = torch.empty(ctx.data.num_train, device=ctx.device)
+    for batch in ctx.data.train.eval_batches(ctx.recipe.eval_batch_size):
         with ctx.autocast():
             logits = net(batch.x).float()
         losses[batch.index] = F.cross_entropy(logits, batch.y, reduction="none")
@@ -349,7 +349,7 @@ class DivideMix(Method):
             return
         slot = self.epochs_divided % self.loss_history
         for k, net in enumerate((ctx.model, self.peer)):
-            self.recent_losses[k, slot] = min_max_normalise(training_losses(ctx, net, ctx.data))
+            self.recent_losses[k, slot] = min_max_normalise(training_losses(ctx, net))
         self.epochs_divided += 1
         recent = self.recent_losses[:, : min(self.epochs_divided, self.loss_history)].mean(1)
         self.clean_prob = torch.stack([clean_probability(recent[0]), clean_probability(recent[1])])
