@@ -7,7 +7,7 @@ unmixed forward it reports its fit from; for the trusted-set baselines, their tr
 trains the same model on the same batch, each with its own context (its own state: trusted
 stream, transition matrix, λ generator). Forward correction is timed with a given T (symmetric,
 ρ = 0.4): its estimated T costs the same per step, plus one pass over the training set per cell.
-Methods that need a strong view (IEG) have their own benchmark (``ieg_step.py``) and are left out.
+The other step-level methods have their own benchmarks (``ieg_step.py``, ``step_methods.py``).
 
 Each round visits the methods in a fresh random order and times each one's step right next to a
 CCE step (in random order within the pair), so load changes on a shared machine hit both sides
@@ -34,11 +34,14 @@ from torch import nn
 import benchsuite
 from benchsuite.engine import TrainContext
 from benchsuite.method import LossMethod, Method
-from benchsuite.models.cifar_resnet import CifarResNet
 from benchsuite.task import Batch, NoiseRecord, PreparedData, Recipe, TensorTrainSource
+from benchsuite_plugins.cifar.models.resnet import CifarResNet
 
 #: Settings timed instead of the defaults, and why.
 TIMED_AS = {"forward": {"transition": "symmetric", "flip_rate": 0.4}}  # the corrected loss, not its CCE warm-up
+#: Step-level methods timed here: CCE steps on other examples. The other step-level methods have
+#: their own benchmarks (ieg_step.py; step_methods.py for Co-teaching, ELR and DivideMix).
+STEP_METHODS = ("trusted_only", "cce_trusted")
 STEPS_PER_EPOCH = 390
 TRUSTED_PER_CLASS = 10
 
@@ -79,10 +82,11 @@ def loss_time(method: LossMethod, logits: torch.Tensor, y: torch.Tensor, repeats
 
 
 def timed_methods() -> dict[str, Method]:
+    """Every loss method, and ``STEP_METHODS``."""
     methods = {}
     for name in benchsuite.list_methods():
         method = benchsuite.load_method(name, **TIMED_AS.get(name, {}))
-        if not method.requires_strong_view:
+        if isinstance(method, LossMethod) or name in STEP_METHODS:
             methods[name] = method
     return methods
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from benchsuite import LossMethod, LossOutput, Param, ParameterError, Preset, hookimpl
-from benchsuite.weighting import upcast
+from benchsuite_plugins.methods.weighting import upcast
 
 _APL = "HanxunH/Active-Passive-Losses configs"
 

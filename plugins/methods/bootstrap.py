@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from benchsuite import LossMethod, LossOutput, Param, Preset, hookimpl
-from benchsuite.weighting import upcast
+from benchsuite_plugins.methods.weighting import upcast
 
 _PATRINI_CODE = "giorgiop/loss-correction loss.py (boot_soft, β = 0.95), the forward-correction paper's baselines"
 

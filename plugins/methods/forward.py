@@ -54,7 +54,7 @@ from torch import nn
 from benchsuite import LossMethod, LossOutput, Param, Preset, StepOutput, hookimpl
 from benchsuite.engine import TrainContext
 from benchsuite.task import Batch, Recipe
-from benchsuite.weighting import upcast
+from benchsuite_plugins.methods.weighting import upcast
 
 _CODE = "giorgiop/loss-correction experiment.py and models.py (NoiseEstimator)"
 

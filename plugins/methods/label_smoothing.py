@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from benchsuite import LossMethod, LossOutput, Param, Preset, hookimpl
-from benchsuite.weighting import upcast
+from benchsuite_plugins.methods.weighting import upcast
 
 
 class LabelSmoothing(LossMethod):

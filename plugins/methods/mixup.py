@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from benchsuite import LossMethod, LossOutput, Param, Preset, StepOutput, hookimpl
 from benchsuite.engine import TrainContext
 from benchsuite.task import Batch
-from benchsuite.weighting import upcast
 from benchsuite_plugins.methods.ieg import stateless_forward
+from benchsuite_plugins.methods.weighting import upcast
 
 _PAPER = "Zhang et al. 2018"
 
@@ -53,7 +53,9 @@ class Mixup(LossMethod):
     in_default_grid = False
     parameters = {"alpha": Param(1.0, "α of the Beta(α, α) mixing coefficient", low=0.0, low_open=True)}
     presets = {
-        "cifar": Preset({"alpha": 1.0}, source=f"{_PAPER}, §3.2 (CIFAR-10/100, α = 1)"),
+        "cifar": Preset(
+            {"alpha": 1.0}, source=f"{_PAPER}, §3.2 (CIFAR-10/100, α = 1); facebookresearch/mixup-cifar10 train.py (--alpha default 1)"
+        ),
         "imagenet": Preset({"alpha": 0.2}, source=f"{_PAPER}, §3.1 (ImageNet, α = 0.2)"),
         "corrupted20": Preset({"alpha": 8.0}, source=f"{_PAPER}, Table 2 (CIFAR-10, 20% corrupted labels, α = 8)"),
         "corrupted50": Preset({"alpha": 32.0}, source=f"{_PAPER}, Table 2 (CIFAR-10, 50% and 80% corrupted labels, α = 32)"),

@@ -16,7 +16,7 @@ engine hands them), and are scored like every other method, on the trained model
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
