@@ -14,19 +14,18 @@ weight is its L1 norm. S ≥ C·log C (its minimum, at the uniform p), so nothin
 
 What is implemented: the NCE+RCE member of the APL family with the authors' code's A = ln 1e-4
 (the code clips the one-hot label at 1e-4 before the log; SL's paper states A = −4, preset
-``paper_A``), without the code's clamp of p at 1e-7 inside RCE (it zeroes the RCE gradient of
+``paper_A``; the parameter is SL's own declaration), without the code's clamp of p at 1e-7 inside RCE (it zeroes the RCE gradient of
 classes below 1e-7, a difference of at most 1e-7 per class in the loss). The other APL members
 (NFL, NGCE, NMAE, MAE as passive loss) are not offered.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
 from benchsuite import LossMethod, LossOutput, Param, ParameterError, Preset, hookimpl
+from benchsuite_plugins.methods.sl import SL
 from benchsuite_plugins.methods.weighting import upcast
 
 _APL = "HanxunH/Active-Passive-Losses configs"
@@ -39,7 +38,7 @@ class NCEandRCE(LossMethod):
     parameters = {
         "alpha": Param(1.0, "α: weight of the normalised cross entropy (active loss)", low=0.0),
         "beta": Param(1.0, "β: weight of the reverse cross entropy (passive loss)", low=0.0),
-        "log_zero": Param(math.log(1e-4), "A: the value taken for log 0 in the reverse cross entropy", high=0.0, high_open=True),
+        "log_zero": SL.parameters["log_zero"],  # the same reverse cross entropy as SL's
     }
     presets = {
         "mnist": Preset({"alpha": 1.0, "beta": 10.0}, source=f"APL, MNIST: {_APL}/mnist/{{sym,asym}}/nce+rce.yaml"),
@@ -47,7 +46,7 @@ class NCEandRCE(LossMethod):
         "cifar100": Preset({"alpha": 10.0, "beta": 0.1}, source=f"APL, CIFAR-100: {_APL}/cifar100/{{sym,asym}}/nce+rce.yaml"),
         "webvision_mini": Preset({"alpha": 50.0, "beta": 0.1}, source=f"APL, WebVision-mini: {_APL}/webvision_mini/nce+rce.yaml"),
         "paper_A": Preset(
-            {"log_zero": -4.0}, source="SL paper (Wang et al. 2019), RCE with A = −4, which APL's RCE follows",
+            {"log_zero": -4.0}, source="SL paper (Wang et al. 2019): the RCE's A = −4 as stated there (APL's code clips at 1e-4)",
             doc="the RCE gradient is 2.3× smaller than with the code's A = ln 1e-4",
         ),
     }

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from benchsuite import LossMethod, LossOutput, Param, Preset, hookimpl
+from benchsuite_plugins.methods.soft_target import SoftTargetLoss
 from benchsuite_plugins.methods.weighting import upcast
 
 _PATRINI_CODE = "giorgiop/loss-correction loss.py (boot_soft, β = 0.95), the forward-correction paper's baselines"
@@ -56,7 +57,7 @@ class BootstrapSoft(LossMethod):
         return self.beta * (q - onehot) - (1 - self.beta) * q * (log_q + entropy)
 
 
-class BootstrapHard(LossMethod):
+class BootstrapHard(SoftTargetLoss):
     """Hard bootstrapping: CE against β·e_y + (1 − β)·e_ŷ, ŷ the predicted class. Gradient
     q − β e_y − (1 − β) e_ŷ; reported weight: its L1 norm."""
 
@@ -72,17 +73,6 @@ class BootstrapHard(LossMethod):
         label = F.one_hot(targets, classes).to(logits.dtype)
         predicted = F.one_hot(logits.detach().argmax(1), classes).to(logits.dtype)
         return self.beta * label + (1 - self.beta) * predicted
-
-    def compute(self, logits: torch.Tensor, targets: torch.Tensor) -> LossOutput:
-        logits = upcast(logits)
-        target = self.target(logits, targets)
-        with torch.no_grad():
-            weights = (logits.detach().softmax(1) - target).abs().sum(1)
-        return LossOutput(F.cross_entropy(logits, target), weights)
-
-    def example_gradient(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        logits = upcast(logits)
-        return logits.softmax(1) - self.target(logits, targets)
 
 
 @hookimpl

@@ -16,12 +16,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from benchsuite import LossMethod, LossOutput, Param, Preset, hookimpl
-from benchsuite_plugins.methods.weighting import upcast
+from benchsuite import Param, Preset, hookimpl
+from benchsuite_plugins.methods.soft_target import SoftTargetLoss
 
 
-class LabelSmoothing(LossMethod):
-    """Mean cross entropy against the smoothed label (PyTorch's fused kernel and its backward)."""
+class LabelSmoothing(SoftTargetLoss):
+    """Mean cross entropy against the smoothed label."""
 
     name = "label_smoothing"
     summary = "cross entropy against (1 − ε)·label + ε·uniform (Szegedy et al. 2016)"
@@ -31,19 +31,9 @@ class LabelSmoothing(LossMethod):
     }
     presets = {"inception": Preset({"eps": 0.1}, source="Szegedy et al. 2016, §7 (ImageNet, ε = 0.1)")}
 
-    def smoothed(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def target(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         classes = logits.shape[1]
         return (1 - self.eps) * F.one_hot(targets, classes).to(logits.dtype) + self.eps / classes
-
-    def compute(self, logits: torch.Tensor, targets: torch.Tensor) -> LossOutput:
-        logits = upcast(logits)
-        with torch.no_grad():
-            weights = self.example_gradient(logits.detach(), targets).abs().sum(1)
-        return LossOutput(F.cross_entropy(logits, targets, label_smoothing=self.eps), weights)
-
-    def example_gradient(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        logits = upcast(logits)
-        return logits.softmax(1) - self.smoothed(logits, targets)
 
 
 @hookimpl

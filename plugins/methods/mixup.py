@@ -33,6 +33,7 @@ from benchsuite import LossMethod, LossOutput, Param, Preset, StepOutput, hookim
 from benchsuite.engine import TrainContext
 from benchsuite.task import Batch
 from benchsuite_plugins.methods.ieg import stateless_forward
+from benchsuite_plugins.methods.soft_target import soft_target_output
 from benchsuite_plugins.methods.weighting import upcast
 
 _PAPER = "Zhang et al. 2018"
@@ -73,10 +74,7 @@ class Mixup(LossMethod):
     ) -> LossOutput:
         """Mean CE of ``logits`` against λ·e_targets + (1 − λ)·e_mixed_with (CCE without a partner)."""
         logits = upcast(logits)
-        target = self.target(logits, targets, mixed_with, lam)
-        with torch.no_grad():
-            weights = (logits.detach().softmax(1) - target).abs().sum(1)
-        return LossOutput(F.cross_entropy(logits, target), weights)
+        return soft_target_output(logits, self.target(logits, targets, mixed_with, lam))
 
     def example_gradient(
         self, logits: torch.Tensor, targets: torch.Tensor, mixed_with: torch.Tensor | None = None, lam: float = 1.0
