@@ -12,9 +12,9 @@ The target is a convex combination of the given label and the model's own curren
   at β times the learning rate, so that reading is not offered.
 * hard, b = e_ŷ with ŷ = argmax_k q_k: −β log q_y − (1 − β) log q_ŷ (ŷ is piecewise constant).
 
-What is implemented: the two objectives of the paper's §3 with a fixed β, from the first step
-(the paper's MNIST, TFD and ILSVRC experiments); not implemented: its reconstruction-based
-("consistency") variant for the noisy-label model of §3, and any warm-up or β schedule.
+What is implemented: the paper's two bootstrapping objectives with a fixed β, applied from the
+first step. Not implemented: its reconstruction-based consistency objective, and any warm-up or β
+schedule (later variants, e.g. dynamic bootstrapping, add those).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class BootstrapSoft(LossMethod):
     in_default_grid = False
     parameters = {"beta": Param(0.95, "β: weight of the given label in the target", low=0.0, high=1.0)}
     presets = {
-        "reed": Preset({"beta": 0.95}, source="Reed et al. 2015, §4 (soft bootstrapping, β = 0.95); " + _PATRINI_CODE),
+        "reed": Preset({"beta": 0.95}, source="Reed et al. 2015, MNIST experiments (soft bootstrapping, β = 0.95); " + _PATRINI_CODE),
     }
 
     def compute(self, logits: torch.Tensor, targets: torch.Tensor) -> LossOutput:
@@ -65,7 +65,7 @@ class BootstrapHard(SoftTargetLoss):
     summary = "hard bootstrapping: CE against β·label + (1 − β)·predicted class (Reed et al. 2015)"
     in_default_grid = False
     parameters = {"beta": Param(0.8, "β: weight of the given label in the target", low=0.0, high=1.0)}
-    presets = {"reed": Preset({"beta": 0.8}, source="Reed et al. 2015, §4 (hard bootstrapping, β = 0.8)")}
+    presets = {"reed": Preset({"beta": 0.8}, source="Reed et al. 2015, MNIST experiments (hard bootstrapping, β = 0.8)")}
 
     def target(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """β·e_y + (1 − β)·e_ŷ (constant: no gradient flows through the argmax)."""

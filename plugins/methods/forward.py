@@ -9,7 +9,7 @@ noisy label; the reported weight is ‖p − r‖₁. The model evaluated is the
 
 Where T comes from (``transition``):
 
-* ``estimate`` (default, the paper's §4 estimator): the first ``warmup`` fraction of the cell's
+* ``estimate`` (default, the paper's anchor-point estimator): the first ``warmup`` fraction of the cell's
   steps trains the model with plain CCE; then every training example is predicted (eval mode, no
   augmentation) and, for each class i, the anchor x̄_i is the example with the highest p_i, or,
   with ``anchor_quantile`` q < 1, the highest p_i strictly below the q-quantile of p_i over the
@@ -131,11 +131,11 @@ class ForwardCorrection(LossMethod):
         "flip_rate": Param(0.0, "symmetric: the flip rate ρ of the given T", low=0.0, high=1.0, high_open=True),
     }
     presets = {
-        "patrini": Preset({"anchor_quantile": 0.97}, source=f"Patrini et al. 2017, §4 and {_CODE}: 97th percentile filter"),
+        "patrini": Preset({"anchor_quantile": 0.97}, source=f"Patrini et al. 2017 (anchor-point estimator) and {_CODE}: 97th percentile filter"),
         "patrini_cifar100": Preset(
-            {"anchor_quantile": 1.0}, source=f"{_CODE}: no outlier filter on CIFAR-100 (plain argmax, the paper's Eq. 9)"
+            {"anchor_quantile": 1.0}, source=f"{_CODE}: no outlier filter on CIFAR-100 (the plain argmax of the paper's estimator)"
         ),
-        "oracle": Preset({"transition": "oracle"}, source="Patrini et al. 2017, Tables 1-2 rows 'forward T' (true T)"),
+        "oracle": Preset({"transition": "oracle"}, source="Patrini et al. 2017, the experiments' 'forward T' rows (the true T given to the loss)"),
     }
 
     def __init__(self, preset: str | None = None, **values: Any) -> None:
