@@ -73,22 +73,42 @@ class TrainContext:
     step: int = 0
     epoch: int = 0
     state: dict[str, Any] = field(default_factory=dict)
+    #: The task's model builder (``Task.build_model``), behind ``new_model``.
+    model_factory: Callable[[], nn.Module] | None = None
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
-    def optimize(self, loss: torch.Tensor) -> None:
-        """Zero the gradients, back-propagate ``loss`` (scaled under float16) and step."""
-        self.optimizer.zero_grad(set_to_none=True)
+    def optimize(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Zero the gradients, back-propagate ``loss`` (scaled under float16) and step.
+
+        ``optimizer``: one of the method's own instead of the run's (e.g. that of a second network
+        from ``new_model``); it steps with the run's gradient scaler."""
+        optimizer = self.optimizer if optimizer is None else optimizer
+        optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
+            self.scaler.step(optimizer)
             self.scaler.update()
         else:
             loss.backward()
-            self.optimizer.step()
+            optimizer.step()
+
+    def new_model(self) -> nn.Module:
+        """A freshly initialised model of the task on the device, for methods that train more
+        than one network (Co-teaching, DivideMix).
+
+        Its initial weights are drawn under a seed taken from ``generator``, inside a forked
+        global RNG: the cell stays bit-reproducible and the global RNG is left as it was."""
+        if self.model_factory is None:
+            raise RuntimeError("this context has no model_factory; the engine passes Task.build_model")
+        seed = int(torch.randint(0, 2**62, (1,), generator=self.generator, device=self.generator.device).item())
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            return self.model_factory().to(self.device)
 
     def trusted_batches(self) -> Iterator[Batch]:
         """Endless, reshuffled batches of the trusted subset (for methods that need one)."""
@@ -181,15 +201,12 @@ class EpochStats:
         return row
 
 
-def train(
-    method: Method,
-    task: Task,
-    spec: CellSpec,
-    device: torch.device,
-    amp: bool | None = None,
-    on_epoch: EpochCallback | None = None,
-) -> RunRecord:
-    """Train ``method`` on ``task`` as ``spec`` says; returns a completed or diverged record."""
+def build_context(
+    method: Method, task: Task, spec: CellSpec, device: torch.device, amp: bool | None = None
+) -> TrainContext:
+    """Everything a run trains with, before the method's ``start``: seeded, the task's data
+    prepared for the method's needs, the model built, the method's optimiser and schedule, the
+    cell's generator. ``train`` runs from it; benchmarks and tests build single steps on it."""
     seed_everything(spec.seed)
     recipe = task.recipe().with_budget(spec.budget)
     data = task.prepare(
@@ -209,7 +226,7 @@ def train(
     total_steps = recipe.total_steps(steps_per_epoch)
     optimizer, scheduler = method.configure_optimizer(model, recipe, total_steps)
     amp_dtype = amp_dtype_for(device, amp)
-    ctx = TrainContext(
+    return TrainContext(
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
@@ -221,13 +238,29 @@ def train(
         steps_per_epoch=steps_per_epoch,
         amp_dtype=amp_dtype,
         scaler=torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None,
+        model_factory=task.build_model,
     )
-    record = RunRecord(spec=spec, status="completed", info=_run_info(data, model, recipe, device, amp_dtype))
+
+
+def train(
+    method: Method,
+    task: Task,
+    spec: CellSpec,
+    device: torch.device,
+    amp: bool | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> RunRecord:
+    """Train ``method`` on ``task`` as ``spec`` says; returns a completed or diverged record."""
+    ctx = build_context(method, task, spec, device, amp)
+    model, optimizer, scheduler, data, recipe = ctx.model, ctx.optimizer, ctx.scheduler, ctx.data, ctx.recipe
+    steps_per_epoch, total_steps = ctx.steps_per_epoch, ctx.total_steps
+    record = RunRecord(spec=spec, status="completed", info=_run_info(data, model, recipe, device, ctx.amp_dtype))
     method.start(ctx)
     num_epochs = recipe.num_epochs(steps_per_epoch)
     for epoch in range(1, num_epochs + 1):
         ctx.epoch = epoch
         tic = time.perf_counter()
+        method.start_epoch(ctx)
         model.train()
         stats = EpochStats(data, device)
         for batch in data.train.batches(ctx.generator):

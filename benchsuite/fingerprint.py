@@ -7,10 +7,10 @@ imported or executed to find them), plus the ``__init__.py`` of each package on 
 Python runs when it imports the module (and what those import in turn). The host package ``benchsuite`` is not part of any
 plugin: host changes that alter results are declared with ``benchsuite.spec.RESULTS_VERSION``.
 
-Built-in plugins live in one package, ``benchsuite_plugins``, so ``gr``'s code is ``gr.py`` and
-``dm.py`` (which ``gr.py`` imports), not every built-in method; a task whose family code sits in
-a package of its own (``benchsuite_plugins.tasks.cifar``) takes in that package's modules as far
-as they are imported. What the fingerprint cannot see — a module loaded by a computed name, data
+Built-in plugins live in one package, ``benchsuite_plugins``, so ``gr``'s code is ``gr.py``,
+``dm.py`` and ``weighting.py`` (what ``gr.py`` imports, directly or not), not every built-in
+method; a task whose family code sits in a package of its own (``benchsuite_plugins.cifar``)
+takes in that package's modules as far as they are imported. What the fingerprint cannot see — a module loaded by a computed name, data
 files, compiled code, a dependency — is what a plugin's declared ``version`` is for.
 
 The fingerprint is a hash of the module names and file bytes, sorted by module name: the same

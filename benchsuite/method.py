@@ -45,7 +45,7 @@ class Canonical:
 @dataclass
 class LossOutput:
     """A batch loss and, for methods that weight examples, the per-example weights (detached):
-    the L1 norm of each example's own logit gradient (``benchsuite.weighting``), so the engine's
+    the L1 norm of each example's own logit gradient (``benchsuite_plugins.methods.weighting``), so the engine's
     emphasis statistics compare across methods."""
 
     loss: torch.Tensor
@@ -133,7 +133,13 @@ class Method(Configurable, abc.ABC):
         return optimizer, RecipeSchedule(optimizer, recipe, total_steps)
 
     def start(self, ctx: "TrainContext") -> None:
-        """Called once before the first step (allocate state, e.g. an EMA copy of the model)."""
+        """Called once before the first step (allocate state, e.g. an EMA copy of the model, or a
+        second network from ``ctx.new_model()`` with its own optimiser)."""
+
+    def start_epoch(self, ctx: "TrainContext") -> None:
+        """Called before each epoch's first step, with ``ctx.epoch`` set (1-based), before the
+        engine puts ``ctx.model`` in train mode: for per-epoch passes over the training set, e.g.
+        DivideMix's per-example losses over ``ctx.data.train.eval_batches``."""
 
     @abc.abstractmethod
     def train_step(self, ctx: "TrainContext", batch: "Batch") -> StepOutput:

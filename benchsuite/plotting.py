@@ -9,9 +9,37 @@ object API (no pyplot, no global backend), so plotting is safe in any process.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    import torch
+
+    from .method import LossMethod
 
 FORMATS = ("png", "svg", "pdf")
+
+
+def logits_for_target_prob(p: torch.Tensor, num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (and targets, all class 0) whose softmax gives ``p`` to the target and spreads
+    ``1 − p`` evenly over the other classes: a probe for a weight curve ``w(p_y)``."""
+    import torch
+
+    p = p.to(torch.float64)
+    rest = ((1 - p) / (num_classes - 1)).log()
+    logits = torch.cat([p.log()[:, None], rest[:, None].expand(-1, num_classes - 1)], dim=1)
+    return logits, torch.zeros(len(p), dtype=torch.long)
+
+
+def weight_curve(method: LossMethod, p: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
+    """The weights ``method`` reports for examples whose target probability is ``p`` (0 < p < 1)."""
+    logits, targets = logits_for_target_prob(p, num_classes)
+    weights = method.compute(logits, targets).weights
+    if weights is None:
+        raise ValueError(
+            f"method {method.name!r} reports no per-example weights (LossOutput.weights is None), "
+            "so it has no weight curve; return the L1 norm of each example's logit gradient"
+        )
+    return weights.detach()
 
 
 def plot_weight_curves(
@@ -35,7 +63,6 @@ def plot_weight_curves(
 
     from .method import LossMethod
     from .testing import method_id, resolve_method
-    from .weighting import weight_curve
 
     out = Path(out)
     fmt = out.suffix.lstrip(".").lower()

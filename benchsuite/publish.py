@@ -35,13 +35,13 @@ KEPT_PROVENANCE = (
 #: Per-epoch metrics kept for the plots, beside the task's leaderboard metrics.
 PLOTTED_CURVES = ("clean_fit", "noisy_memorised")
 REPORTED_FILE = "reported.csv"
-#: ``selection``: the epoch a paper's number is from (``best`` during training, ``final``, or
-#: ``unstated``); ``same_runs``: set on rows that two papers report from the same runs (GR and its
+#: ``selection``: the epoch a paper's number is from (``best`` test value during training,
+#: ``final``, the epoch best on ``validation``, or ``unstated``); ``same_runs``: set on rows that two papers report from the same runs (GR and its
 #: extended version DM), naming both tables: such rows are shown once.
 REPORTED_COLUMNS = [
     "task", "noise_kind", "noise_rate", "method", "setting", "selection", "metric", "value", "paper", "table", "same_runs", "note",
 ]  # fmt: skip
-SELECTIONS = ("best", "final", "unstated")
+SELECTIONS = ("best", "final", "validation", "unstated")
 
 
 def leaderboard_options(grid_file: str | None, select: str | None) -> dict[str, Any]:
@@ -128,7 +128,8 @@ def render_reported(reported: pd.DataFrame, measured: dict[str, pd.DataFrame] | 
         "",
         "Numbers as printed in the papers (test set, %), with the paper and table of each. **selection**: the epoch "
         "a number is from — `best` (the best test value during training: chosen on the test set, an optimistic "
-        "oracle), `final` (when training stops) or `unstated` (the paper does not say). Numbers that GR and its "
+        "oracle), `final` (when training stops), `validation` (the epoch best on a validation set) or `unstated` "
+        "(the source does not say). Numbers that GR and its "
         "extended version DM report from the same runs appear once, with both tables as their source and both "
         f"names (`dm = gr`). The notes in `{REPORTED_FILE}` say how each number was obtained (backbone, numbers "
         "printed as fractions in a percent table and converted). Rows whose source is a board are this suite's "

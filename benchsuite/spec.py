@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 #: The host's results version: bump it with any change of the host (engine, noise, data
-#: preparation, ``benchsuite.weighting``, shared models, evaluation) that alters what a cell
+#: preparation, evaluation, the toolkit's models and augmentations) that alters what a cell
 #: computes, so that no stored cell is served from the old code. Plugins are covered by their
 #: code fingerprints (``benchsuite.fingerprint``) and their declared ``version``.
 #: 2: canonical training identities, code fingerprints and this version in the cell identity.

@@ -7,10 +7,9 @@ import sqlite3
 import time
 
 import pytest
+from conftest import run_cli, start_cli
 
 from benchsuite.results import to_dataframe
-
-from conftest import run_cli, start_cli
 
 SMALL = ["-m", "cce", "-t", "digits{width = 16}", "--noise", "symmetric:0.4", "--epochs", "2", "--no-progress"]
 

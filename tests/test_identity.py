@@ -67,7 +67,9 @@ def test_the_fingerprint_covers_the_plugin_modules_a_plugin_imports():
     gr = plugin_files("benchsuite_plugins.methods.gr")
     assert {"benchsuite_plugins.methods.gr", "benchsuite_plugins.methods.dm"} <= set(gr)
     assert "benchsuite_plugins.methods.cce" not in gr and not any(m.startswith("benchsuite.") for m in gr)
-    assert set(plugin_files("benchsuite_plugins.methods.dm")) == {"benchsuite_plugins", "benchsuite_plugins.methods", "benchsuite_plugins.methods.dm"}
+    assert set(plugin_files("benchsuite_plugins.methods.dm")) == {
+        "benchsuite_plugins", "benchsuite_plugins.methods", "benchsuite_plugins.methods.dm", "benchsuite_plugins.methods.weighting",
+    }  # fmt: skip
     assert code_fingerprint("benchsuite_plugins.methods.gr") != code_fingerprint("benchsuite_plugins.methods.dm")
     assert len(code_fingerprint("benchsuite_plugins.methods.gr")) == 12
 

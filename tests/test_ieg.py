@@ -14,15 +14,10 @@ from torch import nn
 import benchsuite
 from benchsuite import Metric, Param, PreparedData, Recipe, Task
 from benchsuite.engine import TrainContext, train
-from benchsuite.models.mlp import MLP
 from benchsuite.spec import CellSpec
 from benchsuite.task import PrepareRequest, evaluate_classification, prepare_in_memory
-from benchsuite_plugins.methods.ieg import (
-    IEG,
-    cosine_restarts_factor,
-    meta_gradients,
-    mixup_coefficients,
-)
+from benchsuite.toolkit.models.mlp import MLP
+from benchsuite_plugins.methods.ieg import IEG, cosine_restarts_factor, meta_gradients, mixup_coefficients
 
 
 class Blobs(Task):
@@ -325,7 +320,7 @@ def test_digits_end_to_end_with_ten_trusted_per_class():
 
 
 def test_digits_strong_view_is_seeded_batched_and_in_range():
-    from benchsuite_plugins.tasks.digits import STRONG_DROPOUT, STRONG_NOISE_STD, strong_view
+    from benchsuite_plugins.digits.digits import STRONG_DROPOUT, STRONG_NOISE_STD, strong_view
 
     x = 0.3 + 0.4 * torch.rand(256, 64)  # away from the clipping bounds
     a = strong_view(x, torch.Generator().manual_seed(0))

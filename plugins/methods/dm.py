@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from benchsuite import Canonical, Param, ParameterError, Preset, hookimpl
-from benchsuite.weighting import NORMALIZE, DerivativeLoss, TargetProbs, log_saturation
+from benchsuite_plugins.methods.weighting import NORMALIZE, DerivativeLoss, TargetProbs, log_saturation
 
 #: The parameters each family uses.
 FAMILIES: dict[str, tuple[str, ...]] = {
