@@ -370,6 +370,7 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
             if outcome.interrupted or outcome.failures:
                 raise click.ClickException(f"board {board}: not every cell finished; run `benchsuite publish -b {board}` again to resume")
             runs = to_dataframe_or_fail(str(results))
+            runs = runs[runs.cell_hash.isin({c.cell_hash for c in expansion.cells})]  # not the runs of older code
             pub.compact_runs(runs).to_csv(runs_csv, index=False)
             if grid.select == "none":  # a validation-selected board is a table, not a training picture
                 pub.curve_means(runs, curves_dataframe(results)).to_csv(curves_csv, index=False)

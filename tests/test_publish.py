@@ -154,8 +154,12 @@ def test_publish_end_to_end(tmp_path, monkeypatch):
     for png in ("tiny/test_acc_r0.4.png", "tiny/fit_r0.4.png", "weight_curves.png"):
         assert (tmp_path / "lb" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "measured here (board tiny)" in (tmp_path / "lb" / "reported.md").read_text()
+    with ResultStore(tmp_path / "lb" / ".results" / "tiny.sqlite") as store:  # a run of older host code
+        status, spec = next(iter(store.specs().values()))
+        store.save(RunRecord(CellSpec.from_dict({**spec.to_dict(), "results_version": "1"}), "completed", curves=[{"epoch": 1, "test_acc": 0.1}], info=INFO, provenance=PROVENANCE))
     again = CliRunner().invoke(main, ["publish", "--dir", "lb", "--no-progress"])
     assert again.exit_code == 0 and "ran nothing; 8 already done" in again.output
-    assert (tmp_path / "lb" / "tiny.md").read_text() == board
+    assert (tmp_path / "lb" / "tiny.md").read_text() == board  # the board is its grid's current cells only
+    assert len(pd.read_csv(tmp_path / "lb" / "tiny.runs.csv")) == 8
     unknown = CliRunner().invoke(main, ["publish", "--dir", "lb", "-b", "nope"])
     assert unknown.exit_code == 2 and "no board nope" in unknown.output and "tiny" in unknown.output
