@@ -32,6 +32,16 @@ if TYPE_CHECKING:
 BatchReduction = Literal["mean", "sum", "weight_sum"]
 
 
+@dataclass(frozen=True)
+class Canonical:
+    """What a method trains, canonically: the method class that trains it and that class's full
+    identity parameters. Two grid entries with equal canonical forms are one cell, computed
+    once and shown as one leaderboard row that names both (e.g. ``dm = gr``)."""
+
+    method: type["Method"]
+    params: dict[str, Any]
+
+
 @dataclass
 class LossOutput:
     """A batch loss and, for methods that weight examples, the per-example weights (detached):
@@ -74,6 +84,27 @@ class Method(Configurable, abc.ABC):
     def trusted_per_class(self) -> int:
         """How many trusted examples per class to hold out (only when ``requires_trusted_set``)."""
         return 0
+
+    def canonical(self) -> Canonical:
+        """What this method trains: by default itself with its resolved parameters. A method that
+        is another method under other parameter names (``gr`` and ``imae`` are ``dm`` with one
+        weight family) returns that method and its parameters, promising that training is
+        identical; the cell's identity, code fingerprint and declared version are then that
+        method's."""
+        return Canonical(type(self), self.identity_config())
+
+    def privileged_data(self) -> dict[str, Any]:
+        """What the method trains on besides the noisy training set, recorded with each run and
+        marked on the boards: ``trusted_per_class`` (a clean trusted subset), ``strong_view``
+        (the task's strong augmentation), ``clean_validation_fraction`` (a clean split it uses)."""
+        data: dict[str, Any] = {}
+        if self.requires_trusted_set:
+            data["trusted_per_class"] = self.trusted_per_class()
+        if self.requires_strong_view:
+            data["strong_view"] = True
+        if self.validation_fraction() > 0:
+            data["clean_validation_fraction"] = self.validation_fraction()
+        return data
 
     def validation_fraction(self) -> float:
         """Fraction of the clean training set the method needs as a validation split (0: none)."""

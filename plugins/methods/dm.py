@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from benchsuite import Param, ParameterError, Preset, hookimpl
+from benchsuite import Canonical, Param, ParameterError, Preset, hookimpl
 from benchsuite_plugins.methods.weighting import NORMALIZE, DerivativeLoss, TargetProbs, log_saturation
 
 #: The parameters each family uses.
@@ -146,6 +146,12 @@ class DM(DerivativeLoss):
         """The weight family and its parameters (subclasses fix some of them)."""
         names = ("family", "beta", "lam", "psi", "alpha", "eta")
         return {name: self.config[name] for name in names}
+
+    def canonical(self) -> Canonical:
+        """``gr`` and ``imae`` are ``dm`` with one weight family: equal weightings are one cell."""
+        family = self.family_params()
+        shared = {k: v for k, v in self.identity_config().items() if k in DM.parameters and k not in family}
+        return Canonical(DM, DM(**shared, **family).identity_config())
 
     def log_weight(self, t: TargetProbs) -> torch.Tensor:
         return dm_log_weight(t, **self.family_params()) + log_saturation(t, self.eps)
