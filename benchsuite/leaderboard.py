@@ -334,6 +334,11 @@ def _table(
 # -- what each row was trained with ------------------------------------------------------------
 
 
+#: Keys of ``info["privileged"]`` rendered by ``privileged_text`` itself; any other key is a
+#: plugin's own kind of privileged data, shown as its text value (or its name when not text).
+KNOWN_PRIVILEGED = ("trusted_per_class", "trusted_examples", "training_examples", "strong_view", "clean_validation_fraction")
+
+
 def privileged_text(data: dict[str, Any]) -> str:
     """A run's privileged data (``info["privileged"]``) in words, e.g. ``trusted 10/class (100 =
     7.4 %), strong view``; ``""`` for none."""
@@ -348,6 +353,9 @@ def privileged_text(data: dict[str, Any]) -> str:
         parts.append("strong view")
     if data.get("clean_validation_fraction"):
         parts.append(f"clean validation {100 * data['clean_validation_fraction']:g} %")
+    for key, value in sorted(data.items()):
+        if key not in KNOWN_PRIVILEGED and value:
+            parts.append(value if isinstance(value, str) else key.replace("_", " "))
     return ", ".join(parts)
 
 

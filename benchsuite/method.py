@@ -96,7 +96,9 @@ class Method(Configurable, abc.ABC):
     def privileged_data(self) -> dict[str, Any]:
         """What the method trains on besides the noisy training set, recorded with each run and
         marked on the boards: ``trusted_per_class`` (a clean trusted subset), ``strong_view``
-        (the task's strong augmentation), ``clean_validation_fraction`` (a clean split it uses)."""
+        (the task's strong augmentation), ``clean_validation_fraction`` (a clean split it uses);
+        any other key names a kind of its own, shown on the boards as its text value (e.g.
+        ``{"noise_transition": "true T from the clean labels"}``)."""
         data: dict[str, Any] = {}
         if self.requires_trusted_set:
             data["trusted_per_class"] = self.trusted_per_class()

@@ -173,6 +173,16 @@ def test_privileged_data_is_marked_from_what_the_runs_recorded(tmp_path):
     assert final["needs_trust"][-1] == "trusted 10/class (100 = 7.4 %), strong view" and final["cce"][-1] == "–"
 
 
+def test_a_plugin_s_own_kind_of_privileged_data_is_marked_in_its_words(tmp_path):
+    records = [make_record("cce", {}, 0.4, s, [0.6]) for s in (0, 1)]
+    for s in (0, 1):
+        rec = make_record("oracle_loss", {}, 0.4, s, [0.9])
+        rec.info = {**INFO, "privileged": {"noise_transition": "true T from the clean training labels", "side_channel": True}}
+        records.append(rec)
+    final = _rows(render(_store_records(tmp_path / "o.sqlite", records)))
+    assert final["oracle_loss"][-1] == "true T from the clean training labels, side channel"
+
+
 def test_an_export_without_the_setting_columns_still_renders(fixed_db, tmp_path):
     runs = to_dataframe(fixed_db)
     old = runs.drop(columns=["names", "setting"])

@@ -305,6 +305,8 @@ def test_forward_oracle_uses_the_realised_matrix_from_the_first_step():
     record = train(method, task, spec, torch.device("cpu"))
     assert record.status == "completed", record.error
     assert record.curves[0]["transition_error"] < 1e-12  # exp(log T) round trip
+    assert method.privileged_data() == {"noise_transition": "true T from the clean training labels"}
+    assert ForwardCorrection().privileged_data() == {}  # the estimate uses the noisy labels only
     realised = method._log_t.exp()
     assert realised.diagonal().sub(0.6).abs().max() < 0.02 and "forward_phase" not in record.final
 

@@ -186,6 +186,13 @@ class ForwardCorrection(LossMethod):
 
     # -- where T comes from ---------------------------------------------------------------------
 
+    def privileged_data(self) -> dict[str, Any]:
+        """The oracle T is counted from the training set's clean labels: privileged, and marked."""
+        data = super().privileged_data()
+        if self.transition == "oracle":
+            data["noise_transition"] = "true T from the clean training labels"
+        return data
+
     def configure_optimizer(self, model: nn.Module, recipe: Recipe, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
         """The recipe's optimiser; under ``estimate`` its schedule restarts at the switch."""
         optimizer, scheduler = super().configure_optimizer(model, recipe, total_steps)
