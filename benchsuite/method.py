@@ -28,7 +28,10 @@ if TYPE_CHECKING:
 
 #: How a batch loss combines its examples' losses ℓ_i; the contract checks hold a method to it.
 #: ``mean``: batch gradient of example i is ∇ℓ_i / N. ``sum``: ∇ℓ_i. ``weight_sum`` (derivative
-#: normalisation): ∇ℓ_i / Σ_j ‖∇ℓ_j‖₁, so the examples' gradient L1 norms sum to 1.
+#: normalisation): ∇ℓ_i / Σ_j W_j, where W_j is example j's prescribed weight
+#: (``LossMethod.normalising_weights``; by default ‖∇ℓ_j‖₁, and then the examples' gradient L1 norms
+#: sum to 1). A method whose gradient saturates below its prescribed weight (DM's ε:
+#: ‖∇ℓ_j‖₁ = W_j·sat_j) has a batch L1 mass below 1 that vanishes once the batch is fitted.
 BatchReduction = Literal["mean", "sum", "weight_sum"]
 
 
@@ -152,6 +155,13 @@ class LossMethod(Method):
         reduction. When given, the contract checks (``benchsuite.testing``) compare it in float64
         with autograd of ``loss`` (scaled as ``batch_reduction`` says), and the reported weights
         with its per-example L1 norms. ``None``: not declared, those checks are skipped."""
+        return None
+
+    def normalising_weights(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
+        """Optional closed form of W_i (N,), the weights whose batch sum divides the gradient under
+        ``batch_reduction = "weight_sum"``. ``None``: the L1 norms of ``example_gradient``. Declare it
+        when the applied gradient saturates below the prescribed weight (DM's ε), so the contract
+        checks hold the method to the raw-weight normalisation."""
         return None
 
     def train_step(self, ctx: "TrainContext", batch: "Batch") -> StepOutput:
