@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,8 @@ def main() -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), help="Override the recipe's batch size.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the recipe's learning rate.")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), help="Clean validation split carved from the training set.")
+@click.option("--eval-ema", type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="DECAY", help="Score every method on an EMA of its weights, e.g. 0.999 (default: the weights themselves).")
+@click.option("--deterministic", is_flag=True, default=None, help="Deterministic kernels (CUDA: slower; see the README).")
 @_results_option
 @click.option("--force", is_flag=True, help="Re-run cells that are already in the database.")
 @click.option("--executor", metavar="SPEC", help="Where cells run: local (default), pool, ray, slurm, with options as in pool{workers = 4}.")
@@ -77,6 +80,8 @@ def run(
     batch_size: int | None,
     lr: float | None,
     val_fraction: float | None,
+    eval_ema: float | None,
+    deterministic: bool | None,
     results: str,
     force: bool,
     executor: str | None,
@@ -116,6 +121,10 @@ def run(
         grid.budget.update({k: v for k, v in overrides.items() if v is not None})
         if val_fraction is not None:
             grid.val_fraction = val_fraction
+        if eval_ema is not None:
+            grid.eval_ema = eval_ema
+        if deterministic:
+            grid.deterministic = True
         if executor is not None:
             grid.executor = parse_executor(executor)
         if retries is not None:
@@ -131,6 +140,7 @@ def run(
     if dry_run:
         _dry_run(expansion, results, grid.source)
         return
+    _prepare_process(grid)
     outcome = _execute(grid, expansion, backend, results, force=force, device=device, amp=amp, progress=progress)
     if leaderboard and not outcome.interrupted:
         command = f"benchsuite leaderboard --results {results}" + (f" --select {grid.select}" if grid.select != "none" else "")
@@ -144,6 +154,15 @@ def run(
         sys.exit(130)
     if outcome.failures:
         sys.exit(1)
+
+
+def _prepare_process(grid: Any) -> None:
+    """Process-wide settings a grid needs before any cell or worker starts: cuBLAS reads its
+    deterministic workspace setting from the environment, which workers inherit."""
+    if grid.deterministic:
+        from .reproducibility import CUBLAS_WORKSPACE
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
 
 
 def _open_store(results: str) -> Any:
@@ -285,6 +304,7 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
         except (GridError, ValueError, ExecutorError) as exc:
             raise BadInput(str(exc)) from None
         if not render_only:
+            _prepare_process(grid)
             outcome = _execute(grid, expansion, backend, str(results), force=False, device=device, amp=None, progress=progress)
             if outcome.interrupted or outcome.failures:
                 raise click.ClickException(f"board {board}: not every cell finished; run `benchsuite publish -b {board}` again to resume")

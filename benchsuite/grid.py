@@ -14,6 +14,8 @@ default to the default grid's)::
     executor = "pool"                  # or "pool{workers = 4}", or an [executor] table
     retries = 1                        # reruns of a cell whose worker was lost (killed, OOM)
     cell_timeout = 3600                # seconds; a cell over it is stopped and recorded as timeout
+    eval_ema = 0.999                   # score every method on an EMA of its weights (default: off)
+    deterministic = true               # deterministic kernels (CUDA; see the README for the cost)
 
     [noise]                            # or [[noise]] tables for several kinds
     kind = "symmetric"
@@ -62,7 +64,10 @@ DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_NOISE_RATES = (0.0, 0.2, 0.4, 0.6)
 
 _SPEC = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)(?:@([A-Za-z0-9_.\-]+))?\s*(\{.*\})?\s*$", re.S)
-_TOP_KEYS = {"seeds", "noise", "budget", "method", "task", "executor", "retries", "cell_timeout", "val_fraction", "select"}
+_TOP_KEYS = {
+    "seeds", "noise", "budget", "method", "task", "executor", "retries", "cell_timeout", "val_fraction", "select",
+    "eval_ema", "deterministic",
+}
 SELECT_MODES = ("none", "val")
 DEFAULT_RETRIES = 1
 
@@ -116,6 +121,10 @@ class Grid:
     #: "val" shows only the one with the best validation score (the DM paper's protocol).
     select: str = "none"
     source: str = "grid"
+    #: Score every method on an EMA of its weights with this decay (None: on the weights themselves).
+    eval_ema: float | None = None
+    #: Deterministic kernels for every cell (``benchsuite.reproducibility``).
+    deterministic: bool = False
 
 
 def parse_component(text: str) -> ComponentSpec:
@@ -209,6 +218,13 @@ def grid_from_dict(raw: dict[str, Any], source: str = "grid") -> Grid:
     elif select == "val" and not val_fraction:
         problems.append('select: "val" needs a validation split to select on: set val_fraction, e.g. val_fraction = 0.2')
 
+    eval_ema = raw.get("eval_ema")
+    problems += validate_eval_ema(eval_ema, "eval_ema")
+
+    deterministic = raw.get("deterministic", False)
+    if not isinstance(deterministic, bool):
+        problems.append(f"deterministic: {deterministic!r} must be true or false")
+
     if problems:
         raise GridError(problems, source)
     return Grid(
@@ -223,7 +239,18 @@ def grid_from_dict(raw: dict[str, Any], source: str = "grid") -> Grid:
         float(val_fraction),
         select,
         source,
+        None if eval_ema is None else float(eval_ema),
+        deterministic,
     )
+
+
+def validate_eval_ema(decay: Any, where: str) -> list[str]:
+    """Problems with an EMA decay for evaluation: None (off) or a number in (0, 1)."""
+    if decay is None:
+        return []
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
+        return [f"{where}: {decay!r} must be an EMA decay in (0, 1), e.g. 0.999; leave it out to score the weights themselves"]
+    return []
 
 
 def parse_executor(text: str) -> ComponentSpec:
@@ -414,6 +441,8 @@ def expand(grid: Grid, host: PluginHost) -> Expansion:
                     val_fraction=grid.val_fraction,
                     preset=comp.preset,
                     task_options={k: v for k, v in task.config.items() if k not in task.identity_config()},
+                    eval_ema=grid.eval_ema,
+                    deterministic=grid.deterministic,
                 )
                 cells.append(cell)
                 if (why := method.applicability(task)) is not None:

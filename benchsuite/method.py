@@ -6,8 +6,11 @@ Two levels, one interface for the engine:
   autograd gradient w.r.t. the logits is exactly the method's gradient; ``compute`` may also return
   per-example weights so that the engine can record the method's emphasis.
 * ``Method``: implement ``train_step(ctx, batch)`` for methods that need the whole step (a trusted
-  set, several forwards, meta-gradients, an EMA model for evaluation). ``LossMethod`` is just the
-  ``Method`` whose step is "forward, loss, backward, optimiser step".
+  set, several forwards, meta-gradients). ``LossMethod`` is just the ``Method`` whose step is
+  "forward, loss, backward, optimiser step".
+
+Every method is scored the same way, on the trained model (or, when the grid asks, on an EMA of
+its weights for every method alike: ``benchsuite.averaging``); a method has no say in it.
 """
 
 from __future__ import annotations
@@ -105,15 +108,11 @@ class Method(Configurable, abc.ABC):
         return optimizer, RecipeSchedule(optimizer, recipe, total_steps)
 
     def start(self, ctx: "TrainContext") -> None:
-        """Called once before the first step (allocate state, e.g. an EMA copy of the model)."""
+        """Called once before the first step (allocate state, e.g. per-example buffers)."""
 
     @abc.abstractmethod
     def train_step(self, ctx: "TrainContext", batch: "Batch") -> StepOutput:
         """One optimisation step on ``batch``. Use ``ctx.autocast()`` and ``ctx.optimize(loss)``."""
-
-    def eval_model(self, ctx: "TrainContext") -> nn.Module:
-        """The model to evaluate (e.g. an EMA of the weights); by default the trained model."""
-        return ctx.model
 
     def end_epoch(self, ctx: "TrainContext", metrics: dict[str, float]) -> dict[str, float]:
         """Called after each epoch's evaluation with its metrics (``val_acc`` among them when the

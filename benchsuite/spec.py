@@ -38,10 +38,17 @@ class CellSpec:
     val_fraction: float = 0.0
     preset: str | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
+    #: Score the method on an EMA of its weights with this decay (``benchsuite.averaging``); None: off.
+    eval_ema: float | None = None
+    #: Deterministic kernels (``benchsuite.reproducibility``): how the cell runs, not what it
+    #: computes, so, like the device and thread count, recorded in its provenance, not hashed.
+    deterministic: bool = False
 
     def identity(self) -> dict[str, Any]:
         data = asdict(self)
-        del data["task_options"], data["preset"]
+        del data["task_options"], data["preset"], data["deterministic"]
+        if data["eval_ema"] is None:  # off: the identity cells had before the option existed
+            del data["eval_ema"]
         data["engine_version"] = ENGINE_VERSION
         return data
 
@@ -54,7 +61,8 @@ class CellSpec:
         """Short human label, e.g. ``gce(q=0.7) · digits · symmetric 0.4 · seed 1``."""
         params = ",".join(f"{k}={v}" for k, v in self.method_params.items())
         method = f"{self.method}@{self.preset}" if self.preset else self.method
-        return f"{method}({params}) · {self.task} · {self.noise_kind} {self.noise_rate:g} · seed {self.seed}"
+        scored = f" · EMA {self.eval_ema:g}" if self.eval_ema is not None else ""
+        return f"{method}({params}) · {self.task} · {self.noise_kind} {self.noise_rate:g} · seed {self.seed}{scored}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
