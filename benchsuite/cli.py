@@ -119,18 +119,10 @@ def run(
                 raise ValueError(f"--seeds {seeds}: seeds must be distinct non-negative integers")
         overrides = {"epochs": epochs, "iterations": iterations, "batch_size": batch_size, "lr": lr}
         grid.budget.update({k: v for k, v in overrides.items() if v is not None})
-        if val_fraction is not None:
-            grid.val_fraction = val_fraction
-        if eval_ema is not None:
-            grid.eval_ema = eval_ema
-        if deterministic:
-            grid.deterministic = True
+        _override(grid, val_fraction=val_fraction, eval_ema=eval_ema, deterministic=deterministic or None,
+                  retries=retries, cell_timeout=cell_timeout)  # fmt: skip
         if executor is not None:
             grid.executor = parse_executor(executor)
-        if retries is not None:
-            grid.retries = retries
-        if cell_timeout is not None:
-            grid.cell_timeout = cell_timeout
         expansion = expand(grid, host)
         backend = EXECUTORS[grid.executor.name](**grid.executor.params)
         backend.check(RunSettings(device, amp, grid.cell_timeout, Path(results).parent))
@@ -154,6 +146,13 @@ def run(
         sys.exit(130)
     if outcome.failures:
         sys.exit(1)
+
+
+def _override(grid: Any, **options: Any) -> None:
+    """Set the grid settings given on the command line (None: not given, the grid's stays)."""
+    for name, value in options.items():
+        if value is not None:
+            setattr(grid, name, value)
 
 
 def _prepare_process(grid: Any) -> None:
@@ -446,6 +445,8 @@ def plot_weights(methods: tuple[str, ...], out: str, density: bool) -> None:
         instances = []
         for text in methods:
             component = parse_component(text)
+            if component.rate_presets:
+                raise ValueError(f"{text!r}: a weight curve takes one preset, not one per noise rate")
             cls = host.method_class(component.name)
             instances += [cls(preset=component.preset, **values) for values in component.settings()]
         path = plot_weight_curves(instances, out, density=density)

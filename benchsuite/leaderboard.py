@@ -36,18 +36,37 @@ def _varying(settings: pd.Series) -> list[str]:
     return [k for k in keys if len({json.dumps(s.get(k)) for s in parsed}) > 1]
 
 
+def _set_per_rate(group: pd.DataFrame) -> set[str]:
+    """Keys whose value changes with the noise rate within one (method, preset) entry: set by a
+    preset per noise rate (``imae@0:clean,noisy``), so they stay out of the row label."""
+    per_rate = [_varying_values(g["params"]) for _, g in group.groupby("noise_rate")]
+    keys = {k for values in per_rate for k in values}
+    return {k for k in keys if len({json.dumps(values.get(k), sort_keys=True) for values in per_rate}) > 1}
+
+
+def _varying_values(settings: pd.Series) -> dict[str, list[Any]]:
+    """Every key of the JSON settings in ``settings`` with its sorted distinct values."""
+    parsed = settings.map(json.loads)
+    keys = sorted({k for s in parsed for k in s})
+    return {k: sorted({json.dumps(s.get(k)) for s in parsed}) for k in keys}
+
+
 def row_labels(runs: pd.DataFrame) -> pd.Series:
     """Method name (+ @preset) + the parameters that vary between rows of the same method
-    (+ the task parameters, in brackets, when they vary within the table)."""
+    (+ the task parameters, in brackets, when they vary within the table). A preset per noise
+    rate keeps its entry on one row: the parameters it sets per rate are not in the label."""
     labels = pd.Series(index=runs.index, dtype=object)
     task_keys = _varying(runs["task_params"])
     for _, group in runs.groupby("method", sort=True):
         keys = _varying(group["params"])
+        per_rate = {preset: _set_per_rate(g) for preset, g in group.groupby(group["preset"].fillna(""))}
         for idx, row in group.iterrows():
             params, task_params = json.loads(row["params"]), json.loads(row["task_params"])
-            label = row["method"] + (f"@{row['preset']}" if isinstance(row["preset"], str) and row["preset"] else "")
-            if keys:
-                label += " (" + ", ".join(f"{k}={params.get(k)}" for k in keys) + ")"
+            preset = row["preset"] if isinstance(row["preset"], str) else ""
+            label = row["method"] + (f"@{preset}" if preset else "")
+            shown = [k for k in keys if k not in per_rate[preset]]
+            if shown:
+                label += " (" + ", ".join(f"{k}={params.get(k)}" for k in shown) + ")"
             if task_keys:
                 label += " [" + ", ".join(f"{k}={task_params.get(k)}" for k in task_keys) + "]"
             labels[idx] = label

@@ -170,8 +170,8 @@ class TargetProbLoss(LossMethod):
 
 NORMALIZE = Param(
     "batch_sum",
-    "derivative normalisation: divide the batch gradient by the batch sum of weights (the authors' "
-    "code) or by the batch size",
+    "derivative normalisation: divide the batch gradient by the batch sum of the raw weights (the authors' "
+    "code, whose runs the papers publish) or by the batch size (the GR and IMAE papers' text)",
     choices=("batch_sum", "mean"),
 )
 

@@ -107,3 +107,29 @@ def test_row_labels_only_name_what_varies_within_their_own_table(tmp_path):
             store.save(rec)
     text = render(to_dataframe(path))
     assert text.count("| cce |") == 4 * 2 and "[" not in text.split("## digits")[1]
+
+
+def test_a_preset_per_noise_rate_is_one_row_beside_the_defaults(tmp_path):
+    """imae@0:clean,noisy runs T = 0.5 at r = 0 and T = 8 elsewhere: one row, labelled by its
+    presets; the default imae (T = 8 everywhere) keeps its own row, named by T where they differ."""
+    from dataclasses import replace
+
+    from benchsuite.leaderboard import row_labels
+
+    path = tmp_path / "per_rate.sqlite"
+    with ResultStore(path) as store:
+        for seed in (0, 1):
+            for rate, per_rate_t in ((0.0, 0.5), (0.4, 8.0)):
+                plain = make_record("imae", {"T": 8.0, "eps": 1e-8}, rate, seed, [0.9])
+                store.save(plain)
+                record = make_record("imae", {"T": per_rate_t, "eps": 0.0}, rate, seed, [0.8])
+                record.spec = replace(record.spec, preset="0:clean,noisy")
+                store.save(record)
+    runs = to_dataframe(path)
+    labels = row_labels(runs)
+    mapped = labels[runs.preset == "0:clean,noisy"]
+    assert set(mapped) == {"imae@0:clean,noisy (eps=0.0)"}
+    assert set(labels[runs.preset.isna()]) == {"imae (T=8.0, eps=1e-08)"}
+    text = render(runs, command="benchsuite leaderboard")
+    row = next(line for line in text.splitlines() if line.startswith("| imae@0:clean,noisy (eps=0.0) |"))
+    assert row.count("80.00 ± 0.00 (2)") == 2  # both noise rates on the one row
