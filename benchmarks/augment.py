@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from benchsuite.augment import random_crop_flip
+from benchsuite.toolkit.augment import random_crop_flip
 
 
 def ours(images: torch.Tensor, batch_size: int, generator: torch.Generator) -> float:

@@ -18,10 +18,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from benchsuite.augment import random_crop_flip
-from benchsuite.cifar_tasks import CIFAR10_STATS
-from benchsuite.models.cifar import CIFAR_MODELS, build_cifar_model
-from benchsuite.models.normalize import Normalized
+from benchsuite.toolkit.augment import random_crop_flip
+from benchsuite.toolkit.models.normalize import Normalized
+from benchsuite_plugins.cifar.base import CIFAR10_STATS
+from benchsuite_plugins.cifar.models import CIFAR_MODELS, build_cifar_model
 
 
 def throughput(model_name: str, channels_last: bool, batch_size: int, steps: int, device: torch.device) -> float:

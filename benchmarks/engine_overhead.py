@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 
 import benchsuite
-from benchsuite.datasets.fake_cifar import write_fake_cifar
 from benchsuite.engine import seed_everything, train
 from benchsuite.spec import CellSpec
 from benchsuite.task import PrepareRequest
+from benchsuite_plugins.cifar.fake_release import write_fake_cifar
 
 
 def engine_epoch_times(task: benchsuite.Task, epochs: int) -> list[float]:

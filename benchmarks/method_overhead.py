@@ -25,7 +25,7 @@ from torch import nn
 
 import benchsuite
 from benchsuite.method import LossMethod
-from benchsuite.models.cifar_resnet import CifarResNet
+from benchsuite_plugins.cifar.models.resnet import CifarResNet
 
 
 def step_time(method: LossMethod, model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:

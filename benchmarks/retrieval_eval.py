@@ -1,4 +1,4 @@
-"""Time of ``benchsuite.metrics`` beside a straightforward per-query Python evaluator, MARS-size.
+"""Time of ``benchsuite.toolkit.retrieval`` beside a straightforward per-query Python evaluator, MARS-size.
 
 The synthetic problem has MARS's shape (``../shared/reference/tasks.md`` §1.9): 1,980 queries,
 9,330 gallery tracklets (6,082 of 620 identities plus 3,248 distractors with pid 0), 6 cameras,
@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from benchsuite.metrics import cosine_distance, evaluate_ranking, feature_cmc_map
+from benchsuite.toolkit.retrieval import cosine_distance, evaluate_ranking, feature_cmc_map
 
 NUM_QUERIES, NUM_GALLERY, NUM_DISTRACTORS, DIM, NUM_CAMS = 1980, 9330, 3248, 1024, 6
 NUM_GALLERY_IDS, NUM_QUERY_IDS = 620, 626

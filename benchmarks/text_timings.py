@@ -29,11 +29,11 @@ import numpy as np
 import torch
 
 import benchsuite
-from benchsuite import text
 from benchsuite.engine import train
 from benchsuite.spec import CellSpec
-from benchsuite_plugins.tasks.imdb import IMDB
-from benchsuite_plugins.tasks.rt_reviews import RTReviews
+from benchsuite_plugins.sentiment import text
+from benchsuite_plugins.sentiment.imdb import IMDB
+from benchsuite_plugins.sentiment.rt_reviews import RTReviews
 
 IMDB_TOKENS_PER_DOC = 270
 IMDB_DOCS = 100_000

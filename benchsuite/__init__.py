@@ -23,6 +23,7 @@ _LAZY = {
     "Preset": "benchsuite.params",
     "ParameterError": "benchsuite.params",
     "Method": "benchsuite.method",
+    "Canonical": "benchsuite.method",
     "LossMethod": "benchsuite.method",
     "LossOutput": "benchsuite.method",
     "StepOutput": "benchsuite.method",
@@ -36,7 +37,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from .hookspecs import hookimpl
-    from .method import LossMethod, LossOutput, Method, StepOutput
+    from .method import Canonical, LossMethod, LossOutput, Method, StepOutput
     from .params import Param, ParameterError, Preset
     from .registry import UnknownNameError
     from .task import Metric, PreparedData, Recipe, Task, TensorTrainSource

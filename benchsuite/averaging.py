@@ -1,7 +1,8 @@
 """Evaluation on an exponential moving average (EMA) of the weights: an engine option.
 
 A grid's ``eval_ema = DECAY`` (``--eval-ema DECAY``) scores every method of the grid on an EMA of
-its trainable weights instead of the weights themselves; by default every method is scored on its
+its predictor's trainable weights (``Method.eval_model``: the trained network, or an ensemble
+such as DivideMix's) instead of the weights themselves; by default every method is scored on its
 own weights. It is part of each cell's identity. The EMA follows IEG's reference code (TF's
 ``ExponentialMovingAverage`` with ``num_updates``): after the t-th optimisation step
 ``ema ← d·ema + (1 − d)·θ`` with ``d = min(DECAY, (1 + t)/(10 + t))``, which lets the average

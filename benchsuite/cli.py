@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,9 @@ from typing import Any
 import click
 
 DEFAULT_RESULTS = "benchsuite-results/results.sqlite"
+#: Where ``run`` stores a grid that is not the default grid as it is (``default_results``).
+RESULTS_DIR = "benchsuite-results"
+COMMAND_LINE_RESULTS = "command-line"
 #: The loss methods whose weight curves a publish draws, with their default parameters.
 PLOTTED_WEIGHT_METHODS = ("cce", "mae", "mse", "gce", "sl", "gr", "dm", "imae")
 
@@ -46,6 +50,44 @@ def main() -> None:
     """Benchmark robust training methods under label noise: run grids, store results, publish leaderboards."""
 
 
+def default_results(grid_file: str | None, changed: bool) -> str:
+    """The database ``run`` uses without ``--results``: the main job's for the default grid as it
+    is, one per grid file (``benchsuite-results/<stem>/``), and one for every other command-line
+    grid (``benchsuite-results/command-line/``), so a quick try never lands on the main board."""
+    if grid_file:
+        return f"{RESULTS_DIR}/{Path(grid_file).stem}/results.sqlite"
+    return f"{RESULTS_DIR}/{COMMAND_LINE_RESULTS}/results.sqlite" if changed else DEFAULT_RESULTS
+
+
+#: ``run`` options that change what the grid computes (not where or how it runs).
+GRID_OPTIONS = ("methods", "tasks", "noises", "seeds", "epochs", "iterations", "batch_size", "lr", "val_fraction", "eval_ema")
+
+
+def _grid_options_given(ctx: click.Context) -> bool:
+    from click.core import ParameterSource
+
+    return any(ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE for name in GRID_OPTIONS)
+
+
+def _invocation(ctx: click.Context) -> str:
+    """The command as given, canonically: the subcommand and each option set on the command line."""
+    from click.core import ParameterSource
+
+    words = ["benchsuite", ctx.info_name or ""]
+    for param in ctx.command.params:
+        if ctx.get_parameter_source(param.name or "") is not ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param.name or ""]
+        if isinstance(param, click.Argument):
+            words.append(shlex.quote(str(value)))
+        elif isinstance(param, click.Option) and param.is_flag:
+            words.append(param.opts[0] if value or not param.secondary_opts else param.secondary_opts[0])
+        else:
+            for item in value if isinstance(value, tuple) else (value,):
+                words += [param.opts[-1], shlex.quote(str(item))]
+    return " ".join(words)
+
+
 @main.command()
 @click.argument("grid_file", required=False, type=click.Path(dir_okay=False))
 @click.option("-m", "--method", "methods", multiple=True, metavar="SPEC", help="name, name@preset or name{k = v, k2 = [a, b]}; repeatable.")
@@ -59,7 +101,13 @@ def main() -> None:
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), help="Clean validation split carved from the training set.")
 @click.option("--eval-ema", type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="DECAY", help="Score every method on an EMA of its weights, e.g. 0.999 (default: the weights themselves).")
 @click.option("--deterministic", is_flag=True, default=None, help="Deterministic kernels (CUDA: slower; see the README).")
-@_results_option
+@click.option(
+    "--results",
+    type=click.Path(dir_okay=False),
+    help=f"SQLite results database [default: {DEFAULT_RESULTS} for the default grid as it is, "
+    f"{RESULTS_DIR}/<stem>/results.sqlite for a grid file <stem>.toml, "
+    f"{RESULTS_DIR}/{COMMAND_LINE_RESULTS}/results.sqlite for any other grid].",
+)
 @click.option("--force", is_flag=True, help="Re-run cells that are already in the database.")
 @click.option("--executor", metavar="SPEC", help="Where cells run: local (default), pool, ray, slurm, with options as in pool{workers = 4}.")
 @click.option("--retries", type=click.IntRange(min=0), help="Reruns of a cell whose worker was lost (killed, out of memory); default 1.")
@@ -82,7 +130,7 @@ def run(
     val_fraction: float | None,
     eval_ema: float | None,
     deterministic: bool | None,
-    results: str,
+    results: str | None,
     force: bool,
     executor: str | None,
     retries: int | None,
@@ -94,12 +142,13 @@ def run(
     leaderboard: bool,
 ) -> None:
     """Run a grid (GRID_FILE, command-line options, or, with neither, the default grid on the
-    embedded data), store every run, and print the leaderboard.
+    embedded data), store every run, and print the leaderboard of this grid's cells (also written
+    to leaderboard.md beside the database).
 
     Re-running the same command after an interruption runs only the missing cells.
     """
     from .executors import EXECUTORS, ExecutorError, RunSettings
-    from .grid import GridError, expand, grid_from_dict, load_grid_file, parse_component, parse_executor, parse_noise
+    from .grid import GridError, expand, grid_from_dict, load_grid_file, parse_executor
 
     host = _host()
     try:
@@ -107,22 +156,14 @@ def run(
             grid = load_grid_file(grid_file)
         else:
             grid = grid_from_dict({}, source="command line" if methods or tasks else "default grid")
-        if methods:
-            grid.methods = [parse_component(m) for m in methods]
-        if tasks:
-            grid.tasks = [parse_component(t) for t in tasks]
-        if noises:
-            grid.noise = [parse_noise(n) for n in noises]
-        if seeds:
-            grid.seeds = tuple(int(s) for s in seeds.split(","))
-            if min(grid.seeds) < 0 or len(set(grid.seeds)) != len(grid.seeds):
-                raise ValueError(f"--seeds {seeds}: seeds must be distinct non-negative integers")
+        _set_cells(grid, methods, tasks, noises, seeds)
         overrides = {"epochs": epochs, "iterations": iterations, "batch_size": batch_size, "lr": lr}
         grid.budget.update({k: v for k, v in overrides.items() if v is not None})
         _override(grid, val_fraction=val_fraction, eval_ema=eval_ema, deterministic=deterministic or None,
                   retries=retries, cell_timeout=cell_timeout)  # fmt: skip
         if executor is not None:
             grid.executor = parse_executor(executor)
+        results = results or default_results(grid_file, _grid_options_given(click.get_current_context()))
         expansion = expand(grid, host)
         backend = EXECUTORS[grid.executor.name](**grid.executor.params)
         backend.check(RunSettings(device, amp, grid.cell_timeout, Path(results).parent))
@@ -135,13 +176,7 @@ def run(
     _prepare_process(grid)
     outcome = _execute(grid, expansion, backend, results, force=force, device=device, amp=amp, progress=progress)
     if leaderboard and not outcome.interrupted:
-        command = f"benchsuite leaderboard --results {results}" + (f" --select {grid.select}" if grid.select != "none" else "")
-        runs = to_dataframe_or_fail(results)
-        text = _render(runs, command, tasks=sorted({c.task for c in expansion.cells}), select=grid.select)
-        out = Path(results).with_name("leaderboard.md")
-        out.write_text(_render(runs, command, select=grid.select))
-        click.echo(text)
-        click.echo(f"leaderboard written to {out}", err=True)
+        _grid_board(grid, expansion, results)
     if outcome.interrupted:
         sys.exit(130)
     if outcome.failures:
@@ -164,6 +199,34 @@ def _prepare_process(grid: Any) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
 
 
+def _set_cells(grid: Any, methods: tuple[str, ...], tasks: tuple[str, ...], noises: tuple[str, ...], seeds: str | None) -> None:
+    """Replace the grid's methods, tasks, noise and seeds by those given on the command line."""
+    from .grid import parse_component, parse_noise
+
+    if methods:
+        grid.methods = [parse_component(m) for m in methods]
+    if tasks:
+        grid.tasks = [parse_component(t) for t in tasks]
+    if noises:
+        grid.noise = [parse_noise(n) for n in noises]
+    if seeds:
+        grid.seeds = tuple(int(s) for s in seeds.split(","))
+        if min(grid.seeds) < 0 or len(set(grid.seeds)) != len(grid.seeds):
+            raise ValueError(f"--seeds {seeds}: seeds must be distinct non-negative integers")
+
+
+def _grid_board(grid: Any, expansion: Any, results: str) -> None:
+    """Print the leaderboard of the grid just run — its cells only, whatever else the database
+    holds — and write it to leaderboard.md beside the database."""
+    runs = to_dataframe_or_fail(results)
+    runs = runs[runs.cell_hash.isin({c.cell_hash for c in expansion.cells})]
+    text = _render(runs, _invocation(click.get_current_context()), select=grid.select, title=f"benchsuite leaderboard: {grid.source}")
+    out = Path(results).with_name("leaderboard.md")
+    out.write_text(text)
+    click.echo(text)
+    click.echo(f"leaderboard of this grid written to {out}; `benchsuite leaderboard --results {results}` shows every run stored there", err=True)
+
+
 def _open_store(results: str) -> Any:
     from .store import ResultStore, StoreError
 
@@ -174,12 +237,30 @@ def _open_store(results: str) -> Any:
 
 
 def _dry_run(expansion: Any, results: str, source: str) -> None:
-    with _open_store(results) as store:
-        statuses = store.statuses()
+    """List the cells with their state: n/a, a stored status, ``stale`` (a run of the same experiment
+    is stored, but its plugin code, declared version or the host's results version has changed
+    since: the cell runs again; the reason follows), or ``todo``."""
+    from .spec import stale_reason
+    from .store import DONE_STATUSES
+
+    stored: dict[str, Any] = {}
+    if Path(results).is_file():
+        with _open_store(results) as store:
+            stored = store.specs()
+    earlier = {spec.lineage_hash(): spec for status, spec in stored.values() if status in DONE_STATUSES}
+    stale = 0
     for cell in expansion.cells:
-        state = "n/a" if cell.cell_hash in expansion.not_applicable else statuses.get(cell.cell_hash, "todo")
-        click.echo(f"{cell.cell_hash}  {state:<9}  {cell.label()}")
-    click.echo(f"{len(expansion.cells)} cells ({source})")
+        previous = earlier.get(cell.lineage_hash()) if cell.cell_hash not in stored else None
+        if cell.cell_hash in expansion.not_applicable:
+            state = "n/a"
+        else:
+            state = stored[cell.cell_hash][0] if cell.cell_hash in stored else "stale" if previous else "todo"
+        others = [n["method"] + (f"@{n['preset']}" if n["preset"] else "") for n in expansion.names.get(cell.cell_hash, [])[1:]]
+        click.echo(f"{cell.cell_hash}  {state:<9}  {cell.label()}" + (f"  (= {', '.join(others)})" if others else ""))
+        if state == "stale":
+            stale += 1
+            click.echo(f"{'':16}  {'':9}  stale: {stale_reason(cell, previous)}")
+    click.echo(f"{len(expansion.cells)} cells ({source})" + (f"; {stale} stale (stored runs of older code or versions): they run again" if stale else ""))
 
 
 def _execute(grid: Any, expansion: Any, backend: Any, results: str, **settings: Any) -> Any:
@@ -308,6 +389,7 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
             if outcome.interrupted or outcome.failures:
                 raise click.ClickException(f"board {board}: not every cell finished; run `benchsuite publish -b {board}` again to resume")
             runs = to_dataframe_or_fail(str(results))
+            runs = runs[runs.cell_hash.isin({c.cell_hash for c in expansion.cells})]  # not the runs of older code
             pub.compact_runs(runs).to_csv(runs_csv, index=False)
             if grid.select == "none":  # a validation-selected board is a table, not a training picture
                 pub.curve_means(runs, curves_dataframe(results)).to_csv(curves_csv, index=False)

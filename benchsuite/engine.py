@@ -73,22 +73,42 @@ class TrainContext:
     step: int = 0
     epoch: int = 0
     state: dict[str, Any] = field(default_factory=dict)
+    #: The task's model builder (``Task.build_model``), behind ``new_model``.
+    model_factory: Callable[[], nn.Module] | None = None
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
-    def optimize(self, loss: torch.Tensor) -> None:
-        """Zero the gradients, back-propagate ``loss`` (scaled under float16) and step."""
-        self.optimizer.zero_grad(set_to_none=True)
+    def optimize(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Zero the gradients, back-propagate ``loss`` (scaled under float16) and step.
+
+        ``optimizer``: one of the method's own instead of the run's (e.g. that of a second network
+        from ``new_model``); it steps with the run's gradient scaler."""
+        optimizer = self.optimizer if optimizer is None else optimizer
+        optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
+            self.scaler.step(optimizer)
             self.scaler.update()
         else:
             loss.backward()
-            self.optimizer.step()
+            optimizer.step()
+
+    def new_model(self) -> nn.Module:
+        """A freshly initialised model of the task on the device, for methods that train more
+        than one network (Co-teaching, DivideMix).
+
+        Its initial weights are drawn under a seed taken from ``generator``, inside a forked
+        global RNG: the cell stays bit-reproducible and the global RNG is left as it was."""
+        if self.model_factory is None:
+            raise RuntimeError("this context has no model_factory; the engine passes Task.build_model")
+        seed = int(torch.randint(0, 2**62, (1,), generator=self.generator, device=self.generator.device).item())
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            return self.model_factory().to(self.device)
 
     def trusted_batches(self) -> Iterator[Batch]:
         """Endless, reshuffled batches of the trusted subset (for methods that need one)."""
@@ -181,6 +201,48 @@ class EpochStats:
         return row
 
 
+def build_context(
+    method: Method, task: Task, spec: CellSpec, device: torch.device, amp: bool | None = None
+) -> TrainContext:
+    """Everything a run trains with, before the method's ``start``: seeded, the task's data
+    prepared for the method's needs, the model built, the method's optimiser and schedule, the
+    cell's generator. ``train`` runs from it; benchmarks and tests build single steps on it."""
+    seed_everything(spec.seed)
+    recipe = task.recipe().with_budget(spec.budget)
+    data = task.prepare(
+        PrepareRequest(
+            noise_kind=spec.noise_kind,
+            noise_rate=spec.noise_rate,
+            seed=spec.seed,
+            device=device,
+            batch_size=recipe.batch_size,
+            trusted_per_class=method.trusted_per_class() if method.requires_trusted_set else 0,
+            val_fraction=max(method.validation_fraction(), spec.val_fraction),
+            noise_params=spec.noise_params,
+        )
+    )
+    seed_global_rngs(spec.seed)  # the initial weights never depend on what prepare() drew (a cache miss or hit)
+    model = task.build_model().to(device)
+    steps_per_epoch = len(data.train)
+    total_steps = recipe.total_steps(steps_per_epoch)
+    optimizer, scheduler = method.configure_optimizer(model, recipe, total_steps)
+    amp_dtype = amp_dtype_for(device, amp)
+    return TrainContext(
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        device=device,
+        data=data,
+        recipe=recipe,
+        generator=torch.Generator(device=device).manual_seed(spec.seed),
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        amp_dtype=amp_dtype,
+        scaler=torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None,
+        model_factory=task.build_model,
+    )
+
+
 def train(
     method: Method,
     task: Task,
@@ -202,45 +264,17 @@ def train(
 def _train(
     method: Method, task: Task, spec: CellSpec, device: torch.device, amp: bool | None, on_epoch: EpochCallback | None
 ) -> RunRecord:
-    recipe = task.recipe().with_budget(spec.budget)
-    data = task.prepare(
-        PrepareRequest(
-            noise_kind=spec.noise_kind,
-            noise_rate=spec.noise_rate,
-            seed=spec.seed,
-            device=device,
-            batch_size=recipe.batch_size,
-            trusted_per_class=method.trusted_per_class() if method.requires_trusted_set else 0,
-            val_fraction=max(method.validation_fraction(), spec.val_fraction),
-            noise_params=spec.noise_params,
-        )
-    )
-    seed_global_rngs(spec.seed)  # the initial weights never depend on what prepare() drew (a cache miss or hit)
-    model = task.build_model().to(device)
-    steps_per_epoch = len(data.train)
-    total_steps = recipe.total_steps(steps_per_epoch)
-    optimizer, scheduler = method.configure_optimizer(model, recipe, total_steps)
-    amp_dtype = amp_dtype_for(device, amp)
-    ctx = TrainContext(
-        model=model,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        device=device,
-        data=data,
-        recipe=recipe,
-        generator=torch.Generator(device=device).manual_seed(spec.seed),
-        total_steps=total_steps,
-        steps_per_epoch=steps_per_epoch,
-        amp_dtype=amp_dtype,
-        scaler=torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None,
-    )
-    record = RunRecord(spec=spec, status="completed", info=_run_info(data, model, recipe, device, amp_dtype))
-    average = WeightAverage(model, spec.eval_ema) if spec.eval_ema is not None else None
+    ctx = build_context(method, task, spec, device, amp)
+    model, optimizer, scheduler, data, recipe = ctx.model, ctx.optimizer, ctx.scheduler, ctx.data, ctx.recipe
+    steps_per_epoch, total_steps = ctx.steps_per_epoch, ctx.total_steps
+    record = RunRecord(spec=spec, status="completed", info=_run_info(data, model, recipe, device, ctx.amp_dtype))
     method.start(ctx)
+    average = WeightAverage(method.eval_model(ctx), spec.eval_ema) if spec.eval_ema is not None else None
     num_epochs = recipe.num_epochs(steps_per_epoch)
     for epoch in range(1, num_epochs + 1):
         ctx.epoch = epoch
         tic = time.perf_counter()
+        method.start_epoch(ctx)
         model.train()
         stats = EpochStats(data, device)
         for batch in data.train.batches(ctx.generator):
@@ -257,7 +291,7 @@ def _train(
             record.status, record.diverged_epoch = "diverged", epoch
             record.error = f"non-finite training loss ({row['loss']}) in epoch {epoch}"
             break
-        row.update(task.evaluate(model if average is None else average.evaluated(), data, device))
+        row.update(task.evaluate(method.eval_model(ctx) if average is None else average.evaluated(), data, device))
         row.update(method.end_epoch(ctx, row))
         row.update(epoch=epoch, step=ctx.step, lr=optimizer.param_groups[0]["lr"], epoch_time=time.perf_counter() - tic)
         record.curves.append(row)

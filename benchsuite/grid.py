@@ -2,7 +2,8 @@
 
 A grid is validated in full before anything runs; every problem is reported with its key path
 (``method[2].params.beta[1]``) and all problems are reported at once. A valid grid expands into
-``CellSpec``s whose hashes identify finished work in the results store.
+``CellSpec``s whose hashes identify finished work in the results store; entries that train the
+same thing (``Method.canonical``: ``dm`` and ``gr`` with their defaults) are one cell.
 
 File format (every key optional except that a grid needs at least one method and task, which
 default to the default grid's)::
@@ -66,10 +67,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .executors import EXECUTORS
+from .fingerprint import code_fingerprint
 from .params import ParameterError, close_matches
 from .plugins import PluginHost
 from .registry import UnknownNameError
-from .spec import CellSpec
+from .spec import RESULTS_VERSION, CellSpec
 from .task import Recipe
 
 DEFAULT_SEEDS = (0, 1, 2)
@@ -453,10 +455,15 @@ def default_grid(host: PluginHost) -> Grid:
 
 @dataclass
 class Expansion:
-    """The cells of a grid, and the cells that cannot run (method not applicable to the task)."""
+    """The cells of a grid, and the cells that cannot run (method not applicable to the task).
+
+    Grid entries that train the same thing (``Method.canonical``) are one cell; ``names`` lists,
+    per cell hash, every name the grid asked for it under (``CellSpec.requested_name``), the
+    cell's own first."""
 
     cells: list[CellSpec]
     not_applicable: dict[str, str]  # cell hash -> reason
+    names: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -492,7 +499,7 @@ def expand(grid: Grid, host: PluginHost) -> Expansion:
             rates_run.update(noise.rates)
             for seed, rate, entry in itertools.product(grid.seeds, noise.rates, entries):
                 for method in entry.instances(rate):
-                    cell = _cell(grid, host, task, noise, rate, seed, entry.component, method)
+                    cell = _cell(grid, method, entry.component.preset_label(), task, noise, rate, seed)
                     cells.append(cell)
                     if (why := method.applicability(task)) is not None:
                         not_applicable[cell.cell_hash] = why
@@ -502,8 +509,7 @@ def expand(grid: Grid, host: PluginHost) -> Expansion:
             problems.append(f'method[{entry.index}].preset."{rate:g}": this grid runs no noise rate {rate:g} (it runs: {runs})')
     if problems:
         raise GridError(problems, grid.source)
-    unique = list({c.cell_hash: c for c in cells}.values())
-    return Expansion(unique, not_applicable)
+    return _deduplicated(cells, not_applicable)
 
 
 def _resolve_method(host: PluginHost, i: int, comp: ComponentSpec, problems: list[str]) -> _MethodEntry | None:
@@ -556,9 +562,9 @@ def _task_noise(grid: Grid, task_cls: type, problems: list[str]) -> list[NoiseSp
     return accepted
 
 
-def _cell(
-    grid: Grid, host: PluginHost, task: Any, noise: NoiseSpec, rate: float, seed: int, comp: ComponentSpec, method: Any
-) -> CellSpec:
+def _cell(grid: Grid, method: Any, preset: str | None, task: Any, noise: NoiseSpec, rate: float, seed: int) -> CellSpec:
+    """The cell of one grid entry: what it trains (``Method.canonical``) and the code behind it."""
+    trains = method.canonical()
     task_cls = type(task)
     return CellSpec(
         method=method.name,
@@ -568,16 +574,33 @@ def _cell(
         noise_kind=noise.kind,
         noise_rate=rate,
         seed=seed,
-        method_version=_version(host, "method", method.name, type(method).version),
-        task_version=_version(host, "task", task_cls.name, task_cls.version),
+        method_version=trains.method.version,
+        task_version=task_cls.version,
         noise_params=dict(noise.params),
         budget=dict(grid.budget),
         val_fraction=grid.val_fraction,
-        preset=comp.preset_label(),
+        preset=preset,
         task_options={k: v for k, v in task.config.items() if k not in task.identity_config()},
+        trains=trains.method.name,
+        trains_params=trains.params,
+        method_code=code_fingerprint(trains.method.__module__),
+        task_code=code_fingerprint(task_cls.__module__),
+        results_version=RESULTS_VERSION,
         eval_ema=grid.eval_ema,
         deterministic=grid.deterministic,
     )
+
+
+def _deduplicated(cells: list[CellSpec], not_applicable: dict[str, str]) -> Expansion:
+    """One cell per hash (the first entry that asked for it), with every name it was asked under."""
+    unique: dict[str, CellSpec] = {}
+    names: dict[str, list[dict[str, Any]]] = {}
+    for cell in cells:
+        unique.setdefault(cell.cell_hash, cell)
+        known = names.setdefault(cell.cell_hash, [])
+        if cell.requested_name() not in known:
+            known.append(cell.requested_name())
+    return Expansion(list(unique.values()), not_applicable, names)
 
 
 def _lookup(host: PluginHost, kind: str, i: int, comp: ComponentSpec, problems: list[str]) -> type | None:
@@ -599,8 +622,3 @@ def _resolve(host: PluginHost, kind: str, i: int, comp: ComponentSpec, problems:
         except ParameterError as exc:
             problems.append(f"{kind}[{i}] ({comp.name}): {exc}")
     return out
-
-
-def _version(host: PluginHost, kind: str, name: str, class_version: str) -> str:
-    info = host.plugin_of(kind, name)
-    return f"{info.distribution or info.name}-{info.version or '0'}+{class_version}"

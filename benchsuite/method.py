@@ -9,8 +9,10 @@ Two levels, one interface for the engine:
   set, several forwards, meta-gradients). ``LossMethod`` is just the ``Method`` whose step is
   "forward, loss, backward, optimiser step".
 
-Every method is scored the same way, on the trained model (or, when the grid asks, on an EMA of
-its weights for every method alike: ``benchsuite.averaging``); a method has no say in it.
+Every method is scored the same way: on its predictor, ``eval_model`` (the trained network, or
+e.g. DivideMix's ensemble of its two networks), or, when the grid asks, on an EMA of that
+predictor's weights, for every method alike (``benchsuite.averaging``). A method never scores
+itself on an average of its weights of its own.
 """
 
 from __future__ import annotations
@@ -38,10 +40,20 @@ if TYPE_CHECKING:
 BatchReduction = Literal["mean", "sum", "weight_sum"]
 
 
+@dataclass(frozen=True)
+class Canonical:
+    """What a method trains, canonically: the method class that trains it and that class's full
+    identity parameters. Two grid entries with equal canonical forms are one cell, computed
+    once and shown as one leaderboard row that names both (e.g. ``dm = gr``)."""
+
+    method: type["Method"]
+    params: dict[str, Any]
+
+
 @dataclass
 class LossOutput:
     """A batch loss and, for methods that weight examples, the per-example weights (detached):
-    the L1 norm of each example's own logit gradient (``benchsuite.weighting``), so the engine's
+    the L1 norm of each example's own logit gradient (``benchsuite_plugins.methods.weighting``), so the engine's
     emphasis statistics compare across methods."""
 
     loss: torch.Tensor
@@ -81,6 +93,27 @@ class Method(Configurable, abc.ABC):
         """How many trusted examples per class to hold out (only when ``requires_trusted_set``)."""
         return 0
 
+    def canonical(self) -> Canonical:
+        """What this method trains: by default itself with its resolved parameters. A method that
+        is another method under other parameter names (``gr`` and ``imae`` are ``dm`` with one
+        weight family) returns that method and its parameters, promising that training is
+        identical; the cell's identity, code fingerprint and declared version are then that
+        method's."""
+        return Canonical(type(self), self.identity_config())
+
+    def privileged_data(self) -> dict[str, Any]:
+        """What the method trains on besides the noisy training set, recorded with each run and
+        marked on the boards: ``trusted_per_class`` (a clean trusted subset), ``strong_view``
+        (the task's strong augmentation), ``clean_validation_fraction`` (a clean split it uses)."""
+        data: dict[str, Any] = {}
+        if self.requires_trusted_set:
+            data["trusted_per_class"] = self.trusted_per_class()
+        if self.requires_strong_view:
+            data["strong_view"] = True
+        if self.validation_fraction() > 0:
+            data["clean_validation_fraction"] = self.validation_fraction()
+        return data
+
     def validation_fraction(self) -> float:
         """Fraction of the clean training set the method needs as a validation split (0: none)."""
         return 0.0
@@ -108,11 +141,25 @@ class Method(Configurable, abc.ABC):
         return optimizer, RecipeSchedule(optimizer, recipe, total_steps)
 
     def start(self, ctx: "TrainContext") -> None:
-        """Called once before the first step (allocate state, e.g. per-example buffers)."""
+        """Called once before the first step (allocate state, e.g. per-example buffers, or a
+        second network from ``ctx.new_model()`` with its own optimiser)."""
+
+    def start_epoch(self, ctx: "TrainContext") -> None:
+        """Called before each epoch's first step, with ``ctx.epoch`` set (1-based), before the
+        engine puts ``ctx.model`` in train mode: for per-epoch passes over the training set, e.g.
+        DivideMix's per-example losses over ``ctx.data.train.eval_batches``."""
 
     @abc.abstractmethod
     def train_step(self, ctx: "TrainContext", batch: "Batch") -> StepOutput:
         """One optimisation step on ``batch``. Use ``ctx.autocast()`` and ``ctx.optimize(loss)``."""
+
+    def eval_model(self, ctx: "TrainContext") -> nn.Module:
+        """The method's predictor, which the engine evaluates: by default the trained model; a
+        method that trains several networks and predicts with them together returns that
+        ensemble (DivideMix). The same module throughout the run (the grid's ``eval_ema``
+        averages its weights), and never an average of the weights kept by the method itself:
+        whether every method is scored on an EMA is the grid's choice."""
+        return ctx.model
 
     def end_epoch(self, ctx: "TrainContext", metrics: dict[str, float]) -> dict[str, float]:
         """Called after each epoch's evaluation with its metrics (``val_acc`` among them when the

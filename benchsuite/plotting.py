@@ -9,9 +9,37 @@ object API (no pyplot, no global backend), so plotting is safe in any process.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    import torch
+
+    from .method import LossMethod
 
 FORMATS = ("png", "svg", "pdf")
+
+
+def logits_for_target_prob(p: torch.Tensor, num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (and targets, all class 0) whose softmax gives ``p`` to the target and spreads
+    ``1 − p`` evenly over the other classes: a probe for a weight curve ``w(p_y)``."""
+    import torch
+
+    p = p.to(torch.float64)
+    rest = ((1 - p) / (num_classes - 1)).log()
+    logits = torch.cat([p.log()[:, None], rest[:, None].expand(-1, num_classes - 1)], dim=1)
+    return logits, torch.zeros(len(p), dtype=torch.long)
+
+
+def weight_curve(method: LossMethod, p: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
+    """The weights ``method`` reports for examples whose target probability is ``p`` (0 < p < 1)."""
+    logits, targets = logits_for_target_prob(p, num_classes)
+    weights = method.compute(logits, targets).weights
+    if weights is None:
+        raise ValueError(
+            f"method {method.name!r} reports no per-example weights (LossOutput.weights is None), "
+            "so it has no weight curve; return the L1 norm of each example's logit gradient"
+        )
+    return weights.detach()
 
 
 def plot_weight_curves(
@@ -35,7 +63,6 @@ def plot_weight_curves(
 
     from .method import LossMethod
     from .testing import method_id, resolve_method
-    from .weighting import weight_curve
 
     out = Path(out)
     fmt = out.suffix.lstrip(".").lower()
@@ -69,28 +96,30 @@ def plot_weight_curves(
 
 
 def plot_epoch_curves(means: Any, columns: list[tuple[str, str]], rate: float, out: str | Path, title: str) -> Path:
-    """One panel per ``(column, axis label)``: the per-epoch mean over seeds of each method setting at
-    noise ``rate`` (``means`` as written by ``benchsuite.publish.curve_means``). Lines are labelled as
-    the leaderboard's rows are: the method and only the parameters that vary between its settings."""
+    """One panel per ``(column, axis label)``: the per-epoch mean over seeds of each board row at
+    noise ``rate`` (``means`` as written by ``benchsuite.publish.curve_means``), labelled as the
+    leaderboard's rows are. Curves written before the ``row`` column are labelled by method, preset
+    and the parameters that vary between a method's settings."""
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
-    from .leaderboard import row_labels
+    from .leaderboard import labelled_rows, normalise_runs
 
-    at_rate = means[(means.noise_rate - rate).abs() < 1e-9].astype({"preset": object}).fillna({"preset": ""})
+    at_rate = means[(means.noise_rate - rate).abs() < 1e-9]
     if at_rate.empty:
         raise ValueError(f"no curves at noise rate {rate:g} to plot")
-    settings = at_rate.drop_duplicates(["method", "preset", "params"]).reset_index(drop=True)
-    settings = settings.assign(label=row_labels(settings.assign(task_params="{}"))).sort_values("label", kind="stable")
+    if "row" not in at_rate:
+        at_rate = at_rate.astype({"preset": object}).assign(task_params="{}")
+        at_rate = labelled_rows(normalise_runs(at_rate.where(at_rate.preset.notna(), at_rate.fillna({"preset": ""}))), "row")
     colours = colormaps["tab20"].colors
     fig = Figure(figsize=(5.0 * len(columns), 4.8), layout="constrained")
     axes = fig.subplots(1, len(columns), squeeze=False)[0]
     for ax, (column, axis_label) in zip(axes, columns):
-        for i, row in enumerate(settings.itertuples()):
-            curve = at_rate[(at_rate.method == row.method) & (at_rate.preset == row.preset) & (at_rate.params == row.params)]
+        for i, label in enumerate(sorted(set(at_rate.row))):
+            curve = at_rate[at_rate.row == label]
             if column in curve and curve[column].notna().any():
                 style = "-" if i < len(colours) else "--"
-                ax.plot(curve.epoch, curve[column], style, color=colours[i % len(colours)], label=row.label, linewidth=1.2)
+                ax.plot(curve.epoch, curve[column], style, color=colours[i % len(colours)], label=label, linewidth=1.2)
         ax.set_xlabel("epoch")
         ax.set_ylabel(axis_label)
         ax.grid(alpha=0.3)

@@ -20,12 +20,13 @@ from typing import Any
 import pandas as pd
 
 from .grid import load_grid_file
-from .leaderboard import mean_std_cell
+from .leaderboard import labelled_rows, mean_ci_cell, normalise_runs
 
 #: Run columns a published export drops: the full spec repeats the identity columns beside it.
 DROPPED_COLUMNS = ("spec",)
-#: The ``info`` keys the renderer reads; the rest (noise details, data sizes) stays in the database.
-KEPT_INFO = ("task_metrics", "leaderboard_metrics")
+#: The ``info`` keys the renderer reads (metrics, the recipe behind the budget line, the privileged
+#: data behind the marks); the rest (noise details, data sizes) stays in the database.
+KEPT_INFO = ("task_metrics", "leaderboard_metrics", "recipe", "privileged")
 #: The provenance keys the header reads, and the versions worth keeping beside them.
 KEPT_PROVENANCE = (
     "benchsuite", "commit", "dirty", "torch", "python", "numpy", "cuda", "plugins", "device", "device_name", "cpu",
@@ -34,7 +35,13 @@ KEPT_PROVENANCE = (
 #: Per-epoch metrics kept for the plots, beside the task's leaderboard metrics.
 PLOTTED_CURVES = ("clean_fit", "noisy_memorised")
 REPORTED_FILE = "reported.csv"
-REPORTED_COLUMNS = ["task", "noise_kind", "noise_rate", "method", "setting", "metric", "value", "paper", "table", "note"]
+#: ``selection``: the epoch a paper's number is from (``best`` test value during training,
+#: ``final``, the epoch best on ``validation``, or ``unstated``); ``same_runs``: set on rows that two papers report from the same runs (GR and its
+#: extended version DM), naming both tables: such rows are shown once.
+REPORTED_COLUMNS = [
+    "task", "noise_kind", "noise_rate", "method", "setting", "selection", "metric", "value", "paper", "table", "same_runs", "note",
+]  # fmt: skip
+SELECTIONS = ("best", "final", "validation", "unstated")
 
 
 def leaderboard_options(grid_file: str | None, select: str | None) -> dict[str, Any]:
@@ -66,7 +73,9 @@ def compact_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_runs_export(path: str | Path) -> pd.DataFrame:
-    """A runs CSV (``benchsuite export`` or a published board) as the renderer's input."""
+    """A runs CSV (``benchsuite export`` or a published board) as the renderer's input. Exports
+    written before the ``names`` and ``setting`` columns are read too: their rows are told apart
+    by method, parameters and task parameters only (``leaderboard.normalise_runs``)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no runs export at {path}; `benchsuite export --out {path}` or `benchsuite publish` writes one")
@@ -78,14 +87,16 @@ def read_runs_export(path: str | Path) -> pd.DataFrame:
 
 
 def curve_means(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
-    """Per method setting, noise rate and epoch: the mean over completed seeds of the task's
-    leaderboard metrics and of ``PLOTTED_CURVES``."""
-    completed = runs[runs.status == "completed"]
+    """Per board row (``row``, labelled as in the leaderboard), noise rate and epoch: the mean over
+    completed seeds of the task's leaderboard metrics and of ``PLOTTED_CURVES``."""
+    runs = normalise_runs(runs)
+    labelled = pd.concat([labelled_rows(g, "row") for _, g in runs.groupby(["task", "noise_kind"], sort=True)])
+    completed = labelled[labelled.status == "completed"]
     metrics = sorted({m for i in completed["info"] for m in json.loads(i).get("leaderboard_metrics", [])})
     columns = [c for c in (*metrics, *PLOTTED_CURVES) if c in curves]
-    keyed = curves.merge(completed[["cell_hash", "task", "noise_kind", "noise_rate", "method", "preset", "params"]], on="cell_hash")
-    keys = ["task", "noise_kind", "noise_rate", "method", "preset", "params", "epoch"]
-    means = keyed.fillna({"preset": ""}).groupby(keys, sort=True)[columns].mean().reset_index()
+    keyed = curves.merge(completed[["cell_hash", "task", "noise_kind", "noise_rate", "row"]], on="cell_hash")
+    keys = ["task", "noise_kind", "noise_rate", "row", "epoch"]
+    means = keyed.groupby(keys, sort=True)[columns].mean().reset_index()
     return means.round(6)
 
 
@@ -103,49 +114,71 @@ def plot_board(means: pd.DataFrame, folder: Path, board: str) -> None:
 
 
 def render_reported(reported: pd.DataFrame, measured: dict[str, pd.DataFrame] | None = None) -> str:
-    """The papers' numbers, one table per task, noise kind and metric: rows are method, setting and
-    source, columns noise rates. ``measured`` maps board names to their runs; where a board has
-    completed runs of the same task, noise kind and method, its numbers are added as rows."""
+    """The papers' numbers, one table per task, noise kind and metric: rows are method, setting,
+    selection and source, columns noise rates. ``measured`` maps board names to their runs; where a
+    board has completed runs of the same task and noise kind, its rows are added (final epoch)."""
     missing = set(REPORTED_COLUMNS) - set(reported)
     if missing:
         raise ValueError(f"the reported-numbers file lacks the columns {', '.join(sorted(missing))}")
-    reported = reported.astype({"setting": object, "note": object}).fillna({"setting": "", "note": ""})
+    reported = _one_source(reported.astype({"setting": object, "note": object, "same_runs": object}))
     out = [
         "# Reported numbers from the method papers",
         "",
         f"<!-- generated by benchsuite from {REPORTED_FILE}: do not edit; regenerate with `benchsuite publish --render-only` -->",
         "",
-        "Numbers as printed in the papers (test set, %), with the paper and table of each; the notes in "
-        f"`{REPORTED_FILE}` say how each was obtained (backbone, epoch selection). Rows whose source is a board "
-        "are this suite's own mean ± std (n seeds, final epoch) for the same task, noise kind and method.",
+        "Numbers as printed in the papers (test set, %), with the paper and table of each. **selection**: the epoch "
+        "a number is from — `best` (the best test value during training: chosen on the test set, an optimistic "
+        "oracle), `final` (when training stops), `validation` (the epoch best on a validation set) or `unstated` "
+        "(the source does not say). Numbers that GR and its "
+        "extended version DM report from the same runs appear once, with both tables as their source and both "
+        f"names (`dm = gr`). The notes in `{REPORTED_FILE}` say how each number was obtained (backbone, numbers "
+        "printed as fractions in a percent table and converted). Rows whose source is a board are this suite's "
+        "own mean ± half-width of the 95 % t-interval over seeds (n), final epoch, for the same task and noise kind.",
     ]
     for (task, kind, metric), group in reported.groupby(["task", "noise_kind", "metric"], sort=True):
         ours = [row for board, runs in sorted((measured or {}).items()) for row in _measured_rows(runs, board, task, kind, metric)]
         rates = sorted(set(group.noise_rate) | {r for *_, cells in ours for r in cells})
-        header = ["method", "setting", "source", *[f"r={r:g}" for r in rates]]
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] * 3 + ["---:"] * len(rates)) + "|"]
-        for (method, setting, paper, table), rows in group.groupby(["method", "setting", "paper", "table"], sort=True):
+        header = ["method", "setting", "selection", "source", *[f"r={r:g}" for r in rates]]
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] * 4 + ["---:"] * len(rates)) + "|"]
+        for (method, setting, selection, source), rows in group.groupby(["method", "setting", "selection", "source"], sort=True):
             by_rate = {r: "; ".join(f"{v:g}" for v in rows[rows.noise_rate == r].value) for r in rates}
-            lines.append("| " + " | ".join([method, setting or "–", f"{paper} {table}", *[by_rate[r] or "–" for r in rates]]) + " |")
+            lines.append("| " + " | ".join([method, setting or "–", selection, source, *[by_rate[r] or "–" for r in rates]]) + " |")
         for method, setting, source, cells in ours:
-            lines.append("| " + " | ".join([method, setting, source, *[cells.get(r, "–") for r in rates]]) + " |")
+            lines.append("| " + " | ".join([method, setting, "final", source, *[cells.get(r, "–") for r in rates]]) + " |")
         noise = "no synthetic noise" if kind == "none" else f"{kind} noise"
         out += ["", f"## {task} — {noise} — {metric}", "", *lines]
     return "\n".join(out) + "\n"
 
 
+def _one_source(reported: pd.DataFrame) -> pd.DataFrame:
+    """The reported rows with a ``source`` (paper and table, or for rows two papers report from the
+    same runs, both tables) and those rows merged into one, named by both papers' method names."""
+    reported = reported.fillna({"setting": "", "note": "", "same_runs": ""})
+    source = reported.same_runs.where(reported.same_runs != "", reported.paper + " " + reported.table)
+    reported = reported.assign(source=source)
+    key = ["task", "noise_kind", "noise_rate", "setting", "selection", "metric", "value", "source"]
+    names = reported.groupby(key, sort=False).method.transform(lambda m: " = ".join(sorted(set(m))))
+    return reported.assign(method=names.where(reported.same_runs != "", reported.method)).drop_duplicates([*key, "method"])
+
+
 def _measured_rows(runs: pd.DataFrame, board: str, task: str, kind: str, metric: str) -> list[tuple[str, str, str, dict[float, str]]]:
-    """(method, setting, source, cells by rate) for each method setting a board measured."""
+    """(method, setting, source, cells by rate) for each row of a board's section: the row label
+    as the method, the parameters of its names as the setting."""
     rows = []
-    same = runs[(runs.task == task) & (runs.noise_kind == kind) & (runs.status == "completed")]
+    same = normalise_runs(runs[(runs.task == task) & (runs.noise_kind == kind)])
     if metric not in same or same.empty:
         return rows
-    for (method, preset, params), setting_runs in same.fillna({"preset": ""}).groupby(["method", "preset", "params"], sort=True):
+    same = labelled_rows(same)
+    same = same[same.status == "completed"]
+    for label, setting_runs in same.groupby("label", sort=True):
         cells = {}
         for rate, group in setting_runs.groupby("noise_rate", sort=True):
             values = group[metric].dropna()
             if len(values):
-                cells[rate] = mean_std_cell(values, percent=True)
-        setting = ";".join(f"{k}={v}" for k, v in json.loads(params).items()) + (f" @{preset}" if preset else "")
-        rows.append((method, setting or "defaults", f"measured here (board {board})", cells))
+                cells[rate] = mean_ci_cell(values, percent=True)
+        names = sorted({json.dumps(n, sort_keys=True) for entries in setting_runs.names for n in json.loads(entries)})
+        settings = [";".join(f"{k}={v}" for k, v in json.loads(n)["params"].items()) or "defaults" for n in names]
+        if len(names) > 1:
+            settings = [f"{json.loads(n)['method']}: {text}" for n, text in zip(names, settings)]
+        rows.append((label, " = ".join(settings), f"measured here (board {board})", cells))
     return rows

@@ -4,7 +4,10 @@
 Per run it holds the identity of the cell, its status and timings, the final value of every
 per-epoch metric (plain metric names, e.g. ``test_acc``), and for the task's declared metrics the
 best value over epochs (``best_<metric>``) and the mean of the last ``LAST_K`` epochs
-(``last5_<metric>``). The JSON columns ``spec``, ``info`` and ``provenance`` keep everything else.
+(``last5_<metric>``). The JSON columns ``spec``, ``info`` and ``provenance`` keep everything else;
+``setting`` is the cell's identity without seed and noise rate (runs with equal settings, and
+only they, share a leaderboard row) and ``names`` every name the cell was asked for under
+(``[{"method", "preset", "params"}, ...]``: ``dm`` and ``gr`` with their defaults are one cell).
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from .spec import CellSpec
 from .store import ResultStore
 
 LAST_K = 5
 RUN_COLUMNS = [
-    "cell_hash", "method", "preset", "params", "task", "task_params", "noise_kind", "noise_rate", "seed",
-    "status", "error", "diverged_epoch", "epochs", "started_at", "finished_at", "duration_s",
+    "cell_hash", "method", "preset", "params", "names", "setting", "task", "task_params", "noise_kind", "noise_rate",
+    "seed", "status", "error", "diverged_epoch", "epochs", "started_at", "finished_at", "duration_s",
     "spec", "info", "provenance",
 ]  # fmt: skip
 
@@ -51,12 +55,16 @@ def to_dataframe(path: str | Path) -> pd.DataFrame:
             "SELECT cell_hash, method, preset, spec, task, noise_kind, noise_rate, seed, status, error, "
             "diverged_epoch, epochs, started_at, finished_at, duration_s, info, provenance, final FROM runs"
         )
+        recorded_names = store.names()
     records = []
     for r in rows:
-        spec = json.loads(r["spec"])
+        spec = CellSpec.from_dict(json.loads(r["spec"]))
         record = {k: r[k] for k in r.keys() if k != "final"}
-        record["params"] = _canonical(spec["method_params"])
-        record["task_params"] = _canonical(spec["task_params"])
+        record["params"] = _canonical(spec.method_params)
+        record["task_params"] = _canonical(spec.task_params)
+        record["setting"] = _canonical(spec.setting())
+        names = {_canonical(n) for n in [spec.requested_name(), *recorded_names.get(r["cell_hash"], [])]}
+        record["names"] = "[" + ", ".join(sorted(names)) + "]"
         record["error"] = (r["error"] or "").splitlines()[0] if r["error"] else None
         record.update(json.loads(r["final"]))
         records.append(record)

@@ -46,6 +46,15 @@ def plugin_versions(spec: CellSpec) -> dict[str, dict[str, Any]]:
     return out
 
 
+def privileged_data(method: Any, info: dict[str, Any]) -> dict[str, Any]:
+    """What the run trained on besides the noisy training set (``Method.privileged_data``), with
+    the realised size of the trusted subset: the boards mark the method with it."""
+    data = method.privileged_data()
+    if info.get("num_trusted"):
+        data.update(trusted_examples=info["num_trusted"], training_examples=info["num_train"] + info["num_trusted"])
+    return data
+
+
 class CellTimeout(BaseException):
     """Raised by a cell's timeout alarm; a ``BaseException`` so that no plugin's ``except
     Exception`` swallows it."""
@@ -112,6 +121,7 @@ def execute_cell(
             task_metrics={k: {"higher_is_better": m.higher_is_better, "doc": m.doc} for k, m in task_cls.metrics.items()},
             primary_metric=task_cls.primary_metric,
             leaderboard_metrics=list(task_cls.table_metrics()),
+            privileged=privileged_data(method, record.info),
         )
         versions = plugin_versions(spec)
     except KeyboardInterrupt:
@@ -239,6 +249,7 @@ def run_grid(
 
     executor = executor or LocalExecutor()
     outcome = GridOutcome(cells=len(expansion.cells))
+    store.add_names(expansion.names)
     stored = store.statuses()
     for spec in expansion.cells:  # re-evaluated every time: cheap, and a plugin update may change it
         if spec.cell_hash in expansion.not_applicable:

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-#: Bump when the engine's semantics change so that no stored cell is silently reused.
-ENGINE_VERSION = "1"
+#: The host's results version: bump it with any change of the host (engine, noise, data
+#: preparation, evaluation, the toolkit's models and augmentations) that alters what a cell
+#: computes, so that no stored cell is served from the old code. Plugins are covered by their
+#: code fingerprints (``benchsuite.fingerprint``) and their declared ``version``.
+#: 2: canonical training identities, code fingerprints and this version in the cell identity.
+#: 3: the global generators re-seeded right before the model is built; no method chooses the
+#: evaluated model (an EMA of the weights is the grid's ``eval_ema``, for every method alike).
+RESULTS_VERSION = "3"
+
+#: Identity fields that say which code computed a cell, not what it computes: a stored run that
+#: differs from a cell only in these is the same experiment run by other code (``stale``).
+CODE_FIELDS = ("method_version", "task_version", "method_code", "task_code", "results_version")
+#: Identity fields that vary within one leaderboard row (the seeds) or between its columns.
+PER_RUN_FIELDS = ("seed", "noise_rate")
 
 #: ``timeout``: stopped after ``--cell-timeout`` seconds (run again by the next ``benchsuite run``, like ``failed``).
 RunStatus = Literal["completed", "diverged", "failed", "timeout", "skipped"]
@@ -18,9 +30,14 @@ RunStatus = Literal["completed", "diverged", "failed", "timeout", "skipped"]
 class CellSpec:
     """One fully resolved run: method × parameters × task × noise × seed × budget.
 
-    ``method_params``/``task_params`` hold every parameter that defines results (defaults
-    included), so two specs that would train the same thing hash the same. ``task_options`` holds
-    the task parameters that do not change results (a data root): passed to the task, not hashed.
+    ``method``/``method_params``/``preset`` are the name the grid asked for and its resolved
+    parameters (what runs, and how boards name it); ``trains``/``trains_params`` are what that
+    name trains, canonically (``Method.canonical``), and they, not the name, enter the identity:
+    ``dm`` and ``gr`` with their defaults are one cell. ``task_params`` hold every task parameter
+    that defines results (defaults included); ``task_options`` those that do not (a data root):
+    passed to the task, not hashed. ``method_code``/``task_code`` fingerprint the plugins' source
+    and ``results_version`` is the host's ``RESULTS_VERSION``: edited code never serves old results.
+    Fields added after the first stored runs default to ``""`` (not recorded).
     """
 
     method: str
@@ -38,6 +55,11 @@ class CellSpec:
     val_fraction: float = 0.0
     preset: str | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
+    trains: str = ""
+    trains_params: dict[str, Any] = field(default_factory=dict)
+    method_code: str = ""
+    task_code: str = ""
+    results_version: str = ""
     #: Score the method on an EMA of its weights with this decay (``benchsuite.averaging``); None: off.
     eval_ema: float | None = None
     #: Deterministic kernels (``benchsuite.reproducibility``): how the cell runs, not what it
@@ -45,17 +67,31 @@ class CellSpec:
     deterministic: bool = False
 
     def identity(self) -> dict[str, Any]:
+        """Everything that defines the cell's results; its hash is the cell's key in the store."""
         data = asdict(self)
-        del data["task_options"], data["preset"], data["deterministic"]
-        if data["eval_ema"] is None:  # off: the identity cells had before the option existed
+        for name in ("task_options", "preset", "trains", "trains_params", "deterministic"):
+            del data[name]
+        if self.eval_ema is None:  # off: the identity cells had before the option existed
             del data["eval_ema"]
-        data["engine_version"] = ENGINE_VERSION
+        if self.trains:
+            data["method"], data["method_params"] = self.trains, self.trains_params
         return data
 
     @property
     def cell_hash(self) -> str:
-        canonical = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return _hash(self.identity())
+
+    def setting(self) -> dict[str, Any]:
+        """The identity without seed and noise rate: the runs of one leaderboard row share it."""
+        return {k: v for k, v in self.identity().items() if k not in PER_RUN_FIELDS}
+
+    def lineage_hash(self) -> str:
+        """The hash of the identity without the code fields: equal for this cell run by other code."""
+        return _hash({k: v for k, v in self.identity().items() if k not in CODE_FIELDS})
+
+    def requested_name(self) -> dict[str, Any]:
+        """The name this cell was asked for: method, preset and resolved parameters."""
+        return {"method": self.method, "preset": self.preset or "", "params": self.method_params}
 
     def label(self) -> str:
         """Short human label, e.g. ``gce(q=0.7) · digits · symmetric 0.4 · seed 1``."""
@@ -69,7 +105,33 @@ class CellSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CellSpec":
-        return cls(**data)
+        """A spec as stored; fields it predates take their defaults."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _hash(identity: dict[str, Any]) -> str:
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def stale_reason(cell: CellSpec, stored: CellSpec) -> str:
+    """Why ``stored`` (the same experiment: ``lineage_hash`` equal) does not count for ``cell``,
+    e.g. ``code of method plugin 'dm' changed (1067fa28118f -> 5d0c2e9a7b31)``."""
+    method = repr(cell.trains or cell.method)
+    labels = {
+        "method_code": f"code of method plugin {method}",
+        "task_code": f"code of task plugin {cell.task!r}",
+        "method_version": f"declared version of method {method}",
+        "task_version": f"declared version of task {cell.task!r}",
+        "results_version": "host results version",
+    }
+    changes = [
+        f"{label} changed ({getattr(stored, name) or 'unrecorded'} -> {getattr(cell, name) or 'unrecorded'})"
+        for name, label in labels.items()
+        if getattr(stored, name) != getattr(cell, name)
+    ]
+    return "; ".join(changes) or "stored under another identity"
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 Tables: ``runs`` (one row per cell hash: spec, status, timings, provenance, final metrics),
 ``curves`` (per-epoch metrics, long format), ``claims`` (cells being computed right now, so that
-several ``benchsuite run`` processes on one database share the work instead of duplicating it).
+several ``benchsuite run`` processes on one database share the work instead of duplicating it),
+``names`` (every name a cell was asked for under: ``dm`` and ``gr`` with their defaults are one
+cell, and the boards say so).
 
 A run is written with its curves in one transaction, so a killed process never leaves half a run.
 A claim whose owner has died (same host, pid gone) or has stopped beating (other host) is stale
@@ -59,6 +61,11 @@ CREATE TABLE IF NOT EXISTS curves (
     key TEXT NOT NULL,
     value REAL,
     PRIMARY KEY (run_id, epoch, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS names (
+    cell_hash TEXT NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (cell_hash, name)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS claims (
     cell_hash TEXT PRIMARY KEY,
@@ -180,6 +187,24 @@ class ResultStore:
                 ],
             )
             cur.execute("DELETE FROM claims WHERE cell_hash = ?", (spec.cell_hash,))
+
+    def add_names(self, names: dict[str, list[dict[str, Any]]]) -> None:
+        """Record the names each cell was asked for under (``Expansion.names``); known ones are kept."""
+        rows = [(cell_hash, _json(name)) for cell_hash, entries in names.items() for name in entries]
+        with self._transaction() as cur:
+            cur.executemany("INSERT OR IGNORE INTO names VALUES (?, ?)", rows)
+
+    def names(self) -> dict[str, list[dict[str, Any]]]:
+        """Cell hash -> the names recorded for it, in sorted order."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for cell_hash, name in self._conn.execute("SELECT cell_hash, name FROM names ORDER BY cell_hash, name"):
+            out.setdefault(cell_hash, []).append(json.loads(name))
+        return out
+
+    def specs(self) -> dict[str, tuple[str, CellSpec]]:
+        """Cell hash -> (status, spec) of every stored run."""
+        rows = self._conn.execute("SELECT cell_hash, status, spec FROM runs")
+        return {h: (status, CellSpec.from_dict(json.loads(spec))) for h, status, spec in rows}
 
     def delete(self, cell_hashes: list[str]) -> None:
         with self._transaction() as cur:

@@ -160,10 +160,15 @@ class TensorTrainSource:
         order = order.to(self.x.device)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start : start + self.batch_size]
-            x = self.x[index]
-            if self.augment is not None:
-                x = self.augment(x, generator)
-            yield Batch(x=x, y=self.y[index], index=index)
+            yield Batch(x=self.fresh_view(index, generator), y=self.y[index], index=index)
+
+    def fresh_view(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The training inputs at ``index`` under a new draw of the augmentation (the inputs
+        themselves when there is none): what each batch holds, and a second view of the same
+        examples for methods that need several (DivideMix). Sources that cannot redraw a view
+        (e.g. images augmented in DataLoader workers) do not offer this method."""
+        x = self.x[index]
+        return x if self.augment is None else self.augment(x, generator)
 
     def eval_batches(self, batch_size: int) -> Iterator[Batch]:
         for start in range(0, len(self.x), batch_size):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from benchsuite.augment import CropFlip, cutout, random_crop_flip
+from benchsuite.toolkit.augment import CropFlip, cutout, random_crop_flip
 
 
 def candidates(image: torch.Tensor, padding: int) -> list[tuple[int, int, bool, torch.Tensor]]:

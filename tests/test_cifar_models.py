@@ -6,8 +6,8 @@ import pytest
 import torch
 import torchvision
 
-from benchsuite.models.cifar import build_cifar_model
-from benchsuite.models.normalize import Normalized
+from benchsuite.toolkit.models.normalize import Normalized
+from benchsuite_plugins.cifar.models import build_cifar_model
 
 
 def count(model: torch.nn.Module) -> int:

@@ -13,11 +13,11 @@ from click.testing import CliRunner
 
 import benchsuite
 from benchsuite.cli import main
-from benchsuite.datasets import DatasetError
-from benchsuite.datasets.cifar import read_cifar
-from benchsuite.datasets.fake_cifar import CIFAR100_COARSE_OF_FINE, write_fake_cifar
 from benchsuite.results import to_dataframe
 from benchsuite.task import PrepareRequest
+from benchsuite.toolkit.datasets import DatasetError
+from benchsuite_plugins.cifar.fake_release import CIFAR100_COARSE_OF_FINE, write_fake_cifar
+from benchsuite_plugins.cifar.release import read_cifar
 
 CPU = torch.device("cpu")
 

@@ -2,15 +2,15 @@
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import time
 
 import pytest
+from conftest import run_cli, start_cli
 
 from benchsuite.results import to_dataframe
-
-from conftest import run_cli, start_cli
 
 SMALL = ["-m", "cce", "-t", "digits{width = 16}", "--noise", "symmetric:0.4", "--epochs", "2", "--no-progress"]
 
@@ -134,6 +134,49 @@ def test_leaderboard_and_export_commands(tmp_path):
     header = csv.read_text().splitlines()[0].split(",")
     assert {"cell_hash", "method", "noise_rate", "seed", "test_acc", "best_test_acc", "last5_test_acc"} <= set(header)
     assert len(curves.read_text().splitlines()) == 1 + 2
+
+
+def test_runs_with_different_budgets_never_share_a_row(tmp_path):
+    """The issue's case: `--epochs 5` and `--epochs 3` into one database became one row
+    `87.56 ± 4.15 (4)`; now they are two rows, each with its budget, and the board `run` prints
+    is that of the grid it ran."""
+    results = tmp_path / "results.sqlite"
+    grid = ["-m", "cce", "-t", "digits{width = 16}", "--noise", "symmetric:0.4", "--seeds", "0,1", "--no-progress"]
+    five = run_cli("run", *grid, "--epochs", "5", "--results", str(results))
+    three = run_cli("run", *grid, "--epochs", "3", "--results", str(results))
+    assert five.returncode == 0 and three.returncode == 0, five.stderr + three.stderr
+    assert "| cce |" in three.stdout and "Budget: 3 epochs, batch " in three.stdout  # only the grid just run
+    assert "budget.epochs=5" not in three.stdout and "| cce [" not in three.stdout
+    board = run_cli("leaderboard", "--results", str(results)).stdout
+    final = board.split("**Final epoch**")[1].split("**Best")[0]
+    rows = [line for line in final.splitlines() if line.startswith("| cce")]
+    assert sorted(r.split("|")[1].strip() for r in rows) == ["cce [budget.epochs=3]", "cce [budget.epochs=5]"]
+    assert all(" (2)" in r and " (4)" not in r for r in rows)
+    runs = to_dataframe(results)
+    for epochs in (3, 5):
+        mean = 100 * runs[runs.epochs == epochs].test_acc.mean()
+        assert f"| cce [budget.epochs={epochs}] | {mean:.2f} ± " in final.replace("**", "")
+    assert re.search(r"Budget: 3 epochs, batch \d+, lr 0.1 — cce \[budget.epochs=3\]; 5 epochs, batch \d+, lr 0.1 — cce \[budget.epochs=5\]\.", board)
+
+
+def test_a_quick_try_does_not_land_in_the_main_database(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from benchsuite.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["run", *SMALL[:-1], "--epochs", "1", "--seeds", "0", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "benchsuite-results" / "command-line" / "results.sqlite").is_file()
+    assert (tmp_path / "benchsuite-results" / "command-line" / "leaderboard.md").is_file()
+    assert not (tmp_path / "benchsuite-results" / "results.sqlite").exists()
+    board = (tmp_path / "benchsuite-results" / "command-line" / "leaderboard.md").read_text()
+    command = "benchsuite run --method cce --task 'digits{width = 16}' --noise symmetric:0.4 --seeds 0 --epochs 1 --no-progress"
+    assert f"- Regenerate: `{command}`" in board  # re-running it re-renders this board, computing nothing
+    grid = tmp_path / "mine.toml"
+    grid.write_text('seeds = [0]\nmethod = ["cce"]\ntask = ["digits{width = 16}"]\n[noise]\nkind = "none"\n[budget]\nepochs = 1\n')
+    assert CliRunner().invoke(main, ["run", str(grid), "--no-progress"]).exit_code == 0
+    assert (tmp_path / "benchsuite-results" / "mine" / "results.sqlite").is_file()
 
 
 def test_run_scores_on_an_ema_deterministically_with_presets_per_noise_rate(tmp_path):

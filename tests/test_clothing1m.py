@@ -8,22 +8,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 
 import benchsuite
 from benchsuite.engine import train
-from benchsuite.models.pretrained import MissingWeightsError
 from benchsuite.results import to_dataframe
 from benchsuite.spec import CellSpec
 from benchsuite.task import PrepareRequest
-from benchsuite_plugins.tasks import clothing1m
-from benchsuite_plugins.tasks.clothing1m import (
+from benchsuite.toolkit.models.pretrained import MissingWeightsError
+from benchsuite_plugins.clothing1m import clothing1m
+from benchsuite_plugins.clothing1m.clothing1m import (
     ImageFiles,
     ImageTrainSource,
     balanced_subset_size,
     class_balanced_subset,
     load_release,
 )
-from conftest import run_cli
 
 CLASSES = [
     "T-Shirt", "Shirt", "Knitwear", "Chiffon", "Sweater", "Hoodie", "Windbreaker",

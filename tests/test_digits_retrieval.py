@@ -10,10 +10,10 @@ from torch import nn
 
 import benchsuite
 from benchsuite.engine import train
-from benchsuite.models.embedding import EmbeddingClassifier
 from benchsuite.spec import CellSpec
 from benchsuite.task import PrepareRequest
-from benchsuite_plugins.tasks.digits_retrieval import load_seen_unseen, random_shift
+from benchsuite.toolkit.models.embedding import EmbeddingClassifier
+from benchsuite_plugins.digits.digits_retrieval import load_seen_unseen, random_shift
 
 CPU = torch.device("cpu")
 

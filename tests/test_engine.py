@@ -12,7 +12,7 @@ from benchsuite.method import StepOutput
 from benchsuite.runner import execute_cell
 from benchsuite.spec import CellSpec
 from benchsuite.task import Batch, NoiseRecord, PreparedData, TensorTrainSource
-from benchsuite_plugins.tasks.digits import Digits
+from benchsuite_plugins.digits.digits import Digits
 
 CPU = torch.device("cpu")
 
@@ -159,7 +159,7 @@ class RecordsEvaluatedModel(Digits):
 
 def test_eval_ema_scores_every_method_on_the_average_of_its_weights():
     task = RecordsEvaluatedModel(width=16)
-    for method in ("cce", "ieg"):  # a loss method and a step-level one alike
+    for method in ("cce", "ieg", "dividemix"):  # a loss method, step-level ones, an ensemble alike
         RecordsEvaluatedModel.evaluated = []
         plain = train(benchsuite.load_method(method), task, spec(epochs=2, method=method), CPU)
         trained = RecordsEvaluatedModel.evaluated[-1]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import run_cli, start_cli
 
 from benchsuite.cli import main
 from benchsuite.executors import EXECUTORS, ExecutorError, LocalExecutor, RunSettings
@@ -29,8 +30,6 @@ from benchsuite.runner import execute_cell, run_grid
 from benchsuite.spec import CellSpec, RunRecord
 from benchsuite.store import ResultStore
 
-from conftest import run_cli, start_cli
-
 PROBE_SOURCE = (Path(__file__).parent / "data" / "probe_plugin.py").read_text()
 SMALL = ["-t", "digits{width = 16}", "--noise", "symmetric:0.4", "--epochs", "2", "--no-progress", "--no-leaderboard"]
 POOL = "pool{workers = 2, threads_per_worker = 1}"
@@ -40,7 +39,7 @@ POOL_1 = "pool{workers = 1, threads_per_worker = 1}"  # where one worker shows i
 @pytest.fixture
 def probe(install_plugin, tmp_path, monkeypatch):
     """Install the probe plugin (for this process and for subprocesses); returns its log folder."""
-    from benchsuite_plugins.tasks import digits
+    from benchsuite_plugins.digits import digits
 
     folder = tmp_path / "probe"
     folder.mkdir()

@@ -2,7 +2,15 @@
 
 import pytest
 
-from benchsuite.grid import ComponentSpec, GridError, expand, grid_from_dict, load_grid_file, parse_component, parse_noise
+from benchsuite.grid import (
+    ComponentSpec,
+    GridError,
+    expand,
+    grid_from_dict,
+    load_grid_file,
+    parse_component,
+    parse_noise,
+)
 from benchsuite.plugins import get_host
 
 

@@ -14,15 +14,10 @@ from torch import nn
 import benchsuite
 from benchsuite import Metric, Param, PreparedData, Recipe, Task
 from benchsuite.engine import TrainContext, train
-from benchsuite.models.mlp import MLP
 from benchsuite.spec import CellSpec
 from benchsuite.task import PrepareRequest, evaluate_classification, prepare_in_memory
-from benchsuite_plugins.methods.ieg import (
-    IEG,
-    cosine_restarts_factor,
-    meta_gradients,
-    mixup_coefficients,
-)
+from benchsuite.toolkit.models.mlp import MLP
+from benchsuite_plugins.methods.ieg import IEG, cosine_restarts_factor, meta_gradients, mixup_coefficients
 
 
 class Blobs(Task):
@@ -253,8 +248,10 @@ def test_only_the_weak_forward_updates_batchnorm():
 
 def test_ieg_is_scored_on_its_trained_weights_like_every_method():
     """IEG keeps no EMA of its own: what the engine evaluates is decided for all methods alike."""
+    from benchsuite import Method
+
     assert "ema_decay" not in IEG.parameters
-    assert not hasattr(IEG, "eval_model")
+    assert IEG.eval_model is Method.eval_model
 
 
 def test_faithful_pseudo_label_gradient_changes_the_meta_step_only():
@@ -327,7 +324,7 @@ def test_digits_end_to_end_with_ten_trusted_per_class():
 
 
 def test_digits_strong_view_is_seeded_batched_and_in_range():
-    from benchsuite_plugins.tasks.digits import STRONG_DROPOUT, STRONG_NOISE_STD, strong_view
+    from benchsuite_plugins.digits.digits import STRONG_DROPOUT, STRONG_NOISE_STD, strong_view
 
     x = 0.3 + 0.4 * torch.rand(256, 64)  # away from the clipping bounds
     a = strong_view(x, torch.Generator().manual_seed(0))

@@ -15,7 +15,7 @@ def run_cli(*args: str) -> Result:
 
 VARIANTS = """
 from benchsuite import hookimpl
-from benchsuite_plugins.tasks.digits import Digits
+from benchsuite_plugins.digits.digits import Digits
 
 
 class UntrustedDigits(Digits):

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 
 import benchsuite
-from benchsuite import text
 from benchsuite.engine import train
 from benchsuite.results import to_dataframe
 from benchsuite.spec import CellSpec
-from benchsuite_plugins.tasks.imdb import IMDB
-from conftest import run_cli
+from benchsuite_plugins.sentiment import text
+from benchsuite_plugins.sentiment.imdb import IMDB
 
 POSITIVE = "great superb wonderful loved brilliant moving".split()
 NEGATIVE = "awful boring terrible hated dull worst".split()

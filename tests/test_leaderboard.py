@@ -1,4 +1,6 @@
-"""Leaderboard rendering from a fixed database: numbers, bold, ranks, n/a, diverged, determinism."""
+"""Leaderboard rendering from a fixed database: numbers, intervals, bold by a paired test, rank
+intervals, n/a, diverged, determinism; rows that never mix settings; identical configurations
+shown once; privileged data marked; exports that predate the setting columns."""
 
 import json
 from pathlib import Path
@@ -67,17 +69,19 @@ def test_cells_ranks_and_markers(fixed_db):
     text = render(to_dataframe(fixed_db))
     final = text.split("**Final epoch**")[1].split("**Best epoch")[0]
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in final.strip().splitlines()[2:]}
-    # gce q=0.5 at r=0.4: finals 0.90, 0.91, 0.92 -> 91.00 ± 1.00 (3), best of the column
-    assert rows["gce (q=0.5)"][1] == "**91.00 ± 1.00 (3)**"
-    assert rows["cce"][1] == "61.00 ± 1.00 (3)"
-    assert rows["mae"] == ["–", "70.00 ± 0.00 (2) †1", "3.00"]  # r=0 absent; one diverged run
+    # gce q=0.5 at r=0.4: finals 0.90, 0.91, 0.92 -> mean 91, sd 1, t(0.975, 2) · 1/√3 = 2.48; best of the column
+    assert rows["gce (q=0.5)"][1] == "**91.00 ± 2.48 (3)**"
+    assert rows["cce"][1] == "61.00 ± 2.48 (3)"
+    assert rows["mae"] == ["–", "70.00 ± 0.00 (2) †1", "3.00 [3.00, 3.00]"]  # r=0 absent; one diverged run
     assert rows["ieg"] == ["n/a", "n/a", "–"]
-    assert rows["gce (q=0.5)"][-1] == "1.75"  # ranks 2.5 (tie at r=0 with q=0.7) and 1
+    assert rows["gce (q=0.5)"][-1] == "1.75 [1.75, 1.75]"  # ranks 2.5 (tie at r=0 with q=0.7) and 1
     assert list(rows)[0] == "gce (q=0.5)" and list(rows)[-1] == "ieg"
     best = text.split("**Best epoch (selected on the test set)**")[1].split("**Mean")[0]
-    assert "| cce | **96.00 ± 1.00 (3)** | **91.00 ± 1.00 (3)** | 1.25 |" in best  # the oracle hides memorisation
+    assert "| cce | **96.00 ± 2.48 (3)** | **91.00 ± 2.48 (3)** | 1.25 [1.25, 1.25] |" in best  # the oracle hides memorisation
     memorisation = text.split("### Memorisation")[1]
-    assert "| cce | 80.00 ± 0.00 (3) | 4.00 |" in memorisation
+    # mae has no run of seed 2: a resample drawing only seed 2 ranks cce 3rd of 3
+    assert "| cce | 80.00 ± 0.00 (3) | 4.00 [3.00, 4.00] |" in memorisation
+    assert "Budget: 2 epochs — every row." in text
     assert "- Runs: 20 completed, 1 diverged, 6 skipped; seeds: 0, 1, 2; dates: 2026-11-20 to 2026-11-22" in text
     assert "commit 0123456789ab;" in text
 
@@ -106,30 +110,96 @@ def test_row_labels_only_name_what_varies_within_their_own_table(tmp_path):
             rec.spec = CellSpec("cce", {}, task, params, "symmetric", 0.4, 0, "v", "v")
             store.save(rec)
     text = render(to_dataframe(path))
-    assert text.count("| cce |") == 4 * 2 and "[" not in text.split("## digits")[1]
+    assert text.count("| cce |") == 4 * 2 and "| cce [" not in text.split("## digits")[1]
 
 
-def test_a_preset_per_noise_rate_is_one_row_beside_the_defaults(tmp_path):
-    """imae@0:clean,noisy runs T = 0.5 at r = 0 and T = 8 elsewhere: one row, labelled by its
-    presets; the default imae (T = 8 everywhere) keeps its own row, named by T where they differ."""
-    from dataclasses import replace
-
-    from benchsuite.leaderboard import row_labels
-
-    path = tmp_path / "per_rate.sqlite"
+def _store_records(path, records, names=None):
     with ResultStore(path) as store:
-        for seed in (0, 1):
-            for rate, per_rate_t in ((0.0, 0.5), (0.4, 8.0)):
-                plain = make_record("imae", {"T": 8.0, "eps": 1e-8}, rate, seed, [0.9])
-                store.save(plain)
-                record = make_record("imae", {"T": per_rate_t, "eps": 0.0}, rate, seed, [0.8])
-                record.spec = replace(record.spec, preset="0:clean,noisy")
-                store.save(record)
-    runs = to_dataframe(path)
-    labels = row_labels(runs)
-    mapped = labels[runs.preset == "0:clean,noisy"]
-    assert set(mapped) == {"imae@0:clean,noisy (eps=0.0)"}
-    assert set(labels[runs.preset.isna()]) == {"imae (T=8.0, eps=1e-08)"}
-    text = render(runs, command="benchsuite leaderboard")
-    row = next(line for line in text.splitlines() if line.startswith("| imae@0:clean,noisy (eps=0.0) |"))
-    assert row.count("80.00 ± 0.00 (2)") == 2  # both noise rates on the one row
+        for rec in records:
+            store.save(rec)
+        if names:
+            store.add_names(names)
+    return to_dataframe(path)
+
+
+def _rows(text, table="**Final epoch**"):
+    block = text.split(table)[1].split("\n\n")[1]
+    return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in block.splitlines()[2:]}
+
+
+def test_runs_that_differ_in_budget_never_share_a_row(tmp_path):
+    """The issue's case: cce run for 5 and for 3 epochs into one database became one row."""
+    records = []
+    for epochs, accs in ((5, [0.88, 0.90]), (3, [0.80, 0.82])):
+        for seed, acc in enumerate(accs):
+            rec = make_record("cce", {}, 0.4, seed, [acc] * epochs)
+            rec.spec = CellSpec("cce", {}, "digits", {"width": 256}, "symmetric", 0.4, seed, "v", "v", budget={"epochs": epochs})
+            rec.info = {**INFO, "recipe": {"epochs": epochs, "iterations": None, "batch_size": 64, "lr": 0.1, "weight_decay": 0.0}}
+            records.append(rec)
+    text = render(_store_records(tmp_path / "b.sqlite", records))
+    rows = _rows(text)
+    assert rows["cce [budget.epochs=5]"][0] == "**89.00 ± 12.71 (2)**"
+    assert rows["cce [budget.epochs=3]"][0] == "81.00 ± 12.71 (2)"
+    assert "Budget: 3 epochs, batch 64, lr 0.1 — cce [budget.epochs=3]; 5 epochs, batch 64, lr 0.1 — cce [budget.epochs=5]." in text
+
+
+def test_bold_marks_every_row_not_significantly_worse_than_the_best(tmp_path):
+    """Bold follows a paired t-test over seeds: a row whose gap to the best is small but the same
+    on every seed is worse; a noisier row with a larger mean gap may not be."""
+    seed_effect = [0.70, 0.80, 0.75, 0.85, 0.78]
+    rows = {"best": [0.02] * 5, "steady": [0.01, 0.011, 0.009, 0.01, 0.012], "noisy": [0.05, -0.04, 0.06, -0.03, -0.01]}
+    records = [
+        make_record(name, {}, 0.4, seed, [base + gaps[seed]])
+        for name, gaps in rows.items()
+        for seed, base in enumerate(seed_effect)
+    ]
+    text = render(_store_records(tmp_path / "p.sqlite", records))
+    final = _rows(text)
+    assert final["best"][0].startswith("**") and final["noisy"][0].startswith("**")
+    assert not final["steady"][0].startswith("**")  # 1 point below on every seed: p < 0.05, paired
+    assert final["best"][1].startswith("1.") and "[" in final["best"][1]
+    assert render(_store_records(tmp_path / "p.sqlite", [])) == text  # deterministic, bootstrap included
+
+
+def test_privileged_data_is_marked_from_what_the_runs_recorded(tmp_path):
+    records = [make_record("cce", {}, 0.4, s, [0.6]) for s in (0, 1)]
+    for s in (0, 1):
+        rec = make_record("needs_trust", {}, 0.4, s, [0.9])
+        rec.info = {**INFO, "privileged": {"trusted_per_class": 10, "trusted_examples": 100, "training_examples": 1347, "strong_view": True}}
+        records.append(rec)
+    text = render(_store_records(tmp_path / "t.sqlite", records))
+    assert "| method | r=0.4 | avg rank [95 % CI] | privileged data |" in text
+    final = _rows(text)
+    assert final["needs_trust"][-1] == "trusted 10/class (100 = 7.4 %), strong view" and final["cce"][-1] == "–"
+
+
+def test_an_export_without_the_setting_columns_still_renders(fixed_db, tmp_path):
+    runs = to_dataframe(fixed_db)
+    old = runs.drop(columns=["names", "setting"])
+    assert render(old) == render(runs)  # this database's rows differ by method and parameters only
+
+
+def test_a_preset_per_noise_rate_is_one_row_beside_the_plain_name(tmp_path):
+    """gr@0:cifar10_clean runs GR's clean setting at r = 0 and its defaults at r = 0.4, where its
+    cell is plain gr's (and dm@0:cifar10_clean's: the same weighting). One row for the per-rate
+    entries (named by both), spanning both rates; plain gr keeps its own row and shares the
+    r = 0.4 runs with it."""
+    from benchsuite.grid import expand, grid_from_dict
+    from benchsuite.plugins import get_host
+
+    grid = grid_from_dict({
+        "method": ["gr", "gr@0:cifar10_clean", "dm@0:cifar10_clean"], "task": ["digits"], "seeds": [0, 1],
+        "noise": {"kind": "symmetric", "rates": [0.0, 0.4]},
+    })  # fmt: skip
+    expansion = expand(grid, get_host())
+    assert len(expansion.cells) == 2 * 3  # per seed: gr at r = 0, the clean setting at r = 0, r = 0.4 shared
+    records = []
+    for cell in expansion.cells:
+        acc = 0.7 if cell.noise_rate else (0.95 if cell.method_params["lam"] == 0.0 else 0.9)
+        record = make_record(cell.method, cell.method_params, cell.noise_rate, cell.seed, [acc + 0.01 * cell.seed])
+        record.spec = cell
+        records.append(record)
+    rows = _rows(render(_store_records(tmp_path / "per_rate.sqlite", records, expansion.names)))
+    assert rows["dm@0:cifar10_clean = gr@0:cifar10_clean"][:2] == ["**95.50 ± 6.35 (2)**", "**70.50 ± 6.35 (2)**"]
+    assert rows["gr"][:2] == ["90.50 ± 6.35 (2)", "**70.50 ± 6.35 (2)**"]
+    assert len(rows) == 2

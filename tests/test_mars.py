@@ -8,24 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fake_mars import COLOURS, QUERIES, TEST, TRAIN, make_fake_mars
 from scipy.io import savemat
 
 import benchsuite
 from benchsuite.engine import train
-from benchsuite.metrics import cosine_distance, evaluate_ranking
-from benchsuite.models.pretrained import MissingWeightsError
-from benchsuite.models.video import VideoEncoder, strip_classifier
 from benchsuite.spec import CellSpec
 from benchsuite.task import PrepareRequest
-from benchsuite_plugins.tasks.mars import (
-    ARCHS,
-    MarsDataError,
-    decode_frame,
-    evenly_spaced,
-    feature_dim,
-    load_release,
-)
-from fake_mars import COLOURS, QUERIES, TEST, TRAIN, make_fake_mars
+from benchsuite.toolkit.models.pretrained import MissingWeightsError
+from benchsuite.toolkit.retrieval import cosine_distance, evaluate_ranking
+from benchsuite_plugins.reid.mars import ARCHS, MarsDataError, decode_frame, evenly_spaced, feature_dim, load_release
+from benchsuite_plugins.reid.video import VideoEncoder, strip_classifier
 
 SMALL = dict(arch="resnet18", weights="random", height=64, width=32, seq_len=2, test_frames=3, epoch_iterations=2, num_workers=0)
 CPU = torch.device("cpu")

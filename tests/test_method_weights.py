@@ -12,8 +12,8 @@ import torch
 
 import benchsuite
 from benchsuite import ParameterError
-from benchsuite.plotting import plot_weight_curves
-from benchsuite.weighting import logits_for_target_prob, target_probs, weight_curve
+from benchsuite.plotting import logits_for_target_prob, plot_weight_curves, weight_curve
+from benchsuite_plugins.methods.weighting import target_probs
 
 
 @functools.lru_cache(maxsize=1)

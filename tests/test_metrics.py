@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchsuite import metrics
-from benchsuite.metrics import cmc_map, cosine_distance, evaluate_ranking, feature_cmc_map
+from benchsuite.toolkit import retrieval as metrics
+from benchsuite.toolkit.retrieval import cmc_map, cosine_distance, evaluate_ranking, feature_cmc_map
 
 REFERENCE = Path("/work/shared/reference/data/reid_small_reference.npz")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchsuite.datasets.fake_cifar import CIFAR100_COARSE_OF_FINE
 from benchsuite.noise import NoiseError, corrupt_labels
+from benchsuite_plugins.cifar.fake_release import CIFAR100_COARSE_OF_FINE
 
 BALANCED10 = np.repeat(np.arange(10), 5000)  # CIFAR-10's training label counts
 BALANCED100 = np.repeat(np.arange(100), 500)  # CIFAR-100's

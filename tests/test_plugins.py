@@ -4,12 +4,11 @@ import json
 import types
 
 import pytest
+from conftest import run_cli
 
 import benchsuite
 from benchsuite.plugins import PluginHost, PluginLoadError, get_host
 from benchsuite.registry import UnknownNameError
-
-from conftest import run_cli
 
 GOOD = """
 import torch.nn.functional as F

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from benchsuite.cli import main
 from benchsuite.grid import GridError, grid_from_dict
 from benchsuite.leaderboard import render, select_on_validation
-from benchsuite.publish import compact_runs, read_runs_export, render_reported
+from benchsuite.publish import REPORTED_COLUMNS, compact_runs, read_runs_export, render_reported
 from benchsuite.results import to_dataframe
 from benchsuite.spec import CellSpec, RunRecord
 from benchsuite.store import ResultStore
@@ -68,8 +68,9 @@ def test_validation_selected_board(val_db):
     text = render(to_dataframe(val_db), select="val")
     assert "selected on validation" in text and "Best epoch" not in text
     final = text.split("**Final epoch**")[1].split("**Mean")[0]
-    assert "| gr | **80.50 ± 0.71 (2)** | **60.50 ± 0.71 (2)** | 1.00 |" in final
-    assert "| cce | 70.50 ± 0.71 (2) | 20.50 ± 0.71 (2) | 2.00 |" in final
+    # two seeds: half-width t(0.975, 1) · sd / √2 = 12.71 · 0.71 / 1.41 = 6.35
+    assert "| gr | **80.50 ± 6.35 (2)** | **60.50 ± 6.35 (2)** | 1.00 [1.00, 1.00] |" in final
+    assert "| cce | 70.50 ± 6.35 (2) | 20.50 ± 6.35 (2) | 2.00 [2.00, 2.00] |" in final
     chosen = text.split("Settings chosen on validation:")[1]
     assert "| gr | beta=2.0 (val_acc 90.50) | beta=8.0 (val_acc 70.50) |" in chosen
     assert "| cce | single setting (val_acc 75.50) | single setting (val_acc 30.50) |" in chosen
@@ -112,14 +113,18 @@ def test_leaderboard_command_renders_an_export_and_refuses_bad_input(val_db, tmp
 
 def test_reported_numbers_sit_beside_measured_ones(val_db):
     reported = pd.DataFrame(
-        [("digits", "symmetric", 0.4, "gr", "beta=8", "test_acc", 91.5, "GR-iclr2020", "Table 9", ""),
-         ("cifar10", "symmetric", 0.4, "gr", "beta=8", "test_acc", 84.8, "GR-iclr2020", "Table 3", "")],
-        columns=["task", "noise_kind", "noise_rate", "method", "setting", "metric", "value", "paper", "table", "note"],
+        [("digits", "symmetric", 0.4, "gr", "beta=8", "best", "test_acc", 93.0, "GR-iclr2020", "Table 9", "", ""),
+         ("digits", "symmetric", 0.4, "gr", "beta=8", "final", "test_acc", 91.5, "GR-iclr2020", "Table 9", "GR-iclr2020 Table 9 = DM Table 8", ""),
+         ("digits", "symmetric", 0.4, "dm", "beta=8", "final", "test_acc", 91.5, "DM", "Table 8", "GR-iclr2020 Table 9 = DM Table 8", ""),
+         ("cifar10", "symmetric", 0.4, "gr", "beta=8", "final", "test_acc", 84.8, "GR-iclr2020", "Table 3", "", "")],
+        columns=REPORTED_COLUMNS,
     )  # fmt: skip
     text = render_reported(reported, {"board": to_dataframe(val_db)})
     digits = text.split("## digits")[1]
-    assert "| gr | beta=8 | GR-iclr2020 Table 9 | 91.5 | – |" in digits
-    assert "| gr | beta=8.0 | measured here (board board) | 95.50 ± 0.71 (2) | 60.50 ± 0.71 (2) |" in digits
+    assert "| gr | beta=8 | best | GR-iclr2020 Table 9 | 93 | – |" in digits  # selection is a column, not "93; 91.5"
+    assert "| dm = gr | beta=8 | final | GR-iclr2020 Table 9 = DM Table 8 | 91.5 | – |" in digits  # one source
+    assert "| gr | beta=8 | final |" not in digits and "| dm | beta=8 |" not in digits
+    assert "| gr (beta=8.0) | beta=8.0 | final | measured here (board board) | 95.50 ± 6.35 (2) | 60.50 ± 6.35 (2) |" in digits
     assert "measured here" not in text.split("## cifar10")[1].split("## digits")[0]
     with pytest.raises(ValueError, match="lacks the columns paper"):
         render_reported(reported.drop(columns=["paper"]))
@@ -133,8 +138,8 @@ def test_publish_end_to_end(tmp_path, monkeypatch):
         "[budget]\nepochs = 2\n"
     )
     (tmp_path / "lb" / "reported.csv").write_text(
-        "task,noise_kind,noise_rate,method,setting,metric,value,paper,table,note\n"
-        "digits,symmetric,0.4,cce,,test_acc,50.0,DM,Table 0,a made-up row\n"
+        "task,noise_kind,noise_rate,method,setting,selection,metric,value,paper,table,same_runs,note\n"
+        "digits,symmetric,0.4,cce,,final,test_acc,50.0,DM,Table 0,,a made-up row\n"
     )
     result = CliRunner().invoke(main, ["publish", "--dir", "lb", "--no-progress"])
     assert result.exit_code == 0, result.output
@@ -149,8 +154,12 @@ def test_publish_end_to_end(tmp_path, monkeypatch):
     for png in ("tiny/test_acc_r0.4.png", "tiny/fit_r0.4.png", "weight_curves.png"):
         assert (tmp_path / "lb" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "measured here (board tiny)" in (tmp_path / "lb" / "reported.md").read_text()
+    with ResultStore(tmp_path / "lb" / ".results" / "tiny.sqlite") as store:  # a run of older host code
+        status, spec = next(iter(store.specs().values()))
+        store.save(RunRecord(CellSpec.from_dict({**spec.to_dict(), "results_version": "1"}), "completed", curves=[{"epoch": 1, "test_acc": 0.1}], info=INFO, provenance=PROVENANCE))
     again = CliRunner().invoke(main, ["publish", "--dir", "lb", "--no-progress"])
     assert again.exit_code == 0 and "ran nothing; 8 already done" in again.output
-    assert (tmp_path / "lb" / "tiny.md").read_text() == board
+    assert (tmp_path / "lb" / "tiny.md").read_text() == board  # the board is its grid's current cells only
+    assert len(pd.read_csv(tmp_path / "lb" / "tiny.runs.csv")) == 8
     unknown = CliRunner().invoke(main, ["publish", "--dir", "lb", "-b", "nope"])
     assert unknown.exit_code == 2 and "no board nope" in unknown.output and "tiny" in unknown.output

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from benchsuite.results import to_dataframe
-
 from conftest import run_cli
 from fake_mars import make_fake_mars
+
+from benchsuite.results import to_dataframe
 
 
 def test_run_mars_and_digits_retrieval_through_the_cli(tmp_path):

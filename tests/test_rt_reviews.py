@@ -16,8 +16,8 @@ from benchsuite.cli import main
 from benchsuite.engine import train
 from benchsuite.results import to_dataframe
 from benchsuite.spec import CellSpec
-from benchsuite_plugins.tasks import rt_reviews
-from benchsuite_plugins.tasks.rt_reviews import RTReviews
+from benchsuite_plugins.sentiment import rt_reviews
+from benchsuite_plugins.sentiment.rt_reviews import RTReviews
 
 POSITIVE = "gripping superb delightful witty moving".split()
 NEGATIVE = "tedious clumsy dull lifeless muddled".split()

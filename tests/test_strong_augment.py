@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchsuite.augment import random_crop_flip
-from benchsuite.strong_augment import FILL, autoaugment, cifar_strong_view, draw_autoaugment
+from benchsuite.toolkit.augment import random_crop_flip
+from benchsuite.toolkit.strong_augment import FILL, autoaugment, cifar_strong_view, draw_autoaugment
 
 
 def images(n: int = 64, seed: int = 0) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""benchsuite.text: iclr15 preprocessing, deterministic cached PV-DBOW, classifier, solver, imbalance."""
+"""benchsuite_plugins.sentiment.text: iclr15 preprocessing, deterministic cached PV-DBOW, classifier, solver, imbalance."""
 
 from __future__ import annotations
 
@@ -13,8 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from benchsuite import text
-from benchsuite.text import DM_SOLVER, PVDBOW, document_vectors, iclr15_tokens, imbalance_subset, sentiment_classifier
+from benchsuite_plugins.sentiment import text
+from benchsuite_plugins.sentiment.text import (
+    DM_SOLVER,
+    PVDBOW,
+    document_vectors,
+    iclr15_tokens,
+    imbalance_subset,
+    sentiment_classifier,
+)
 
 SMALL = PVDBOW(vector_size=16, epochs=5)
 WORDS = "the a movie film plot actor scene story great awful fine dull".split()
@@ -55,7 +62,7 @@ def test_pvdbow_is_deterministic_and_seeded(tmp_path):
 def test_pvdbow_does_not_depend_on_the_python_hash_seed(tmp_path):
     """The cache key leaves out the process's string-hash seed, so the vectors must not depend on it."""
     script = (
-        "import sys; from benchsuite import text; "
+        "import sys; from benchsuite_plugins.sentiment import text; "
         "texts = [line for line in sys.stdin.read().split('\\n') if line]; "
         "sys.stdout.buffer.write(text.train_pvdbow(texts, text.PVDBOW(vector_size=16, epochs=5), text.Path(sys.argv[1])).tobytes())"
     )

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from benchsuite import LossMethod, LossOutput, hookimpl
-from benchsuite.weighting import LOG2, DerivativeLoss, TargetProbs, upcast
+from benchsuite_plugins.methods.weighting import LOG2, DerivativeLoss, TargetProbs, upcast
 
 
 class CCE(LossMethod):

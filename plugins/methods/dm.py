@@ -17,7 +17,7 @@ Unless w(1) = 0, the papers' exact gradient keeps unit-L1 direction however well
 (the implied loss ∫ w/(2p(1 − p)) dp is unbounded), so without weight decay the logits grow until
 training collapses (GR on ``digits`` at 40% noise: best 94.7%, then 10% from epoch ~25); ε makes
 an example's gradient vanish once 1 − p_y ≪ ε. ε stays inside each example's coefficient while
-``batch_sum`` divides by Σ w (``benchsuite.weighting``), so a batch whose examples are all fitted
+``batch_sum`` divides by Σ w (``benchsuite_plugins.methods.weighting``), so a batch whose examples are all fitted
 gets a vanishing gradient: its L1 mass is Σ w_i·sat_i / Σ w_j with
 sat = 2(1 − p_y)/(2(1 − p_y) + ε), 1.7e-4 at a logit margin of 30 (10 classes). Dividing by the sum
 of the saturated weights instead, as this suite did before, renormalises such a batch back to a
@@ -25,7 +25,7 @@ mass of 1 and keeps pushing it. ``eps = 0`` is the papers' formula.
 
 GR and DM report the same runs (GR Tables 3, 7 = DM Tables 10, 6), so ``gr`` is ``dm`` with the
 ``gr`` family and GR's presets; ``imae`` is ``dm`` with λ = 1, β = T. The presets below are the
-papers' settings (tables as numbered in ``../shared/papers``).
+papers' settings (tables as numbered in the papers' submitted versions).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from typing import Any
 
 import torch
 
-from benchsuite import Param, ParameterError, Preset, hookimpl
-from benchsuite.weighting import NORMALIZE, DerivativeLoss, TargetProbs
+from benchsuite import Canonical, Param, ParameterError, Preset, hookimpl
+from benchsuite_plugins.methods.weighting import NORMALIZE, DerivativeLoss, TargetProbs
 
 #: The parameters each family uses.
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -149,6 +149,12 @@ class DM(DerivativeLoss):
         """The weight family and its parameters (subclasses fix some of them)."""
         names = ("family", "beta", "lam", "psi", "alpha", "eta")
         return {name: self.config[name] for name in names}
+
+    def canonical(self) -> Canonical:
+        """``gr`` and ``imae`` are ``dm`` with one weight family: equal weightings are one cell."""
+        family = self.family_params()
+        shared = {k: v for k, v in self.identity_config().items() if k in DM.parameters and k not in family}
+        return Canonical(DM, DM(**shared, **family).identity_config())
 
     def log_weight(self, t: TargetProbs) -> torch.Tensor:
         return dm_log_weight(t, **self.family_params())

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from benchsuite import LossOutput, Param, Preset, StepOutput, hookimpl
-from benchsuite.weighting import LOG2, DerivativeLoss, TargetProbLoss, TargetProbs, target_probs
+from benchsuite_plugins.methods.weighting import LOG2, DerivativeLoss, TargetProbLoss, TargetProbs, target_probs
 
 if TYPE_CHECKING:
     from benchsuite.engine import TrainContext

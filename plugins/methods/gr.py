@@ -19,8 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from benchsuite import Param, Preset, hookimpl
-from benchsuite.weighting import NORMALIZE
 from benchsuite_plugins.methods.dm import BETA_DOC, BETA_RANGE, DM, EPS, LAM, cifar10_presets
+from benchsuite_plugins.methods.weighting import NORMALIZE
 
 _CIFAR100 = "GR paper Table 5 (CIFAR-100, ResNet-44"
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from benchsuite import Param, Preset, hookimpl
-from benchsuite.weighting import NORMALIZE
 from benchsuite_plugins.methods.dm import DM, EPS
+from benchsuite_plugins.methods.weighting import NORMALIZE
 
 
 class IMAE(DM):

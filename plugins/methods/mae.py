@@ -14,7 +14,7 @@ import math
 import torch
 
 from benchsuite import Param, Preset, hookimpl
-from benchsuite.weighting import LOG2, DerivativeLoss, TargetProbLoss, TargetProbs
+from benchsuite_plugins.methods.weighting import LOG2, DerivativeLoss, TargetProbLoss, TargetProbs
 
 
 def mae_log_weight(t: TargetProbs) -> torch.Tensor:

@@ -14,7 +14,7 @@ import math
 import torch
 
 from benchsuite import Param, Preset, hookimpl
-from benchsuite.weighting import DerivativeLoss, TargetProbLoss, TargetProbs
+from benchsuite_plugins.methods.weighting import DerivativeLoss, TargetProbLoss, TargetProbs
 
 LOG4 = math.log(4.0)
 

@@ -14,7 +14,7 @@ import math
 import torch
 
 from benchsuite import Param, ParameterError, Preset, hookimpl
-from benchsuite.weighting import LOG2, TargetProbLoss, TargetProbs
+from benchsuite_plugins.methods.weighting import LOG2, TargetProbLoss, TargetProbs
 
 _SL_CODE = "YisenWang/symmetric_cross_entropy_for_noisy_labels train_models.py"
 _APL = "HanxunH/Active-Passive-Losses configs"

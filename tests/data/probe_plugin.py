@@ -16,7 +16,7 @@ from pathlib import Path
 import torch.nn.functional as F
 
 from benchsuite import LossMethod, LossOutput, Param, hookimpl
-from benchsuite_plugins.tasks import digits
+from benchsuite_plugins.digits import digits
 
 LOG = Path(os.environ["BENCHSUITE_PROBE_DIR"])
 _load_uncached = digits.load_split.__wrapped__

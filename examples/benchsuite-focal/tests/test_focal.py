@@ -1,8 +1,8 @@
 import torch
+from benchsuite_focal import Focal, focal_weight
 
 import benchsuite
 from benchsuite.testing import parametrize_with_method_checks
-from benchsuite_focal import Focal, focal_weight
 
 
 @parametrize_with_method_checks([Focal(), Focal(gamma=0.5), "focal"])

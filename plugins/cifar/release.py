@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import DatasetError
+from benchsuite.toolkit.datasets import DatasetError
 
 Which = Literal["cifar10", "cifar100"]
 

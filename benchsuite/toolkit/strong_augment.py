@@ -6,7 +6,7 @@ image*, then pad 4 and a random crop back to size, a horizontal flip with probab
 Cutout 16×16 centred uniformly in the image (clipped at the borders). Every fill — outside a
 rotated, sheared or translated image, the padding and the cutout — is mid-grey (128), the value
 the reference's [−1, 1] pipeline fills with (0 there). Crop, flip and cutout are
-``benchsuite.augment``'s.
+``benchsuite.toolkit.augment``'s.
 
 AutoAugment uses torchvision.transforms.v2's policy table, magnitude bins and operations; draws
 come from the run's generator rather than the global RNG, so a view is a function of (batch,
@@ -38,7 +38,7 @@ try:  # torchvision's table and operations (private names; torchvision is pinned
     _apply_op = _AUTOAUGMENT._apply_image_or_video_transform
 except AttributeError as exc:  # pragma: no cover - depends on the installed torchvision
     raise ImportError(
-        "benchsuite.strong_augment uses torchvision.transforms.v2.AutoAugment's policy table, which this "
+        "benchsuite.toolkit.strong_augment uses torchvision.transforms.v2.AutoAugment's policy table, which this "
         f"torchvision version lays out differently ({exc}); install a torchvision within pyproject.toml's pins"
     ) from exc
 

@@ -38,11 +38,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .method import LossMethod, LossOutput
-from .params import Param
+from benchsuite.method import LossMethod, LossOutput
+from benchsuite.params import Param
 
 if TYPE_CHECKING:
-    from .method import BatchReduction
+    from benchsuite.method import BatchReduction
 
 LOG2 = math.log(2.0)
 
@@ -230,23 +230,3 @@ class DerivativeLoss(LossMethod):
         """The raw weights ``w(p_y)`` whose batch sum divides the gradient under ``batch_sum``."""
         return self.weight(logits.softmax(1).gather(1, targets[:, None]).squeeze(1))
 
-
-def logits_for_target_prob(p: torch.Tensor, num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (and targets, all class 0) whose softmax gives ``p`` to the target and spreads
-    ``1 − p`` evenly over the other classes: a probe for a weight curve ``w(p_y)``."""
-    p = p.to(torch.float64)
-    rest = ((1 - p) / (num_classes - 1)).log()
-    logits = torch.cat([p.log()[:, None], rest[:, None].expand(-1, num_classes - 1)], dim=1)
-    return logits, torch.zeros(len(p), dtype=torch.long)
-
-
-def weight_curve(method: LossMethod, p: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
-    """The weights ``method`` reports for examples whose target probability is ``p`` (0 < p < 1)."""
-    logits, targets = logits_for_target_prob(p, num_classes)
-    weights = method.compute(logits, targets).weights
-    if weights is None:
-        raise ValueError(
-            f"method {method.name!r} reports no per-example weights (LossOutput.weights is None), "
-            "so it has no weight curve; return the L1 norm of each example's logit gradient"
-        )
-    return weights.detach()

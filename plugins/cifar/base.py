@@ -15,12 +15,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .augment import CropFlip
-from .datasets.cifar import CifarData, Which, release_folder
-from .models.cifar import CIFAR_MODELS, build_cifar_model
-from .models.normalize import Normalized
-from .params import Param
-from .task import (
+from benchsuite.params import Param
+from benchsuite.task import (
     Metric,
     PreparedData,
     PrepareRequest,
@@ -30,6 +26,11 @@ from .task import (
     evaluate_classification,
     prepare_in_memory,
 )
+from benchsuite.toolkit.augment import CropFlip
+from benchsuite.toolkit.models.normalize import Normalized
+
+from .models import CIFAR_MODELS, build_cifar_model
+from .release import CifarData, Which, release_folder
 
 _SGD = dict(lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="multistep", epochs=1)
 
@@ -88,8 +89,8 @@ class CifarTask(Task):
 
     def strong_view(self) -> ViewFn | None:
         """The strong augmentation handed to consistency-based methods (IEG): AutoAugment's CIFAR-10
-        policy drawn per image, then crop, flip and Cutout 16 (``benchsuite.strong_augment``)."""
-        from .strong_augment import cifar_strong_view
+        policy drawn per image, then crop, flip and Cutout 16 (``benchsuite.toolkit.strong_augment``)."""
+        from benchsuite.toolkit.strong_augment import cifar_strong_view
 
         return cifar_strong_view
 

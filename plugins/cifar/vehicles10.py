@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from benchsuite import Preset, hookimpl
-from benchsuite.cifar_tasks import CIFAR100_STATS, CifarTask, cifar_parameters
-from benchsuite.datasets import DatasetError
-from benchsuite.datasets.cifar import CifarData, read_cifar
+from benchsuite.toolkit.datasets import DatasetError
+from benchsuite_plugins.cifar.base import CIFAR100_STATS, CifarTask, cifar_parameters
+from benchsuite_plugins.cifar.release import CifarData, read_cifar
 
 #: CIFAR-100 fine indices of the vehicle classes, in the order of the Vehicles-10 labels.
 VEHICLE_FINE_IDS = (8, 13, 41, 48, 58, 69, 81, 85, 89, 90)

@@ -9,8 +9,8 @@ comes from the pickles' coarse labels and feeds ``cifar100_superclass_pairswap``
 from __future__ import annotations
 
 from benchsuite import Preset, hookimpl
-from benchsuite.cifar_tasks import CIFAR100_STATS, CifarTask, cifar_parameters
-from benchsuite.datasets.cifar import CifarData, read_cifar
+from benchsuite_plugins.cifar.base import CIFAR100_STATS, CifarTask, cifar_parameters
+from benchsuite_plugins.cifar.release import CifarData, read_cifar
 
 
 class Cifar100(CifarTask):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cifar import RELEASES, Which
+from .release import RELEASES, Which
 
 CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 

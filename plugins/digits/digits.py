@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from benchsuite import Metric, Param, PreparedData, Recipe, Task, hookimpl
-from benchsuite.models.mlp import MLP
 from benchsuite.task import PrepareRequest, evaluate_classification, prepare_in_memory
+from benchsuite.toolkit.models.mlp import MLP
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.25

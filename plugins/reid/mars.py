@@ -39,12 +39,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from benchsuite import Metric, Param, PreparedData, Recipe, Task, hookimpl
-from benchsuite.metrics import cosine_distance, evaluate_ranking
-from benchsuite.models.embedding import EmbeddingClassifier
-from benchsuite.models.pretrained import torchvision_backbone
-from benchsuite.models.video import VideoEncoder, strip_classifier
 from benchsuite.noise import corrupt_labels
 from benchsuite.task import Batch, NoiseRecord, PrepareRequest, stratified_holdout
+from benchsuite.toolkit.models.embedding import EmbeddingClassifier
+from benchsuite.toolkit.models.pretrained import torchvision_backbone
+from benchsuite.toolkit.retrieval import cosine_distance, evaluate_ranking
+from benchsuite_plugins.reid.video import VideoEncoder, strip_classifier
 
 RANKS = (1, 5, 10, 20)
 ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "densenet121", "mobilenet_v3_large", "efficientnet_b0")

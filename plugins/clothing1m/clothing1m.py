@@ -46,8 +46,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from benchsuite import Metric, Param, PreparedData, Preset, Recipe, Task, hookimpl
-from benchsuite.models.pretrained import torchvision_backbone
 from benchsuite.task import Batch, NoiseRecord, PrepareRequest, draw_trusted
+from benchsuite.toolkit.models.pretrained import torchvision_backbone
 
 NUM_CLASSES = 14
 CLASS_NAMES = "category_names_eng.txt"

@@ -34,11 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchsuite import Metric, Param, PreparedData, Recipe, Task, hookimpl
-from benchsuite.metrics import cosine_distance, evaluate_ranking
-from benchsuite.models.embedding import EmbeddingClassifier, embed_in_batches
-from benchsuite.models.mlp import MLP
 from benchsuite.task import ClassificationEval, PrepareRequest, classification_accuracy, prepare_in_memory
-from benchsuite_plugins.tasks.digits import load_split
+from benchsuite.toolkit.models.embedding import EmbeddingClassifier, embed_in_batches
+from benchsuite.toolkit.models.mlp import MLP
+from benchsuite.toolkit.retrieval import cosine_distance, evaluate_ranking
+from benchsuite_plugins.digits.digits import load_split
 
 SEEN_CLASSES = 5  # classes 0..4 train; 5..9 are retrieved
 RANKS = (1, 2, 4, 8)

@@ -8,8 +8,8 @@ lr 0.1 ÷10 at 32k and 48k iterations, 64k iterations. Class indices are the rel
 from __future__ import annotations
 
 from benchsuite import Preset, hookimpl
-from benchsuite.cifar_tasks import CIFAR10_STATS, CifarTask, cifar_parameters
-from benchsuite.datasets.cifar import CifarData, read_cifar
+from benchsuite_plugins.cifar.base import CIFAR10_STATS, CifarTask, cifar_parameters
+from benchsuite_plugins.cifar.release import CifarData, read_cifar
 
 
 class Cifar10(CifarTask):

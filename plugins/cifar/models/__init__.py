@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from .cifar_resnet import CifarResNet, Shortcut
 from .googlenet import googlenet_cifar
+from .resnet import CifarResNet, Shortcut
 from .wide_resnet import WideResNet
 
 CIFAR_MODELS = ("resnet20", "resnet32", "resnet44", "resnet56", "wrn28_10", "googlenet")

@@ -6,7 +6,7 @@ Documents are taken folder by folder in that order and by file name (code-point 
 folder, as iclr15's ``data.sh`` concatenates them; the 25,000 training and 25,000 test reviews are
 labelled by their folder (pos = 1, neg = 0) and the 50,000 unlabelled ones only help learn the
 vectors. Everything else — preprocessing, PV-DBOW, vector cache, classifier, solver, noise and
-imbalance protocols — is ``benchsuite.text``'s.
+imbalance protocols — is ``benchsuite_plugins.sentiment.text``'s.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from benchsuite import Param, hookimpl
-from benchsuite.text import SentimentCorpus, SentimentTask
+from benchsuite_plugins.sentiment.text import SentimentCorpus, SentimentTask
 
 _REVIEW = re.compile(r"^\d+_\d+\.txt$")
 FOLDERS = ("train/pos", "train/neg", "test/pos", "test/neg", "train/unsup")

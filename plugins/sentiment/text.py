@@ -52,8 +52,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .params import Param, Preset
-from .task import Metric, PreparedData, PrepareRequest, Recipe, Task, evaluate_classification, prepare_in_memory
+from benchsuite.params import Param, Preset
+from benchsuite.task import (
+    Metric,
+    PreparedData,
+    PrepareRequest,
+    Recipe,
+    Task,
+    evaluate_classification,
+    prepare_in_memory,
+)
 
 logger = logging.getLogger(__name__)
 

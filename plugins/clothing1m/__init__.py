@@ -1,0 +1,1 @@
+"""The Clothing1M task: real label noise on web images of clothing."""

@@ -1,0 +1,1 @@
+"""The re-identification task family: mars, with its video encoder."""

@@ -1,1 +1,0 @@
-"""Built-in task plugins, one module per task."""

@@ -1,0 +1,81 @@
+"""The leaderboards' statistics against scipy's reference tests and a plain re-implementation."""
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from benchsuite.stats import (
+    BOOTSTRAP_RESAMPLES,
+    average_ranks,
+    rank_intervals,
+    significantly_worse,
+    t_half_width,
+)
+
+
+def test_t_half_width_is_scipys_t_interval():
+    values = np.array([0.91, 0.95, 0.88, 0.93, 0.90])
+    low, high = sps.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=sps.sem(values))
+    assert t_half_width(values) == pytest.approx((high - low) / 2, rel=1e-12)
+    assert np.isnan(t_half_width(np.array([0.9])))
+
+
+def test_paired_test_uses_the_seeds_both_rows_have():
+    rng = np.random.default_rng(3)
+    seed_effect = rng.normal(0.7, 0.1, size=6)  # large: it hides a small, consistent gap from an unpaired test
+    best = dict(enumerate(seed_effect + 0.02))
+    worse = dict(enumerate(seed_effect + 0.01 + rng.normal(0, 0.002, size=6)))
+    assert sps.ttest_ind(list(worse.values()), list(best.values()), equal_var=False).pvalue > 0.05
+    assert sps.ttest_rel(list(worse.values()), list(best.values())).pvalue < 0.05
+    assert significantly_worse(worse, best, higher_is_better=True) is True
+    # the same gap counts as better when lower is better
+    assert significantly_worse(worse, best, higher_is_better=False) is False
+    noisy = dict(enumerate(seed_effect + 0.02 + rng.normal(0, 0.05, size=6)))
+    assert sps.ttest_rel(list(noisy.values()), list(best.values())).pvalue > 0.05
+    assert significantly_worse(noisy, best, higher_is_better=True) is False
+    # only seeds 0-2 pair up: the test runs on them alone
+    partial = {0: worse[0], 1: worse[1], 2: worse[2], 9: 5.0}
+    expected = bool(sps.ttest_rel([worse[s] for s in (0, 1, 2)], [best[s] for s in (0, 1, 2)]).pvalue < 0.05)
+    assert significantly_worse(partial, best, True) is expected
+
+
+def test_unpaired_rows_fall_back_to_welch_and_single_runs_are_not_tested():
+    best = {0: 0.90, 1: 0.92, 2: 0.91}
+    elsewhere = {5: 0.80, 6: 0.82, 7: 0.79}
+    assert sps.ttest_ind([0.80, 0.82, 0.79], [0.90, 0.92, 0.91], equal_var=False).pvalue < 0.05
+    assert significantly_worse(elsewhere, best, True) is True
+    assert significantly_worse({5: 0.10}, best, True) is None
+    assert significantly_worse({0: 0.5, 1: 0.5}, {0: 0.5, 1: 0.5}, True) is False  # identical: not worse
+    assert significantly_worse({0: 0.4, 1: 0.5}, {0: 0.5, 1: 0.6}, True) is True  # a constant gap
+
+
+def test_average_ranks_share_ties_and_skip_missing_values():
+    means = np.array([[0.9, 0.5], [0.9, np.nan], [0.7, 0.6]])
+    # column 0: rows 0 and 1 tie for 1st (1.5 each), row 2 is 3rd; column 1: row 2 1st, row 0 2nd
+    assert average_ranks(means, higher_is_better=True).tolist() == [1.75, 1.5, 2.0]
+    # lower is better: column 0 row 2 1st, rows 0 and 1 tie (2.5 each); column 1 row 0 1st, row 2 2nd
+    assert average_ranks(means, higher_is_better=False).tolist() == [1.75, 2.5, 1.5]
+
+
+def test_rank_intervals_are_the_plain_bootstrap_and_deterministic():
+    rng = np.random.default_rng(0)
+    values = rng.normal(0.8, 0.05, size=(4, 3, 5)) + np.array([0.0, 0.01, 0.03, -0.05])[:, None, None]
+    values[1, 2, 4] = np.nan  # a run that did not complete
+    point, low, high = rank_intervals(values, higher_is_better=True, resamples=300, seed=7)
+    draws = np.random.default_rng(7).integers(0, 5, size=(300, 5))
+    boot = []
+    for draw in draws:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a draw without seed 4 leaves row 1 empty there
+            means = np.nanmean(values[:, :, draw], axis=2)
+        boot.append(average_ranks(means, True))
+    boot = np.array(boot)
+    assert np.allclose(low, np.nanpercentile(boot, 2.5, axis=0), atol=1e-12)
+    assert np.allclose(high, np.nanpercentile(boot, 97.5, axis=0), atol=1e-12)
+    assert np.allclose(point, average_ranks(np.nanmean(values, axis=2), True))
+    assert np.all(low <= point) and np.all(point <= high)
+    again = rank_intervals(values, higher_is_better=True, resamples=300, seed=7)
+    assert all(np.array_equal(a, b) for a, b in zip((point, low, high), again))
+    assert BOOTSTRAP_RESAMPLES >= 1000
