@@ -101,6 +101,19 @@ def test_default_grid_is_every_default_method_on_default_tasks():
         ("[[method]]\nparams = {}", "method[0].name: missing or not a string"),
         ("method = ['gce(q=1)']", "method[0]: 'gce(q=1)' is not of the form"),
         ("val_fraction = 1.0", "val_fraction: 1.0 must be a number in [0, 1)"),
+        ("method = ['imae@0.3:clean']\ntask = ['digits']\n[noise]\nkind = 'symmetric'\nrates = [0.0, 0.4]",
+         'method[0].preset."0.3": this grid runs no noise rate 0.3 (it runs: 0, 0.4)'),
+        ("method = ['imae@0:clena']\ntask = ['digits']", 'method[0].preset."0" (imae): imae: unknown preset \'clena\''),
+        ("[[method]]\nname = 'imae'\npreset = { '0' = 'clean', sometimes = 'noisy' }\n[[task]]\nname = 'digits'",
+         "method[0].preset.sometimes: not a noise rate in [0, 1] (or 'default' for every other rate)"),
+        ("[[method]]\nname = 'imae'\npreset = { '0' = 'clean', '0.0' = 'noisy' }\n[[task]]\nname = 'digits'",
+         "method[0].preset.0.0: rate 0 is given twice"),
+        ("[[method]]\nname = 'imae'\npreset = { '0' = 1 }\n[[task]]\nname = 'digits'", "method[0].preset.0: 1 must be a preset name"),
+        ("method = ['cce']\ntask = ['digits@0:x']", "task[0]: 'digits@0:x': presets per noise rate are for methods"),
+        ("executor = 'pool@0:x'", "executors have options, not presets"),
+        ("eval_ema = 1.0", "eval_ema: 1.0 must be an EMA decay in (0, 1), e.g. 0.999"),
+        ("eval_ema = true", "eval_ema: True must be an EMA decay in (0, 1)"),
+        ("deterministic = 'yes'", "deterministic: 'yes' must be true or false"),
     ],
 )
 def test_bad_grid_files_name_the_key_path_and_the_problem(tmp_path, text, expected):
@@ -163,29 +176,6 @@ rates = [0.0, 0.4]
     command_line = expand(grid_from_dict({"method": ["imae@0:clean,noisy{eps = 0.0}"], "task": ["digits"], "seeds": [0],
                                           "noise": {"kind": "symmetric", "rates": [0.0, 0.4]}}), get_host()).cells
     assert {(c.noise_rate, c.cell_hash) for c in command_line} == {(r, cells["imae", r].cell_hash) for r in (0.0, 0.4)}
-
-
-@pytest.mark.parametrize(
-    "text, expected",
-    [
-        ("method = ['imae@0.3:clean']\ntask = ['digits']\n[noise]\nkind = 'symmetric'\nrates = [0.0, 0.4]",
-         'method[0].preset."0.3": this grid runs no noise rate 0.3 (it runs: 0, 0.4)'),
-        ("method = ['imae@0:clena']\ntask = ['digits']", 'method[0].preset."0" (imae): imae: unknown preset \'clena\''),
-        ("[[method]]\nname = 'imae'\npreset = { '0' = 'clean', sometimes = 'noisy' }\n[[task]]\nname = 'digits'",
-         "method[0].preset.sometimes: not a noise rate in [0, 1] (or 'default' for every other rate)"),
-        ("[[method]]\nname = 'imae'\npreset = { '0' = 'clean', '0.0' = 'noisy' }\n[[task]]\nname = 'digits'",
-         "method[0].preset.0.0: rate 0 is given twice"),
-        ("[[method]]\nname = 'imae'\npreset = { '0' = 1 }\n[[task]]\nname = 'digits'", "method[0].preset.0: 1 must be a preset name"),
-        ("method = ['cce']\ntask = ['digits@0:x']", "task[0]: 'digits@0:x': presets per noise rate are for methods"),
-        ("executor = 'pool@0:x'", "executors have options, not presets"),
-        ("eval_ema = 1.0", "eval_ema: 1.0 must be an EMA decay in (0, 1), e.g. 0.999"),
-        ("eval_ema = true", "eval_ema: True must be an EMA decay in (0, 1)"),
-        ("deterministic = 'yes'", "deterministic: 'yes' must be true or false"),
-    ],
-)
-def test_bad_per_rate_presets_and_run_options_name_the_key_path(tmp_path, text, expected):
-    problems = problems_of(tmp_path, text)
-    assert any(expected in p for p in problems), problems
 
 
 def test_eval_ema_is_part_of_the_cell_identity_and_deterministic_is_not():
