@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -59,7 +60,7 @@ def default_results(grid_file: str | None, changed: bool) -> str:
 
 
 #: ``run`` options that change what the grid computes (not where or how it runs).
-GRID_OPTIONS = ("methods", "tasks", "noises", "seeds", "epochs", "iterations", "batch_size", "lr", "val_fraction")
+GRID_OPTIONS = ("methods", "tasks", "noises", "seeds", "epochs", "iterations", "batch_size", "lr", "val_fraction", "eval_ema")
 
 
 def _grid_options_given(ctx: click.Context) -> bool:
@@ -98,6 +99,8 @@ def _invocation(ctx: click.Context) -> str:
 @click.option("--batch-size", type=click.IntRange(min=1), help="Override the recipe's batch size.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the recipe's learning rate.")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), help="Clean validation split carved from the training set.")
+@click.option("--eval-ema", type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="DECAY", help="Score every method on an EMA of its weights, e.g. 0.999 (default: the weights themselves).")
+@click.option("--deterministic", is_flag=True, default=None, help="Deterministic kernels (CUDA: slower; see the README).")
 @click.option(
     "--results",
     type=click.Path(dir_okay=False),
@@ -125,6 +128,8 @@ def run(
     batch_size: int | None,
     lr: float | None,
     val_fraction: float | None,
+    eval_ema: float | None,
+    deterministic: bool | None,
     results: str | None,
     force: bool,
     executor: str | None,
@@ -154,14 +159,10 @@ def run(
         _set_cells(grid, methods, tasks, noises, seeds)
         overrides = {"epochs": epochs, "iterations": iterations, "batch_size": batch_size, "lr": lr}
         grid.budget.update({k: v for k, v in overrides.items() if v is not None})
-        if val_fraction is not None:
-            grid.val_fraction = val_fraction
+        _override(grid, val_fraction=val_fraction, eval_ema=eval_ema, deterministic=deterministic or None,
+                  retries=retries, cell_timeout=cell_timeout)  # fmt: skip
         if executor is not None:
             grid.executor = parse_executor(executor)
-        if retries is not None:
-            grid.retries = retries
-        if cell_timeout is not None:
-            grid.cell_timeout = cell_timeout
         results = results or default_results(grid_file, _grid_options_given(click.get_current_context()))
         expansion = expand(grid, host)
         backend = EXECUTORS[grid.executor.name](**grid.executor.params)
@@ -172,6 +173,7 @@ def run(
     if dry_run:
         _dry_run(expansion, results, grid.source)
         return
+    _prepare_process(grid)
     outcome = _execute(grid, expansion, backend, results, force=force, device=device, amp=amp, progress=progress)
     if leaderboard and not outcome.interrupted:
         _grid_board(grid, expansion, results)
@@ -179,6 +181,22 @@ def run(
         sys.exit(130)
     if outcome.failures:
         sys.exit(1)
+
+
+def _override(grid: Any, **options: Any) -> None:
+    """Set the grid settings given on the command line (None: not given, the grid's stays)."""
+    for name, value in options.items():
+        if value is not None:
+            setattr(grid, name, value)
+
+
+def _prepare_process(grid: Any) -> None:
+    """Process-wide settings a grid needs before any cell or worker starts: cuBLAS reads its
+    deterministic workspace setting from the environment, which workers inherit."""
+    if grid.deterministic:
+        from .reproducibility import CUBLAS_WORKSPACE
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
 
 
 def _set_cells(grid: Any, methods: tuple[str, ...], tasks: tuple[str, ...], noises: tuple[str, ...], seeds: str | None) -> None:
@@ -366,6 +384,7 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
         except (GridError, ValueError, ExecutorError) as exc:
             raise BadInput(str(exc)) from None
         if not render_only:
+            _prepare_process(grid)
             outcome = _execute(grid, expansion, backend, str(results), force=False, device=device, amp=None, progress=progress)
             if outcome.interrupted or outcome.failures:
                 raise click.ClickException(f"board {board}: not every cell finished; run `benchsuite publish -b {board}` again to resume")
@@ -508,6 +527,8 @@ def plot_weights(methods: tuple[str, ...], out: str, density: bool) -> None:
         instances = []
         for text in methods:
             component = parse_component(text)
+            if component.rate_presets:
+                raise ValueError(f"{text!r}: a weight curve takes one preset, not one per noise rate")
             cls = host.method_class(component.name)
             instances += [cls(preset=component.preset, **values) for values in component.settings()]
         path = plot_weight_curves(instances, out, density=density)

@@ -2,7 +2,9 @@
 
 One run: seed everything, let the task prepare its data (noise in the training labels only), build
 the model and optimiser, then per epoch call the method's ``train_step`` on every batch and
-evaluate. Per epoch it records the test metrics, how the training predictions fit the noisy and
+evaluate: the trained weights, or for every method alike an EMA of them when the cell asks
+(``benchsuite.averaging``). A run is bit-reproducible under the conditions its provenance records
+(``benchsuite.reproducibility``). Per epoch it records the test metrics, how the training predictions fit the noisy and
 the true labels (memorisation), the loss and, for methods that weight examples, the statistics of
 their weights. The fit is read from the predictions of the training forward passes themselves, so
 measuring memorisation costs no extra pass over the training set.
@@ -15,16 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-import numpy as np
 import torch
 from torch import nn
 
+from .averaging import WeightAverage
 from .method import Method, StepOutput
+from .reproducibility import cell_random_state, conditions, kernel_settings, seed_global_rngs
 from .spec import CellSpec, RunRecord
 from .task import Batch, PreparedData, PrepareRequest, Recipe, Task
 
@@ -40,10 +42,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+#: Seed Python's, NumPy's and torch's global generators (kept under its former name for scripts).
+seed_everything = seed_global_rngs
 
 
 def amp_dtype_for(device: torch.device, amp: bool | None) -> torch.dtype | None:
@@ -221,6 +221,7 @@ def build_context(
             noise_params=spec.noise_params,
         )
     )
+    seed_global_rngs(spec.seed)  # the initial weights never depend on what prepare() drew (a cache miss or hit)
     model = task.build_model().to(device)
     steps_per_epoch = len(data.train)
     total_steps = recipe.total_steps(steps_per_epoch)
@@ -250,12 +251,25 @@ def train(
     amp: bool | None = None,
     on_epoch: EpochCallback | None = None,
 ) -> RunRecord:
-    """Train ``method`` on ``task`` as ``spec`` says; returns a completed or diverged record."""
+    """Train ``method`` on ``task`` as ``spec`` says; returns a completed or diverged record.
+
+    The process-global random state and kernel settings are the cell's own for the duration of the
+    run and restored afterwards (``benchsuite.reproducibility``)."""
+    with cell_random_state(spec.seed, device), kernel_settings(spec.deterministic, device):
+        record = _train(method, task, spec, device, amp, on_epoch)
+        record.provenance["reproducibility"] = conditions(spec.deterministic)
+    return record
+
+
+def _train(
+    method: Method, task: Task, spec: CellSpec, device: torch.device, amp: bool | None, on_epoch: EpochCallback | None
+) -> RunRecord:
     ctx = build_context(method, task, spec, device, amp)
     model, optimizer, scheduler, data, recipe = ctx.model, ctx.optimizer, ctx.scheduler, ctx.data, ctx.recipe
     steps_per_epoch, total_steps = ctx.steps_per_epoch, ctx.total_steps
     record = RunRecord(spec=spec, status="completed", info=_run_info(data, model, recipe, device, ctx.amp_dtype))
     method.start(ctx)
+    average = WeightAverage(method.eval_model(ctx), spec.eval_ema) if spec.eval_ema is not None else None
     num_epochs = recipe.num_epochs(steps_per_epoch)
     for epoch in range(1, num_epochs + 1):
         ctx.epoch = epoch
@@ -265,6 +279,8 @@ def train(
         stats = EpochStats(data, device)
         for batch in data.train.batches(ctx.generator):
             stats.update(batch, method.train_step(ctx, batch))
+            if average is not None:
+                average.update()
             if scheduler is not None:
                 scheduler.step()
             ctx.step += 1
@@ -275,7 +291,7 @@ def train(
             record.status, record.diverged_epoch = "diverged", epoch
             record.error = f"non-finite training loss ({row['loss']}) in epoch {epoch}"
             break
-        row.update(task.evaluate(method.eval_model(ctx), data, device))
+        row.update(task.evaluate(method.eval_model(ctx) if average is None else average.evaluated(), data, device))
         row.update(method.end_epoch(ctx, row))
         row.update(epoch=epoch, step=ctx.step, lr=optimizer.param_groups[0]["lr"], epoch_time=time.perf_counter() - tic)
         record.curves.append(row)

@@ -15,6 +15,8 @@ default to the default grid's)::
     executor = "pool"                  # or "pool{workers = 4}", or an [executor] table
     retries = 1                        # reruns of a cell whose worker was lost (killed, OOM)
     cell_timeout = 3600                # seconds; a cell over it is stopped and recorded as timeout
+    eval_ema = 0.999                   # score every method on an EMA of its weights (default: off)
+    deterministic = true               # deterministic kernels (CUDA; see the README for the cost)
 
     [noise]                            # or [[noise]] tables for several kinds
     kind = "symmetric"
@@ -29,10 +31,22 @@ default to the default grid's)::
     preset = "cifar10_sym40"           # optional
     params = { beta = [4, 8] }         # lists expand into the grid
 
+    [[method]]
+    name = "imae"
+    preset = { "0" = "clean", default = "noisy" }   # a preset per noise rate (see below)
+
     [[task]]
     name = "digits"
 
 ``method``/``task`` may also be lists of command-line specs: ``method = ["cce", "gce{q = [0.5, 0.7]}"]``.
+
+A method's ``preset`` may differ by noise rate, for papers that give one setting for clean and
+another for noisy data: a table from noise rates (quoted, as TOML keys are strings) to presets,
+with an optional ``default`` for every other rate (without one, the other rates use the method's
+defaults). The command-line form lists the same after ``@``: ``imae@0:clean,noisy`` (rate 0:
+``clean``, any other rate: ``noisy``) or ``gr@0:cifar10_clean``. Each rate must be one the grid
+runs; explicit ``params`` apply at every rate, over the preset. The cells of such an entry carry
+the whole mapping as their preset (``0:clean,noisy``), so a leaderboard shows them as one row.
 The executor's options go in a table::
 
     [executor]
@@ -63,8 +77,13 @@ from .task import Recipe
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_NOISE_RATES = (0.0, 0.2, 0.4, 0.6)
 
-_SPEC = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)(?:@([A-Za-z0-9_.\-]+))?\s*(\{.*\})?\s*$", re.S)
-_TOP_KEYS = {"seeds", "noise", "budget", "method", "task", "executor", "retries", "cell_timeout", "val_fraction", "select"}
+_SPEC = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)(?:@([A-Za-z0-9_.\-:,]+))?\s*(\{.*\})?\s*$", re.S)
+#: The key of a preset-per-rate table that names the preset of every rate not listed.
+OTHER_RATES = "default"
+_TOP_KEYS = {
+    "seeds", "noise", "budget", "method", "task", "executor", "retries", "cell_timeout", "val_fraction", "select",
+    "eval_ema", "deterministic",
+}
 SELECT_MODES = ("none", "val")
 DEFAULT_RETRIES = 1
 
@@ -82,14 +101,27 @@ class ComponentSpec:
     """A method or task entry of a grid: a name, an optional preset, parameter values or lists."""
 
     name: str
+    #: The preset of every noise rate without one of its own in ``rate_presets``.
     preset: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    #: Noise rate -> preset, for the rates whose preset differs (methods only).
+    rate_presets: dict[float, str] = field(default_factory=dict)
 
     def settings(self) -> list[dict[str, Any]]:
         """The cartesian product of list-valued parameters."""
         keys = list(self.params)
         axes = [v if isinstance(v, list) else [v] for v in self.params.values()]
         return [dict(zip(keys, combo)) for combo in itertools.product(*axes)]
+
+    def preset_for(self, rate: float) -> str | None:
+        return self.rate_presets.get(rate, self.preset)
+
+    def preset_label(self) -> str | None:
+        """The preset as written on the command line: ``name``, or ``0:clean,noisy`` per rate."""
+        if not self.rate_presets:
+            return self.preset
+        items = [f"{rate:g}:{name}" for rate, name in sorted(self.rate_presets.items())]
+        return ",".join(items + ([self.preset] if self.preset else []))
 
 
 @dataclass(frozen=True)
@@ -118,6 +150,10 @@ class Grid:
     #: "val" shows only the one with the best validation score (the DM paper's protocol).
     select: str = "none"
     source: str = "grid"
+    #: Score every method on an EMA of its weights with this decay (None: on the weights themselves).
+    eval_ema: float | None = None
+    #: Deterministic kernels for every cell (``benchsuite.reproducibility``).
+    deterministic: bool = False
 
 
 def parse_component(text: str) -> ComponentSpec:
@@ -125,14 +161,58 @@ def parse_component(text: str) -> ComponentSpec:
     match = _SPEC.match(text)
     if not match:
         raise ValueError(f"{text!r} is not of the form name, name@preset or name{{key = value, ...}}")
-    name, preset, table = match.groups()
+    name, preset_text, table = match.groups()
     params: dict[str, Any] = {}
     if table:
         try:
             params = tomllib.loads(f"_ = {table}")["_"]
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{text!r}: the parameters {table} are not a TOML inline table ({exc})") from None
-    return ComponentSpec(name, preset, params)
+    preset, rate_presets = parse_presets(preset_text) if preset_text else (None, {})
+    return ComponentSpec(name, preset, params, rate_presets)
+
+
+def parse_presets(text: str) -> tuple[str | None, dict[float, str]]:
+    """``name`` or ``RATE:name,...[,name]`` -> (preset of the other rates, rate -> preset)."""
+    table: dict[str, str] = {}
+    for item in text.split(","):
+        rate, _, name = item.rpartition(":")
+        key = rate or OTHER_RATES
+        if not name or key in table:
+            what = "an empty item" if not name else f"two presets for {'rate ' + rate if rate else 'the other rates'}"
+            raise ValueError(f"preset {text!r} has {what}; write RATE:PRESET items and at most one bare PRESET")
+        table[key] = name
+    problems: list[str] = []
+    presets = _preset_table(table, "preset", problems)
+    if problems:
+        raise ValueError(f"preset {text!r}: " + "; ".join(problems))
+    return presets
+
+
+def _preset_table(table: dict[str, Any], where: str, problems: list[str]) -> tuple[str | None, dict[float, str]]:
+    """A preset-per-rate table (``{"0" = "clean", default = "noisy"}``), checked key by key."""
+    by_rate: dict[float, str] = {}
+    other = None
+    for key, name in table.items():
+        if not isinstance(name, str):
+            problems.append(f"{where}.{key}: {name!r} must be a preset name")
+        elif key == OTHER_RATES:
+            other = name
+        elif (rate := _rate(key)) is None:
+            problems.append(f"{where}.{key}: not a noise rate in [0, 1] (or {OTHER_RATES!r} for every other rate)")
+        elif rate in by_rate:
+            problems.append(f"{where}.{key}: rate {rate:g} is given twice")
+        else:
+            by_rate[rate] = name
+    return other, by_rate
+
+
+def _rate(text: str) -> float | None:
+    try:
+        rate = float(text)
+    except ValueError:
+        return None
+    return rate if 0 <= rate <= 1 else None
 
 
 def parse_noise(text: str) -> NoiseSpec:
@@ -211,6 +291,13 @@ def grid_from_dict(raw: dict[str, Any], source: str = "grid") -> Grid:
     elif select == "val" and not val_fraction:
         problems.append('select: "val" needs a validation split to select on: set val_fraction, e.g. val_fraction = 0.2')
 
+    eval_ema = raw.get("eval_ema")
+    problems += validate_eval_ema(eval_ema, "eval_ema")
+
+    deterministic = raw.get("deterministic", False)
+    if not isinstance(deterministic, bool):
+        problems.append(f"deterministic: {deterministic!r} must be true or false")
+
     if problems:
         raise GridError(problems, source)
     return Grid(
@@ -225,7 +312,18 @@ def grid_from_dict(raw: dict[str, Any], source: str = "grid") -> Grid:
         float(val_fraction),
         select,
         source,
+        None if eval_ema is None else float(eval_ema),
+        deterministic,
     )
+
+
+def validate_eval_ema(decay: Any, where: str) -> list[str]:
+    """Problems with an EMA decay for evaluation: None (off) or a number in (0, 1)."""
+    if decay is None:
+        return []
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
+        return [f"{where}: {decay!r} must be an EMA decay in (0, 1), e.g. 0.999; leave it out to score the weights themselves"]
+    return []
 
 
 def parse_executor(text: str) -> ComponentSpec:
@@ -245,7 +343,7 @@ def _executor(value: Any, problems: list[str]) -> ComponentSpec:
         except ValueError as exc:
             problems.append(f"executor: {exc}")
             return ComponentSpec("local")
-        if spec.preset is not None:
+        if spec.preset is not None or spec.rate_presets:
             problems.append(f"executor: {value!r}: executors have options, not presets")
     elif isinstance(value, dict):
         options = dict(value)
@@ -293,19 +391,26 @@ def _components(value: Any, kind: str, problems: list[str]) -> list[ComponentSpe
                 out.append(parse_component(entry))
             except ValueError as exc:
                 problems.append(f"{where}: {exc}")
+                continue
+            if out[-1].rate_presets and kind != "method":
+                problems.append(f"{where}: {entry!r}: presets per noise rate are for methods; a {kind} takes one preset")
         elif isinstance(entry, dict):
             unknown = set(entry) - {"name", "preset", "params"}
             if unknown:
                 problems.append(f"{where}: unknown keys {sorted(unknown)}; allowed: name, preset, params")
             name, preset, params = entry.get("name"), entry.get("preset"), entry.get("params", {})
+            rate_presets: dict[float, str] = {}
+            if isinstance(preset, dict) and kind == "method":
+                preset, rate_presets = _preset_table(preset, f"{where}.preset", problems)
             if not isinstance(name, str):
                 problems.append(f"{where}.name: missing or not a string")
             elif preset is not None and not isinstance(preset, str):
-                problems.append(f"{where}.preset: must be a string")
+                per_rate = ", or a table of presets per noise rate" if kind == "method" else ""
+                problems.append(f"{where}.preset: must be a string{per_rate}")
             elif not isinstance(params, dict):
                 problems.append(f"{where}.params: must be a table, e.g. params = {{ q = 0.7 }}")
             else:
-                out.append(ComponentSpec(name, preset, params))
+                out.append(ComponentSpec(name, preset, params, rate_presets))
         else:
             problems.append(f"{where}: must be a table or a string such as \"gce{{q = 0.7}}\"")
     return out
@@ -361,6 +466,18 @@ class Expansion:
     names: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
+@dataclass
+class _MethodEntry:
+    """A grid's method entry, resolved: one instance per parameter setting for each preset it uses."""
+
+    index: int
+    component: ComponentSpec
+    by_preset: dict[str | None, list[Any]]
+
+    def instances(self, rate: float) -> list[Any]:
+        return self.by_preset.get(self.component.preset_for(rate), [])
+
+
 def expand(grid: Grid, host: PluginHost) -> Expansion:
     """Resolve every name, preset and parameter against the registered plugins and build the cells."""
     problems: list[str] = []
@@ -371,40 +488,48 @@ def expand(grid: Grid, host: PluginHost) -> Expansion:
         problems.append("method: no method given and no registered method joins the default grid")
     if not tasks:
         problems.append("task: no task given and no available task joins the default grid")
-
-    resolved_methods = []
-    for i, comp in enumerate(methods):
-        for values in _resolve(host, "method", i, comp, problems):
-            resolved_methods.append((comp, values))
+    entries = [entry for i, comp in enumerate(methods) if (entry := _resolve_method(host, i, comp, problems))]
     resolved_tasks = _resolve_tasks(host, tasks, problems)
 
     cells: list[CellSpec] = []
     not_applicable: dict[str, str] = {}
+    rates_run: set[float] = set()
     for task in resolved_tasks:
-        task_cls = type(task)
-        noise_specs = grid.noise or [NoiseSpec(*task_cls.default_noise)]
-        for n, noise in enumerate(noise_specs):
-            if noise.kind not in task_cls.noise_kinds:
-                problems.append(
-                    f"noise[{n}].kind: task {task_cls.name!r} does not accept noise {noise.kind!r}; "
-                    f"it accepts: {', '.join(task_cls.noise_kinds)}"
-                )
-                continue
-            if noise.kind == "none" and any(r != 0 for r in noise.rates):
-                problems.append(f"noise[{n}]: kind 'none' takes only rate 0")
-                continue
-            for seed, rate, (comp, method) in itertools.product(grid.seeds, noise.rates, resolved_methods):
-                cell = _cell(grid, method, comp.preset, task, noise, rate, seed)
-                cells.append(cell)
-                if (why := method.applicability(task)) is not None:
-                    not_applicable[cell.cell_hash] = why
+        for noise in _task_noise(grid, type(task), problems):
+            rates_run.update(noise.rates)
+            for seed, rate, entry in itertools.product(grid.seeds, noise.rates, entries):
+                for method in entry.instances(rate):
+                    cell = _cell(grid, method, entry.component.preset_label(), task, noise, rate, seed)
+                    cells.append(cell)
+                    if (why := method.applicability(task)) is not None:
+                        not_applicable[cell.cell_hash] = why
+    for entry in entries:
+        for rate in sorted(set(entry.component.rate_presets) - rates_run):
+            runs = ", ".join(f"{r:g}" for r in sorted(rates_run)) or "none"
+            problems.append(f'method[{entry.index}].preset."{rate:g}": this grid runs no noise rate {rate:g} (it runs: {runs})')
     if problems:
         raise GridError(problems, grid.source)
     return _deduplicated(cells, not_applicable)
 
 
+def _resolve_method(host: PluginHost, i: int, comp: ComponentSpec, problems: list[str]) -> _MethodEntry | None:
+    """Every parameter setting of a method entry under each preset it uses (per noise rate or not)."""
+    cls = _lookup(host, "method", i, comp, problems)
+    if cls is None:
+        return None
+    by_preset: dict[str | None, list[Any]] = {}
+    wheres = {comp.preset: f"method[{i}] ({comp.name})"}
+    wheres.update({name: f'method[{i}].preset."{rate:g}" ({comp.name})' for rate, name in comp.rate_presets.items()})
+    for preset, where in wheres.items():
+        try:
+            by_preset[preset] = [cls(preset=preset, **values) for values in comp.settings()]
+        except ParameterError as exc:
+            problems.append(f"{where}: {exc}")
+    return _MethodEntry(i, comp, by_preset)
+
+
 def _resolve_tasks(host: PluginHost, tasks: list[ComponentSpec], problems: list[str]) -> list[Any]:
-    """The configured tasks of the grid whose data are there (problems go to ``problems``)."""
+    """Every available task setting whose data checks out."""
     resolved = []
     for i, comp in enumerate(tasks):
         cls = _lookup(host, "task", i, comp, problems)
@@ -419,6 +544,22 @@ def _resolve_tasks(host: PluginHost, tasks: list[ComponentSpec], problems: list[
                 continue
             resolved.append(task)
     return resolved
+
+
+def _task_noise(grid: Grid, task_cls: type, problems: list[str]) -> list[NoiseSpec]:
+    """The grid's noise (or the task's default) that the task accepts; the rest become problems."""
+    accepted = []
+    for n, noise in enumerate(grid.noise or [NoiseSpec(*task_cls.default_noise)]):
+        if noise.kind not in task_cls.noise_kinds:
+            problems.append(
+                f"noise[{n}].kind: task {task_cls.name!r} does not accept noise {noise.kind!r}; "
+                f"it accepts: {', '.join(task_cls.noise_kinds)}"
+            )
+        elif noise.kind == "none" and any(r != 0 for r in noise.rates):
+            problems.append(f"noise[{n}]: kind 'none' takes only rate 0")
+        else:
+            accepted.append(noise)
+    return accepted
 
 
 def _cell(grid: Grid, method: Any, preset: str | None, task: Any, noise: NoiseSpec, rate: float, seed: int) -> CellSpec:
@@ -445,6 +586,8 @@ def _cell(grid: Grid, method: Any, preset: str | None, task: Any, noise: NoiseSp
         method_code=code_fingerprint(trains.method.__module__),
         task_code=code_fingerprint(task_cls.__module__),
         results_version=RESULTS_VERSION,
+        eval_ema=grid.eval_ema,
+        deterministic=grid.deterministic,
     )
 
 

@@ -12,7 +12,9 @@ every field of the spec, present and future. Runs that differ in any of them nev
 A row is named by every name it was asked for under (``dm = gr``: one configuration, computed
 once and counted once) and, in brackets, by the fields that tell it apart from the other rows of
 its table (``cce [budget.epochs=3]``). Each section states the budget of every row and marks the
-rows whose method trains on privileged data (a trusted clean subset, a strong view).
+rows whose method trains on privileged data (a trusted clean subset, a strong view). A grid entry
+with a preset per noise rate (``gr@0:cifar10_clean``) is one row across the rates, though its
+setting differs between them by what those presets set: that is what the entry asked for.
 
 Cells are the mean over seeds ± the half-width of its 95 % t-interval; bold marks the best mean
 of a column and every row not significantly worse than it (``benchsuite.stats``); the average
@@ -100,10 +102,24 @@ def _shown(value: Any) -> str:
 
 
 def _name_label(name: dict[str, Any], varying: list[str]) -> str:
+    """``method@preset (k=v, ...)``; a key a name does not fix (its preset per noise rate sets it)
+    is left out."""
     label = name["method"] + (f"@{name['preset']}" if name.get("preset") else "")
-    if varying:
-        label += " (" + ", ".join(f"{k}={name['params'].get(k)}" for k in varying) + ")"
+    shown = [k for k in varying if k in name["params"]]
+    if shown:
+        label += " (" + ", ".join(f"{k}={name['params'][k]}" for k in shown) + ")"
     return label
+
+
+def _params_varying(names: list[dict[str, Any]]) -> list[str]:
+    """The parameters that tell a method's names apart: those that vary between its plain names
+    (a missing key counts as a value), and those whose value differs among the names that fix it
+    (a name with a preset per noise rate leaves out what the presets set)."""
+    varying = set(_varying([n["params"] for n in names if not _per_rate(n)]))
+    for key in {k for n in names for k in n["params"]}:
+        if len({json.dumps(n["params"][key], sort_keys=True) for n in names if key in n["params"]}) > 1:
+            varying.add(key)
+    return sorted(varying)
 
 
 def setting_labels(settings: dict[str, dict[str, Any]], names: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
@@ -111,7 +127,7 @@ def setting_labels(settings: dict[str, dict[str, Any]], names: dict[str, list[di
     vary between the settings of that method name), then in brackets the fields that vary within
     the table (the method's code and version only between settings of the same method)."""
     all_names = [n for entries in names.values() for n in entries]
-    params_varying = {m: _varying([n["params"] for n in all_names if n["method"] == m]) for m in {n["method"] for n in all_names}}
+    params_varying = {m: _params_varying([n for n in all_names if n["method"] == m]) for m in {n["method"] for n in all_names}}
     contexts = {key: _context(s) for key, s in settings.items()}
     context_varying = _varying(list(contexts.values()))
     by_method: dict[str, list[dict[str, Any]]] = {}
@@ -128,16 +144,61 @@ def setting_labels(settings: dict[str, dict[str, Any]], names: dict[str, list[di
     return {k: f"{v} #{hashlib.sha256(k.encode()).hexdigest()[:6]}" if repeated[v] > 1 else v for k, v in labels.items()}
 
 
-def row_labels(runs: pd.DataFrame) -> pd.Series:
-    """The row label of every run (see ``setting_labels``); ``runs`` as ``normalise_runs`` returns."""
-    settings = {key: json.loads(key) for key in sorted(set(runs.setting))}
-    names: dict[str, list[dict[str, Any]]] = {key: [] for key in settings}
-    for key, entries in zip(runs.setting, runs.names):
-        for name in json.loads(entries):
-            if name not in names[key]:
-                names[key].append(name)
+def _per_rate(name: dict[str, Any]) -> bool:
+    """Whether a name was asked for with a preset per noise rate (``imae@0:clean,noisy``)."""
+    return ":" in (name.get("preset") or "")
+
+
+def _rate_dependent(params_by_rate: dict[float, list[dict[str, Any]]]) -> set[str]:
+    """Keys whose values differ between noise rates: what a preset per noise rate sets."""
+    by_rate = [{k: sorted({json.dumps(p.get(k), sort_keys=True) for p in ps}) for k in {k for p in ps for k in p}} for ps in params_by_rate.values()]
+    keys = {k for values in by_rate for k in values}
+    return {k for k in keys if len({json.dumps(values.get(k)) for values in by_rate}) > 1}
+
+
+def _per_rate_rows(runs: pd.DataFrame) -> tuple[list[tuple[int, str]], dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """The rows of the names asked for with a preset per noise rate: one per name and rest of the
+    setting, with the parameters its presets do not set per rate; names whose rows hold the same
+    runs at every rate share one row. Returns (run position, row key) pairs, settings and names."""
+    entries: dict[str, dict[str, Any]] = {}
+    for position, (rate, cell, names, setting) in enumerate(zip(runs.noise_rate, runs.cell_hash, runs.names, runs.setting)):
+        rest = {k: v for k, v in json.loads(setting).items() if k != "method_params"}
+        for name in filter(_per_rate, json.loads(names)):
+            key = json.dumps({"name": [name["method"], name["preset"]], "rest": rest}, sort_keys=True)
+            entry = entries.setdefault(key, {"rest": rest, "name": name, "params": {}, "positions": [], "cells": set()})
+            entry["params"].setdefault(rate, []).append(name["params"])
+            entry["positions"].append(position)
+            entry["cells"].add((rate, cell))
+    by_cells: dict[tuple[Any, ...], str] = {}
+    pairs: list[tuple[int, str]] = []
+    settings: dict[str, dict[str, Any]] = {}
+    row_names: dict[str, list[dict[str, Any]]] = {}
+    for key, entry in sorted(entries.items()):
+        dependent = _rate_dependent(entry["params"])
+        params = {k: v for k, v in entry["name"]["params"].items() if k not in dependent}
+        row = by_cells.setdefault(tuple(sorted(entry["cells"])), key)
+        settings.setdefault(row, {**entry["rest"], "method_params": params})
+        row_names.setdefault(row, []).append({**entry["name"], "params": params})
+        pairs += [(position, row) for position in entry["positions"]]
+    return sorted(set(pairs)), settings, row_names
+
+
+def labelled_rows(runs: pd.DataFrame, column: str = "label") -> pd.DataFrame:
+    """``runs`` (as ``normalise_runs`` returns them), each with its table row's label in
+    ``column`` (see ``setting_labels``). A run asked for under a preset per noise rate belongs to
+    that entry's row, which spans the rates with their different settings; a run asked for under
+    a plain name too (``gr`` beside ``gr@0:cifar10_clean`` at r = 0.4) appears in both rows."""
+    pairs, settings, names = _per_rate_rows(runs)
+    for position, (entries, setting) in enumerate(zip(runs.names, runs.setting)):
+        plain = [n for n in json.loads(entries) if not _per_rate(n)]
+        if plain:
+            settings.setdefault(setting, json.loads(setting))
+            known = names.setdefault(setting, [])
+            known += [n for n in plain if n not in known]
+            pairs.append((position, setting))
     labels = setting_labels(settings, names)
-    return runs.setting.map(labels)
+    pairs.sort()
+    return runs.iloc[[position for position, _ in pairs]].assign(**{column: [labels[key] for _, key in pairs]})
 
 
 def validation_column(metric: str) -> str:
@@ -506,7 +567,7 @@ def _section(task: str, kind: str, group: pd.DataFrame, select: str) -> list[str
         candidates = _by_name(group)
         group = select_on_validation(group, selection_metric, metrics.get(selection_metric, {}).get("higher_is_better", True))
     else:
-        group = group.assign(label=row_labels(group))
+        group = labelled_rows(group)
     rates = sorted(group.noise_rate.unique().tolist())
     marks = _privileged(group)
     out = ["", f"## {task} — {kind} noise" if kind != "none" else f"## {task} — no synthetic noise", "", _budget_line(group)]

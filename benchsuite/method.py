@@ -6,8 +6,13 @@ Two levels, one interface for the engine:
   autograd gradient w.r.t. the logits is exactly the method's gradient; ``compute`` may also return
   per-example weights so that the engine can record the method's emphasis.
 * ``Method``: implement ``train_step(ctx, batch)`` for methods that need the whole step (a trusted
-  set, several forwards, meta-gradients, an EMA model for evaluation). ``LossMethod`` is just the
-  ``Method`` whose step is "forward, loss, backward, optimiser step".
+  set, several forwards, meta-gradients). ``LossMethod`` is just the ``Method`` whose step is
+  "forward, loss, backward, optimiser step".
+
+Every method is scored the same way: on its predictor, ``eval_model`` (the trained network, or
+e.g. DivideMix's ensemble of its two networks), or, when the grid asks, on an EMA of that
+predictor's weights, for every method alike (``benchsuite.averaging``). A method never scores
+itself on an average of its weights of its own.
 """
 
 from __future__ import annotations
@@ -28,7 +33,10 @@ if TYPE_CHECKING:
 
 #: How a batch loss combines its examples' losses ℓ_i; the contract checks hold a method to it.
 #: ``mean``: batch gradient of example i is ∇ℓ_i / N. ``sum``: ∇ℓ_i. ``weight_sum`` (derivative
-#: normalisation): ∇ℓ_i / Σ_j ‖∇ℓ_j‖₁, so the examples' gradient L1 norms sum to 1.
+#: normalisation): ∇ℓ_i / Σ_j W_j, where W_j is example j's prescribed weight
+#: (``LossMethod.normalising_weights``; by default ‖∇ℓ_j‖₁, and then the examples' gradient L1 norms
+#: sum to 1). A method whose gradient saturates below its prescribed weight (DM's ε:
+#: ‖∇ℓ_j‖₁ = W_j·sat_j) has a batch L1 mass below 1 that vanishes once the batch is fitted.
 BatchReduction = Literal["mean", "sum", "weight_sum"]
 
 
@@ -135,7 +143,7 @@ class Method(Configurable, abc.ABC):
         return optimizer, RecipeSchedule(optimizer, recipe, total_steps)
 
     def start(self, ctx: "TrainContext") -> None:
-        """Called once before the first step (allocate state, e.g. an EMA copy of the model, or a
+        """Called once before the first step (allocate state, e.g. per-example buffers, or a
         second network from ``ctx.new_model()`` with its own optimiser)."""
 
     def start_epoch(self, ctx: "TrainContext") -> None:
@@ -148,7 +156,11 @@ class Method(Configurable, abc.ABC):
         """One optimisation step on ``batch``. Use ``ctx.autocast()`` and ``ctx.optimize(loss)``."""
 
     def eval_model(self, ctx: "TrainContext") -> nn.Module:
-        """The model to evaluate (e.g. an EMA of the weights); by default the trained model."""
+        """The method's predictor, which the engine evaluates: by default the trained model; a
+        method that trains several networks and predicts with them together returns that
+        ensemble (DivideMix). The same module throughout the run (the grid's ``eval_ema``
+        averages its weights), and never an average of the weights kept by the method itself:
+        whether every method is scored on an EMA is the grid's choice."""
         return ctx.model
 
     def end_epoch(self, ctx: "TrainContext", metrics: dict[str, float]) -> dict[str, float]:
@@ -191,6 +203,13 @@ class LossMethod(Method):
         reduction. When given, the contract checks (``benchsuite.testing``) compare it in float64
         with autograd of ``loss`` (scaled as ``batch_reduction`` says), and the reported weights
         with its per-example L1 norms. ``None``: not declared, those checks are skipped."""
+        return None
+
+    def normalising_weights(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
+        """Optional closed form of W_i (N,), the weights whose batch sum divides the gradient under
+        ``batch_reduction = "weight_sum"``. ``None``: the L1 norms of ``example_gradient``. Declare it
+        when the applied gradient saturates below the prescribed weight (DM's ε), so the contract
+        checks hold the method to the raw-weight normalisation."""
         return None
 
     def train_step(self, ctx: "TrainContext", batch: "Batch") -> StepOutput:

@@ -103,14 +103,14 @@ def plot_epoch_curves(means: Any, columns: list[tuple[str, str]], rate: float, o
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
-    from .leaderboard import normalise_runs, row_labels
+    from .leaderboard import labelled_rows, normalise_runs
 
     at_rate = means[(means.noise_rate - rate).abs() < 1e-9]
     if at_rate.empty:
         raise ValueError(f"no curves at noise rate {rate:g} to plot")
     if "row" not in at_rate:
         at_rate = at_rate.astype({"preset": object}).assign(task_params="{}")
-        at_rate = at_rate.assign(row=row_labels(normalise_runs(at_rate.where(at_rate.preset.notna(), at_rate.fillna({"preset": ""})))))
+        at_rate = labelled_rows(normalise_runs(at_rate.where(at_rate.preset.notna(), at_rate.fillna({"preset": ""}))), "row")
     colours = colormaps["tab20"].colors
     fig = Figure(figsize=(5.0 * len(columns), 4.8), layout="constrained")
     axes = fig.subplots(1, len(columns), squeeze=False)[0]

@@ -66,7 +66,6 @@ def machine(device: str) -> dict[str, Any]:
         "device_name": cpu_model(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
     }
@@ -76,5 +75,8 @@ def machine(device: str) -> dict[str, Any]:
 
 
 def provenance(device: str, plugins: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Everything needed to say how a run was produced (the date is the run's own)."""
-    return {**machine(device), "plugins": plugins, "command": " ".join(sys.argv)}
+    """Everything needed to say how a run was produced (the date is the run's own). The thread
+    count is read now, not cached with the machine: a process may change it between cells."""
+    import torch
+
+    return {**machine(device), "torch_threads": torch.get_num_threads(), "plugins": plugins, "command": " ".join(sys.argv)}

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from .grid import load_grid_file
-from .leaderboard import mean_ci_cell, normalise_runs, row_labels
+from .leaderboard import labelled_rows, mean_ci_cell, normalise_runs
 
 #: Run columns a published export drops: the full spec repeats the identity columns beside it.
 DROPPED_COLUMNS = ("spec",)
@@ -90,7 +90,7 @@ def curve_means(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     """Per board row (``row``, labelled as in the leaderboard), noise rate and epoch: the mean over
     completed seeds of the task's leaderboard metrics and of ``PLOTTED_CURVES``."""
     runs = normalise_runs(runs)
-    labelled = pd.concat([g.assign(row=row_labels(g)) for _, g in runs.groupby(["task", "noise_kind"], sort=True)])
+    labelled = pd.concat([labelled_rows(g, "row") for _, g in runs.groupby(["task", "noise_kind"], sort=True)])
     completed = labelled[labelled.status == "completed"]
     metrics = sorted({m for i in completed["info"] for m in json.loads(i).get("leaderboard_metrics", [])})
     columns = [c for c in (*metrics, *PLOTTED_CURVES) if c in curves]
@@ -168,7 +168,7 @@ def _measured_rows(runs: pd.DataFrame, board: str, task: str, kind: str, metric:
     same = normalise_runs(runs[(runs.task == task) & (runs.noise_kind == kind)])
     if metric not in same or same.empty:
         return rows
-    same = same.assign(label=row_labels(same))
+    same = labelled_rows(same)
     same = same[same.status == "completed"]
     for label, setting_runs in same.groupby("label", sort=True):
         cells = {}

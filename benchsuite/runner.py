@@ -139,7 +139,7 @@ def execute_cell(
         versions = {}
     record.started_at, record.finished_at = started, utc_now()
     record.duration_s = time.perf_counter() - tic
-    record.provenance = {**provenance(str(torch_device), versions), "pid": os.getpid()}
+    record.provenance = {**provenance(str(torch_device), versions), **record.provenance, "pid": os.getpid()}
     return record
 
 

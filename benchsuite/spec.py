@@ -12,7 +12,9 @@ from typing import Any, Literal
 #: computes, so that no stored cell is served from the old code. Plugins are covered by their
 #: code fingerprints (``benchsuite.fingerprint``) and their declared ``version``.
 #: 2: canonical training identities, code fingerprints and this version in the cell identity.
-RESULTS_VERSION = "2"
+#: 3: the global generators re-seeded right before the model is built; no method chooses the
+#: evaluated model (an EMA of the weights is the grid's ``eval_ema``, for every method alike).
+RESULTS_VERSION = "3"
 
 #: Identity fields that say which code computed a cell, not what it computes: a stored run that
 #: differs from a cell only in these is the same experiment run by other code (``stale``).
@@ -58,12 +60,19 @@ class CellSpec:
     method_code: str = ""
     task_code: str = ""
     results_version: str = ""
+    #: Score the method on an EMA of its weights with this decay (``benchsuite.averaging``); None: off.
+    eval_ema: float | None = None
+    #: Deterministic kernels (``benchsuite.reproducibility``): how the cell runs, not what it
+    #: computes, so, like the device and thread count, recorded in its provenance, not hashed.
+    deterministic: bool = False
 
     def identity(self) -> dict[str, Any]:
         """Everything that defines the cell's results; its hash is the cell's key in the store."""
         data = asdict(self)
-        for name in ("task_options", "preset", "trains", "trains_params"):
+        for name in ("task_options", "preset", "trains", "trains_params", "deterministic"):
             del data[name]
+        if self.eval_ema is None:  # off: the identity cells had before the option existed
+            del data["eval_ema"]
         if self.trains:
             data["method"], data["method_params"] = self.trains, self.trains_params
         return data
@@ -88,7 +97,8 @@ class CellSpec:
         """Short human label, e.g. ``gce(q=0.7) · digits · symmetric 0.4 · seed 1``."""
         params = ",".join(f"{k}={v}" for k, v in self.method_params.items())
         method = f"{self.method}@{self.preset}" if self.preset else self.method
-        return f"{method}({params}) · {self.task} · {self.noise_kind} {self.noise_rate:g} · seed {self.seed}"
+        scored = f" · EMA {self.eval_ema:g}" if self.eval_ema is not None else ""
+        return f"{method}({params}) · {self.task} · {self.noise_kind} {self.noise_rate:g} · seed {self.seed}{scored}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,5 +1,6 @@
 """`benchsuite run` end to end: storing, resuming after SIGKILL and Ctrl-C, concurrent drivers, bad input."""
 
+import json
 import os
 import re
 import signal
@@ -176,3 +177,32 @@ def test_a_quick_try_does_not_land_in_the_main_database(tmp_path, monkeypatch):
     grid.write_text('seeds = [0]\nmethod = ["cce"]\ntask = ["digits{width = 16}"]\n[noise]\nkind = "none"\n[budget]\nepochs = 1\n')
     assert CliRunner().invoke(main, ["run", str(grid), "--no-progress"]).exit_code == 0
     assert (tmp_path / "benchsuite-results" / "mine" / "results.sqlite").is_file()
+
+
+def test_run_scores_on_an_ema_deterministically_with_presets_per_noise_rate(tmp_path):
+    results = tmp_path / "results.sqlite"
+    result = run_cli(
+        "run", "-m", "imae@0:clean,noisy", "-t", "digits{width = 16}", "--noise", "symmetric:0,0.4", "--epochs", "2",
+        "--seeds", "0", "--eval-ema", "0.99", "--deterministic", "--results", str(results), "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    runs = to_dataframe(results).sort_values("noise_rate")
+    assert list(runs.preset) == ["0:clean,noisy"] * 2 and list(runs.status) == ["completed"] * 2
+    specs = runs.spec.map(json.loads)
+    assert [s["method_params"]["T"] for s in specs] == [0.5, 8.0]
+    assert all(s["eval_ema"] == 0.99 and s["deterministic"] for s in specs)
+    provenance = runs.provenance.map(json.loads)
+    assert all(p["reproducibility"]["deterministic"] for p in provenance)
+    assert "| imae@0:clean,noisy |" in result.stdout  # one row for both rates
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--eval-ema", "1.5"], "Invalid value for '--eval-ema'"),
+        (["-m", "imae@0.3:clean"], 'method[1].preset."0.3": this grid runs no noise rate 0.3 (it runs: 0.4)'),
+    ],
+)
+def test_bad_run_options_exit_2_naming_them(tmp_path, args, message):
+    result = run_cli("run", *SMALL, *args, "--dry-run", "--results", str(tmp_path / "r.sqlite"))
+    assert result.returncode == 2 and message in result.stderr, result.stderr

@@ -12,6 +12,7 @@ from benchsuite.method import StepOutput
 from benchsuite.runner import execute_cell
 from benchsuite.spec import CellSpec
 from benchsuite.task import Batch, NoiseRecord, PreparedData, TensorTrainSource
+from benchsuite_plugins.digits.digits import Digits
 
 CPU = torch.device("cpu")
 
@@ -124,3 +125,46 @@ def test_recipe_schedules_set_the_rate_of_every_step():
     assert rates(inv, 3) == pytest.approx([0.01 * (1 + 1e-5 * t) ** -0.75 for t in range(3)])
     cosine = Recipe(epochs=1, batch_size=1, lr=1.0, schedule="cosine")
     assert rates(cosine, 4) == pytest.approx([1.0, 0.853553, 0.5, 0.146447], abs=1e-6)
+
+
+def test_weight_average_follows_the_reference_ramp_and_evaluates_with_live_buffers():
+    from benchsuite.averaging import WeightAverage
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    average = WeightAverage(model, decay=0.999)
+    start = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    average.update()  # first update: decay min(0.999, (1 + 1)/(10 + 1))
+    for a, old, live in zip(average.evaluated().parameters(), start, model.parameters()):
+        torch.testing.assert_close(a, 2 / 11 * old + 9 / 11 * live.detach())
+    model.train()(torch.randn(8, 3))  # moves the BatchNorm running statistics
+    torch.testing.assert_close(average.evaluated()[1].running_mean, model[1].running_mean)
+    for _ in range(10_000):
+        average.update()
+    assert min(0.999, (1 + average.updates) / (10 + average.updates)) == 0.999
+    with pytest.raises(ValueError, match="must lie in"):
+        WeightAverage(model, 1.0)
+
+
+class RecordsEvaluatedModel(Digits):
+    name = "records_evaluated_model"
+    evaluated: list = []
+
+    def evaluate(self, model, data, device):
+        RecordsEvaluatedModel.evaluated.append([p.detach().clone() for p in model.parameters()])
+        return super().evaluate(model, data, device)
+
+
+def test_eval_ema_scores_every_method_on_the_average_of_its_weights():
+    task = RecordsEvaluatedModel(width=16)
+    for method in ("cce", "ieg", "dividemix"):  # a loss method, step-level ones, an ensemble alike
+        RecordsEvaluatedModel.evaluated = []
+        plain = train(benchsuite.load_method(method), task, spec(epochs=2, method=method), CPU)
+        trained = RecordsEvaluatedModel.evaluated[-1]
+        RecordsEvaluatedModel.evaluated = []
+        averaged = train(benchsuite.load_method(method), task, spec(epochs=2, method=method, eval_ema=0.9), CPU)
+        assert not all(torch.equal(a, b) for a, b in zip(RecordsEvaluatedModel.evaluated[-1], trained)), method
+        # the same training (the EMA only observes it); only what is evaluated differs
+        assert [r["loss"] for r in averaged.curves] == [r["loss"] for r in plain.curves], method

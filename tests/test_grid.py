@@ -101,6 +101,19 @@ def test_default_grid_is_every_default_method_on_default_tasks():
         ("[[method]]\nparams = {}", "method[0].name: missing or not a string"),
         ("method = ['gce(q=1)']", "method[0]: 'gce(q=1)' is not of the form"),
         ("val_fraction = 1.0", "val_fraction: 1.0 must be a number in [0, 1)"),
+        ("method = ['imae@0.3:clean']\ntask = ['digits']\n[noise]\nkind = 'symmetric'\nrates = [0.0, 0.4]",
+         'method[0].preset."0.3": this grid runs no noise rate 0.3 (it runs: 0, 0.4)'),
+        ("method = ['imae@0:clena']\ntask = ['digits']", 'method[0].preset."0" (imae): imae: unknown preset \'clena\''),
+        ("[[method]]\nname = 'imae'\npreset = { '0' = 'clean', sometimes = 'noisy' }\n[[task]]\nname = 'digits'",
+         "method[0].preset.sometimes: not a noise rate in [0, 1] (or 'default' for every other rate)"),
+        ("[[method]]\nname = 'imae'\npreset = { '0' = 'clean', '0.0' = 'noisy' }\n[[task]]\nname = 'digits'",
+         "method[0].preset.0.0: rate 0 is given twice"),
+        ("[[method]]\nname = 'imae'\npreset = { '0' = 1 }\n[[task]]\nname = 'digits'", "method[0].preset.0: 1 must be a preset name"),
+        ("method = ['cce']\ntask = ['digits@0:x']", "task[0]: 'digits@0:x': presets per noise rate are for methods"),
+        ("executor = 'pool@0:x'", "executors have options, not presets"),
+        ("eval_ema = 1.0", "eval_ema: 1.0 must be an EMA decay in (0, 1), e.g. 0.999"),
+        ("eval_ema = true", "eval_ema: True must be an EMA decay in (0, 1)"),
+        ("deterministic = 'yes'", "deterministic: 'yes' must be true or false"),
     ],
 )
 def test_bad_grid_files_name_the_key_path_and_the_problem(tmp_path, text, expected):
@@ -116,3 +129,61 @@ def test_all_problems_are_reported_at_once(tmp_path):
 def test_missing_grid_file():
     with pytest.raises(GridError, match="no such file"):
         load_grid_file("/nonexistent/grid.toml")
+
+
+def test_parse_presets_per_noise_rate():
+    assert parse_component("imae@0:clean,noisy") == ComponentSpec("imae", "noisy", {}, {0.0: "clean"})
+    assert parse_component("gr@0:cifar10_clean,0.4:cifar10_sym40{eps = 0.0}") == ComponentSpec(
+        "gr", None, {"eps": 0.0}, {0.0: "cifar10_clean", 0.4: "cifar10_sym40"}
+    )
+    assert parse_component("imae@0:clean,noisy").preset_label() == "0:clean,noisy"
+    with pytest.raises(ValueError, match="two presets for rate 0"):
+        parse_component("imae@0:clean,0:noisy")
+    with pytest.raises(ValueError, match="two presets for the other rates"):
+        parse_component("imae@clean,noisy")
+    with pytest.raises(ValueError, match=r"preset\.1\.5: not a noise rate in \[0, 1\]"):
+        parse_component("imae@1.5:clean")
+    with pytest.raises(ValueError, match="an empty item"):
+        parse_component("imae@0:")
+
+
+def test_a_method_gets_its_preset_per_noise_rate(tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text(
+        """
+seeds = [0]
+[[method]]
+name = "gr"
+preset = { "0" = "cifar10_clean" }
+[[method]]
+name = "imae"
+preset = { "0.0" = "clean", default = "noisy" }
+params = { eps = 0.0 }
+[[task]]
+name = "digits"
+[noise]
+kind = "symmetric"
+rates = [0.0, 0.4]
+"""
+    )
+    cells = {(c.method, c.noise_rate): c for c in expand(load_grid_file(path), get_host()).cells}
+    assert len(cells) == 4
+    assert (cells["gr", 0.0].method_params["lam"], cells["gr", 0.0].method_params["beta"]) == (0.0, 2.0)  # GR Table 2
+    assert (cells["gr", 0.4].method_params["lam"], cells["gr", 0.4].method_params["beta"]) == (0.5, 8.0)  # defaults
+    assert cells["imae", 0.0].method_params == {"T": 0.5, "eps": 0.0, "normalize": "batch_sum"}
+    assert cells["imae", 0.4].method_params["T"] == 8.0 and cells["imae", 0.4].method_params["eps"] == 0.0
+    assert {c.preset for c in cells.values()} == {"0:cifar10_clean", "0:clean,noisy"}  # one label per entry: one row
+    command_line = expand(grid_from_dict({"method": ["imae@0:clean,noisy{eps = 0.0}"], "task": ["digits"], "seeds": [0],
+                                          "noise": {"kind": "symmetric", "rates": [0.0, 0.4]}}), get_host()).cells
+    assert {(c.noise_rate, c.cell_hash) for c in command_line} == {(r, cells["imae", r].cell_hash) for r in (0.0, 0.4)}
+
+
+def test_eval_ema_is_part_of_the_cell_identity_and_deterministic_is_not():
+    host = get_host()
+    base = {"method": ["cce"], "task": ["digits"], "seeds": [0]}
+    plain = expand(grid_from_dict(base), host).cells[0]
+    ema = expand(grid_from_dict({**base, "eval_ema": 0.999}), host).cells[0]
+    strict = expand(grid_from_dict({**base, "deterministic": True}), host).cells[0]
+    assert "eval_ema" not in plain.identity()  # off: the hash cells had before the option existed
+    assert ema.eval_ema == 0.999 and ema.cell_hash != plain.cell_hash and "EMA 0.999" in ema.label()
+    assert strict.deterministic and strict.cell_hash == plain.cell_hash

@@ -187,3 +187,29 @@ def test_an_export_without_the_setting_columns_still_renders(fixed_db, tmp_path)
     runs = to_dataframe(fixed_db)
     old = runs.drop(columns=["names", "setting"])
     assert render(old) == render(runs)  # this database's rows differ by method and parameters only
+
+
+def test_a_preset_per_noise_rate_is_one_row_beside_the_plain_name(tmp_path):
+    """gr@0:cifar10_clean runs GR's clean setting at r = 0 and its defaults at r = 0.4, where its
+    cell is plain gr's (and dm@0:cifar10_clean's: the same weighting). One row for the per-rate
+    entries (named by both), spanning both rates; plain gr keeps its own row and shares the
+    r = 0.4 runs with it."""
+    from benchsuite.grid import expand, grid_from_dict
+    from benchsuite.plugins import get_host
+
+    grid = grid_from_dict({
+        "method": ["gr", "gr@0:cifar10_clean", "dm@0:cifar10_clean"], "task": ["digits"], "seeds": [0, 1],
+        "noise": {"kind": "symmetric", "rates": [0.0, 0.4]},
+    })  # fmt: skip
+    expansion = expand(grid, get_host())
+    assert len(expansion.cells) == 2 * 3  # per seed: gr at r = 0, the clean setting at r = 0, r = 0.4 shared
+    records = []
+    for cell in expansion.cells:
+        acc = 0.7 if cell.noise_rate else (0.95 if cell.method_params["lam"] == 0.0 else 0.9)
+        record = make_record(cell.method, cell.method_params, cell.noise_rate, cell.seed, [acc + 0.01 * cell.seed])
+        record.spec = cell
+        records.append(record)
+    rows = _rows(render(_store_records(tmp_path / "per_rate.sqlite", records, expansion.names)))
+    assert rows["dm@0:cifar10_clean = gr@0:cifar10_clean"][:2] == ["**95.50 ± 6.35 (2)**", "**70.50 ± 6.35 (2)**"]
+    assert rows["gr"][:2] == ["90.50 ± 6.35 (2)", "**70.50 ± 6.35 (2)**"]
+    assert len(rows) == 2

@@ -124,16 +124,83 @@ def test_dn_variant_is_the_loss_gradient_divided_by_the_batch_weight_sum(batch):
     torch.testing.assert_close(batch_gradient(benchsuite.load_method("gce_dn"), logits, targets), expected)
 
 
-def test_dm_gradient_is_the_rescaled_cross_entropy_gradient(batch):
-    """∇ = w/(2(1 − p_y) + ε)·(p − e_y) / Σ_j w_ε,j — the authors' formula, weight detached."""
-    logits, targets = batch
-    beta, lam, eps = 8.0, 0.5, 1e-8
+def authors_gradient(logits, targets, weight_of, eps=1e-8):
+    """The authors' derivative-normalised gradient, written out on its own as the reference:
+    example i gets c_i·(p_i − e_y) with c_i = w_i / (2(1 − p_y,i) + ε) / Σ_j w_j, the raw weights
+    summed in the denominator (DM and IMAE authors' PyTorch code). 1 − p_y is summed from the other
+    classes' probabilities, so it stays exact where 1 − softmax_y would round to 0 (margin 60)."""
     p = logits.softmax(1)
-    p_y = p.gather(1, targets[:, None])
-    w = torch.exp(beta * p_y**lam * (1 - p_y))
-    applied = w * 2 * (1 - p_y) / (2 * (1 - p_y) + eps)
-    expected = w / (2 * (1 - p_y) + eps) * (p - torch.nn.functional.one_hot(targets, 10)) / applied.sum()
-    torch.testing.assert_close(batch_gradient(benchsuite.load_method("dm"), logits, targets), expected, rtol=1e-12, atol=0)
+    target = torch.nn.functional.one_hot(targets, logits.shape[1]).bool()
+    others = p.masked_fill(target, 0.0)
+    one_minus_p = others.sum(1)
+    direction = others - target * one_minus_p[:, None]  # p − e_y
+    w = weight_of(1 - one_minus_p, one_minus_p)
+    return (w / (2 * one_minus_p + eps) / w.sum())[:, None] * direction
+
+
+def gr_weight(beta, lam):
+    return lambda p, one_minus_p: torch.exp(beta * p**lam * one_minus_p)
+
+
+def margin_batch(margins, num_classes=10):
+    """Each example's target logit ``margin`` above the other classes' 0."""
+    targets = torch.arange(len(margins)) % num_classes
+    logits = torch.zeros(len(margins), num_classes, dtype=torch.float64)
+    logits[torch.arange(len(margins)), targets] = torch.as_tensor(margins, dtype=torch.float64)
+    return logits, targets
+
+
+@pytest.mark.parametrize(
+    "name, params, weight_of",
+    [
+        ("gr", {}, gr_weight(8.0, 0.5)),
+        ("gr", {"beta": 12.0, "lam": 2.0}, gr_weight(12.0, 2.0)),
+        ("dm", {"beta": 16.0, "lam": 1.0}, gr_weight(16.0, 1.0)),
+        ("imae", {}, gr_weight(8.0, 1.0)),
+        ("dm", {"family": "normal", "psi": 0.3, "beta": 6.0}, lambda p, q: torch.exp(-6.0 * p * (p - 0.6))),
+        ("dm", {"family": "beta", "alpha": 1.7, "eta": 2.5}, lambda p, q: p**0.7 * q**1.5),
+    ],
+)
+@pytest.mark.parametrize("where", ["spread", "fitted", "mixed"])
+def test_dm_gradient_is_the_authors_formula(name, params, weight_of, where, batch):
+    """float64 autograd of our loss against the reference: a trained-network-like batch, a batch
+    fitted at logit margins 30-60 (where the normalisation decides everything), and a mix."""
+    if where == "spread":
+        logits, targets = batch
+    else:
+        margins = [30.0, 35.0, 45.0, 60.0] if where == "fitted" else [60.0, 30.0, 2.0, -1.0]
+        logits, targets = margin_batch(margins)
+    expected = authors_gradient(logits, targets, weight_of)
+    got = batch_gradient(benchsuite.load_method(name, **params), logits, targets)
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("margin, authors", [(30.0, 1.7e-4), (60.0, 1.6e-17)])
+def test_a_fitted_batch_gets_a_vanishing_gradient(margin, authors):
+    """Batch-gradient L1 mass of gr (defaults) on a batch whose examples all sit at a logit margin of
+    30 (60) over 9 other classes: 1.7e-4 (1.6e-17), as the authors' formula gives; dividing by the
+    sum of the ε-saturated weights instead (this suite's former normalisation) gives 1.0."""
+    logits, targets = margin_batch([margin] * 8)
+    mass = batch_gradient(benchsuite.load_method("gr"), logits, targets).abs().sum().item()
+    assert mass == pytest.approx(authors, rel=0.02)
+    reference = authors_gradient(logits, targets, gr_weight(8.0, 0.5))
+    assert mass == pytest.approx(reference.abs().sum().item(), rel=1e-9)
+    one_minus_p = 9 * math.exp(-margin) / (1 + 9 * math.exp(-margin))
+    saturation = 2 * one_minus_p / (2 * one_minus_p + 1e-8)
+    assert mass == pytest.approx(saturation, rel=1e-6)  # equal weights: the mass is the saturation itself
+    # the former normalisation: ε folded into each weight, then divided by the sum of the folded weights
+    applied = reference.abs().sum(1)  # w_i·sat_i / Σ w
+    former = reference / applied.sum()
+    assert former.abs().sum().item() == pytest.approx(1.0, rel=1e-12)
+
+
+def test_mean_normalisation_divides_the_saturated_weights_by_the_batch_size(batch):
+    logits, targets = batch
+    p_y = logits.softmax(1).gather(1, targets[:, None]).squeeze(1)
+    raw_sum = gr_weight(8.0, 0.5)(p_y, 1 - p_y).sum()
+    expected = authors_gradient(logits, targets, gr_weight(8.0, 0.5)) * raw_sum / len(p_y)
+    got = batch_gradient(benchsuite.load_method("gr", normalize="mean"), logits, targets)
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=0)
 
 
 def test_eps_makes_the_gradient_of_fitted_examples_vanish():
@@ -198,6 +265,9 @@ def test_dm_refuses_parameters_its_family_ignores():
         ("dm", "imdb_imbalance", {"lam": 0.3, "beta": 6.5}),
         ("imae", "noisy", {"T": 8.0}),
         ("imae", "clean", {"T": 0.5}),
+        ("gr", "cifar10_clean", {"lam": 0.0, "beta": 2.0}),
+        ("gr", "paper_text", {"normalize": "mean"}),
+        ("imae", "paper_text", {"normalize": "mean"}),
         ("sl", "cifar10", {"alpha": 0.1, "beta": 1.0}),
         ("sl", "cifar100", {"alpha": 6.0, "beta": 0.1}),
         ("sl", "paper", {"log_zero": -4.0}),
@@ -225,3 +295,11 @@ def test_weight_curves_figure(tmp_path, suffix):
 def test_weight_curves_refuse_unknown_formats(tmp_path):
     with pytest.raises(ValueError, match="must end in one of .png, .svg, .pdf"):
         plot_weight_curves(["cce"], tmp_path / "w.jpg")
+
+
+@pytest.mark.parametrize("name", ["gr", "dm", "imae"])
+def test_the_published_runs_decide_the_default_normalisation(name):
+    """The papers' tables come from the authors' derivative-normalised code: batch_sum by default."""
+    assert benchsuite.load_method(name).normalize == "batch_sum"
+    if name != "dm":
+        assert benchsuite.load_method(name, preset="paper_text").normalize == "mean"
