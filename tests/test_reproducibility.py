@@ -26,7 +26,8 @@ CPU = torch.device("cpu")
 #: Every built-in method: loss methods, the derivative-normalised family, the step-level ones.
 BUILTINS = [
     "cce", "cce_dn", "mae", "mae_dn", "mse", "mse_dn", "gce", "gce_dn", "gce_truncated", "sl", "gr", "dm", "imae", "ieg",
-    "coteaching", "elr", "dividemix",
+    "coteaching", "elr", "dividemix", "trusted_only", "cce_trusted",
+    "bootstrap_soft", "bootstrap_hard", "label_smoothing", "forward", "nce_rce", "mixup",
 ]
 TINY = {"epochs": 2, "batch_size": 256}  # digits: 5 steps per epoch; gce_truncated prunes after epoch 1
 #: So that the tiny budget reaches every phase of a method (DivideMix divides the data after its warm-up).
