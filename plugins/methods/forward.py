@@ -28,7 +28,9 @@ Where T comes from (``transition``):
   of T̂ is close to the same unfitted prediction, the corrected loss has almost no gradient, and
   the model stays at chance (12 epochs: 84%). The
   curves show the CCE model before the switch (diagnostic ``forward_phase`` 0) and the corrected
-  one after (1); a best-epoch figure may come from either.
+  one after (1); a best-epoch figure may come from either. Under the engine's ``eval_ema`` the
+  average runs on across the switch: with its ramped decay (1 + t)/(10 + t), the warm-up model's
+  share of the averaged weights has fallen below 1e-4 by the end of a default ``digits`` cell.
 * ``oracle``: the realised T, counted from the true and the noisy labels of the training set
   (where the truth is known), from the first step: the paper's "forward T" rows with the true T.
 * ``symmetric``: the T of symmetric noise at ``flip_rate``, (1 − ρ)·I + ρ/(C − 1)·(J − I), for any
