@@ -25,10 +25,11 @@ import torch
 from torch import nn
 
 from .averaging import WeightAverage
+from .checkpoint import CellCheckpoint, TrainingState
 from .method import Method, StepOutput
 from .reproducibility import cell_random_state, conditions, kernel_settings, seed_global_rngs
 from .spec import CellSpec, RunRecord
-from .task import Batch, PreparedData, PrepareRequest, Recipe, Task
+from .task import Batch, BatchStream, PreparedData, PrepareRequest, Recipe, Task
 
 EpochCallback = Callable[[int, int, dict[str, float]], None]
 
@@ -75,6 +76,8 @@ class TrainContext:
     state: dict[str, Any] = field(default_factory=dict)
     #: The task's model builder (``Task.build_model``), behind ``new_model``.
     model_factory: Callable[[], nn.Module] | None = None
+    #: The batch streams handed out by ``trusted_batches``, in order (saved by checkpoints).
+    streams: list[BatchStream] = field(default_factory=list)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp_dtype is None:
@@ -111,11 +114,13 @@ class TrainContext:
             return self.model_factory().to(self.device)
 
     def trusted_batches(self) -> Iterator[Batch]:
-        """Endless, reshuffled batches of the trusted subset (for methods that need one)."""
+        """Endless, reshuffled batches of the trusted subset (for methods that need one); the
+        context keeps the stream, so checkpoints save where it is in its pass."""
         if self.data.trusted is None:
             raise RuntimeError("this run has no trusted subset; declare requires_trusted_set = True")
-        while True:
-            yield from self.data.trusted.batches(self.generator)
+        stream = BatchStream(self.data.trusted, self.generator)
+        self.streams.append(stream)
+        return stream
 
 
 class EpochStats:
@@ -250,19 +255,32 @@ def train(
     device: torch.device,
     amp: bool | None = None,
     on_epoch: EpochCallback | None = None,
+    checkpoint: CellCheckpoint | None = None,
 ) -> RunRecord:
     """Train ``method`` on ``task`` as ``spec`` says; returns a completed or diverged record.
 
+    With ``checkpoint`` the run resumes from the cell's checkpoint when there is one and writes
+    checkpoints at epoch ends as its policy says (``benchsuite.checkpoint``).
     The process-global random state and kernel settings are the cell's own for the duration of the
     run and restored afterwards (``benchsuite.reproducibility``)."""
     with cell_random_state(spec.seed, device), kernel_settings(spec.deterministic, device):
-        record = _train(method, task, spec, device, amp, on_epoch)
+        record = _train(method, task, spec, device, amp, on_epoch, checkpoint)
         record.provenance["reproducibility"] = conditions(spec.deterministic)
+    if checkpoint is not None:
+        record.provenance["checkpoints"] = checkpoint.provenance()
+        if checkpoint.resumed_from is not None:
+            record.provenance["resumed_from"] = checkpoint.resumed_from
     return record
 
 
 def _train(
-    method: Method, task: Task, spec: CellSpec, device: torch.device, amp: bool | None, on_epoch: EpochCallback | None
+    method: Method,
+    task: Task,
+    spec: CellSpec,
+    device: torch.device,
+    amp: bool | None,
+    on_epoch: EpochCallback | None,
+    checkpoint: CellCheckpoint | None,
 ) -> RunRecord:
     ctx = build_context(method, task, spec, device, amp)
     model, optimizer, scheduler, data, recipe = ctx.model, ctx.optimizer, ctx.scheduler, ctx.data, ctx.recipe
@@ -271,7 +289,9 @@ def _train(
     method.start(ctx)
     average = WeightAverage(method.eval_model(ctx), spec.eval_ema) if spec.eval_ema is not None else None
     num_epochs = recipe.num_epochs(steps_per_epoch)
-    for epoch in range(1, num_epochs + 1):
+    state = TrainingState(ctx, method, average, record.curves)
+    done_epochs = 0 if checkpoint is None else checkpoint.resume(state)
+    for epoch in range(done_epochs + 1, num_epochs + 1):
         ctx.epoch = epoch
         tic = time.perf_counter()
         method.start_epoch(ctx)
@@ -295,6 +315,8 @@ def _train(
         row.update(method.end_epoch(ctx, row))
         row.update(epoch=epoch, step=ctx.step, lr=optimizer.param_groups[0]["lr"], epoch_time=time.perf_counter() - tic)
         record.curves.append(row)
+        if checkpoint is not None and epoch < num_epochs and checkpoint.due():
+            checkpoint.save(state)
         if on_epoch is not None:
             on_epoch(epoch, num_epochs, row)
     return record

@@ -80,6 +80,9 @@ class Method(Configurable, abc.ABC):
     requires_strong_view: ClassVar[bool] = False
     #: Joins the default grid of ``benchsuite run`` with its default parameters.
     in_default_grid: ClassVar[bool] = True
+    #: Attributes that carry training state across steps and epochs, saved in the engine's
+    #: checkpoints by the default ``state_dict`` and restored on resume (see there).
+    state_attributes: ClassVar[tuple[str, ...]] = ()
 
     def applicability(self, task: "Task") -> str | None:
         """``None`` if this method can run on ``task``, else the reason (the cell is reported n/a)."""
@@ -167,6 +170,29 @@ class Method(Configurable, abc.ABC):
         """Called after each epoch's evaluation with its metrics (``val_acc`` among them when the
         run has a validation split); returns method-specific diagnostics to store in the curves."""
         return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The method's own training state, for the engine's checkpoints (``benchsuite.checkpoint``):
+        whatever it carries from one step or epoch to the next that ``start`` does not rebuild
+        from the context (a second network and its optimiser, per-example buffers, counters).
+
+        The default saves the attributes named in ``state_attributes`` (tensors, modules,
+        optimisers, schedules, NumPy generators, plain numbers and strings); a method whose state
+        is of another kind overrides this and ``load_state_dict``. Values must be what
+        ``torch.load(weights_only=True)`` reads: tensors, numbers, strings, None, and lists,
+        tuples and dicts of them. Batches from ``ctx.trusted_batches()`` need nothing: the engine
+        saves their position itself."""
+        from .checkpoint import pack_attributes
+
+        return pack_attributes(self, self.state_attributes)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` saved; called on resume after ``start`` has run again on a
+        freshly built context, so rebuilt state (derived buffers, module references) is in place
+        and only what the run changed since is put back."""
+        from .checkpoint import restore_attributes
+
+        restore_attributes(self, state)
 
     @classmethod
     def describe(cls) -> dict[str, Any]:

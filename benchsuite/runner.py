@@ -30,6 +30,7 @@ from .spec import CellSpec, RunRecord
 from .store import ResultStore
 
 if TYPE_CHECKING:
+    from .checkpoint import CheckpointPolicy
     from .executors import Executor
 
 HEARTBEAT_SECONDS = 30.0
@@ -95,14 +96,18 @@ def execute_cell(
     amp: bool | None = None,
     on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
     timeout: float | None = None,
+    checkpoints: CheckpointPolicy | None = None,
 ) -> RunRecord:
     """Train one cell; never raises for a failure of the run itself (it becomes a ``failed``
     record). After ``timeout`` seconds the run is stopped and recorded as ``timeout``, with the
-    curves of the epochs it finished."""
+    curves of the epochs it finished. With ``checkpoints`` the cell resumes from its checkpoint
+    and writes new ones (``benchsuite.checkpoint``)."""
+    from .checkpoint import CellCheckpoint
     from .engine import resolve_device, train
 
     started, tic = utc_now(), time.perf_counter()
     torch_device = resolve_device(device)
+    checkpoint = None if checkpoints is None else CellCheckpoint(checkpoints, spec)
     rows: list[dict[str, float]] = []
 
     def collect(epoch: int, epochs: int, row: dict[str, float]) -> None:
@@ -116,7 +121,7 @@ def execute_cell(
             method = host.method_class(spec.method)(**spec.method_params)
             task_cls = host.task_class(spec.task)
             task = task_cls(**spec.task_params, **spec.task_options)
-            record = train(method, task, spec, torch_device, amp=amp, on_epoch=collect)
+            record = train(method, task, spec, torch_device, amp=amp, on_epoch=collect, checkpoint=checkpoint)
         record.info.update(
             task_metrics={k: {"higher_is_better": m.higher_is_better, "doc": m.doc} for k, m in task_cls.metrics.items()},
             primary_metric=task_cls.primary_metric,
@@ -127,12 +132,17 @@ def execute_cell(
     except KeyboardInterrupt:
         raise
     except CellTimeout:
+        curves = ([] if checkpoint is None else checkpoint.restored_curves) + rows
         record = RunRecord(
             spec=spec,
             status="timeout",
-            curves=rows,
-            error=f"exceeded the cell timeout of {timeout:g} s in epoch {len(rows) + 1}; stopped by its alarm",
+            curves=curves,
+            error=f"exceeded the cell timeout of {timeout:g} s in epoch {len(curves) + 1}; stopped by its alarm",
         )
+        if checkpoint is not None:
+            record.provenance["checkpoints"] = checkpoint.provenance()
+            if checkpoint.resumed_from is not None:
+                record.provenance["resumed_from"] = checkpoint.resumed_from
         versions = {}
     except Exception as exc:
         record = RunRecord(spec=spec, status="failed", error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")

@@ -108,6 +108,13 @@ class RecipeSchedule:
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
 
+    def state_dict(self) -> dict[str, Any]:
+        """Its position; the rates themselves are in the optimiser's state."""
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps = state["steps"]
+
 
 @dataclass
 class Batch:
@@ -156,11 +163,19 @@ class TensorTrainSource:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def batches(self, generator: torch.Generator) -> Iterator[Batch]:
-        order = torch.randperm(len(self.x), generator=generator, device=generator.device)
-        order = order.to(self.x.device)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            index = order[start : start + self.batch_size]
-            yield Batch(x=self.fresh_view(index, generator), y=self.y[index], index=index)
+        order = self.permutation(generator)
+        for position in range(len(self)):
+            yield self.batch_at(order, position, generator)
+
+    def permutation(self, generator: torch.Generator) -> torch.Tensor:
+        """The order of one pass, drawn from ``generator`` (what ``batches`` draws first)."""
+        return torch.randperm(len(self.x), generator=generator, device=generator.device).to(self.x.device)
+
+    def batch_at(self, order: torch.Tensor, position: int, generator: torch.Generator) -> Batch:
+        """Batch number ``position`` of the pass in ``order``, its view drawn from ``generator``:
+        a pass can be taken up again mid-way (``BatchStream``, checkpoints)."""
+        index = order[position * self.batch_size : (position + 1) * self.batch_size].to(self.x.device)
+        return Batch(x=self.fresh_view(index, generator), y=self.y[index], index=index)
 
     def fresh_view(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The training inputs at ``index`` under a new draw of the augmentation (the inputs
@@ -174,6 +189,47 @@ class TensorTrainSource:
         for start in range(0, len(self.x), batch_size):
             index = torch.arange(start, min(start + batch_size, len(self.x)), device=self.x.device)
             yield Batch(x=self.x[start : start + batch_size], y=self.y[start : start + batch_size], index=index)
+
+
+class BatchStream:
+    """Endless batches of ``source``, reshuffled from ``generator`` at every pass, whose position
+    can be saved and restored (``state_dict``), so that a checkpointed run takes up a pass where
+    it stopped. It draws exactly what ``while True: yield from source.batches(generator)`` draws.
+    Sources that cannot start a pass mid-way (no ``permutation``/``batch_at``) stream through
+    ``batches`` and cannot be saved."""
+
+    def __init__(self, source: TrainSource, generator: torch.Generator) -> None:
+        self.source, self.generator = source, generator
+        self.order: torch.Tensor | None = None
+        self.position = 0
+        self.resumable = hasattr(source, "permutation") and hasattr(source, "batch_at")
+        self._passes: Iterator[Batch] | None = None
+
+    def __iter__(self) -> "BatchStream":
+        return self
+
+    def __next__(self) -> Batch:
+        if not self.resumable:
+            if self._passes is None:
+                self._passes = self._endless()
+            return next(self._passes)
+        source: Any = self.source
+        if self.order is None or self.position >= len(source):
+            self.order, self.position = source.permutation(self.generator), 0
+        self.position += 1
+        return source.batch_at(self.order, self.position - 1, self.generator)
+
+    def _endless(self) -> Iterator[Batch]:
+        while True:
+            yield from self.source.batches(self.generator)
+
+    def state_dict(self) -> dict[str, Any]:
+        if not self.resumable:
+            raise TypeError(f"{type(self.source).__name__} cannot start a pass mid-way (no permutation/batch_at)")
+        return {"order": self.order, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.order, self.position = state["order"], state["position"]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from benchsuite import Metric, Param, PreparedData, Recipe, Task
 from benchsuite.engine import TrainContext, train
 from benchsuite.spec import CellSpec
 from benchsuite.task import Batch, PrepareRequest, evaluate_classification, prepare_in_memory
-from benchsuite_plugins.methods.trusted import CCETrusted, TrustedOnly, union_chunks
+from benchsuite_plugins.methods.trusted import CCETrusted, TrustedOnly, UnionChunks
 
 CLASSES, PER_CLASS, TRUSTED_PER_CLASS, BATCH = 4, 100, 5, 20
 
@@ -132,7 +132,7 @@ def test_cce_trusted_paired_adds_the_whole_trusted_batch_to_every_step():
 
 def test_union_chunks_cut_each_batch_into_near_equal_consecutive_pieces():
     batches = iter([Batch(torch.arange(10.0)[:, None], torch.arange(10), torch.arange(10)), Batch(torch.zeros(2, 1), torch.zeros(2, dtype=torch.long), torch.tensor([10, 11]))])
-    chunks = list(union_chunks(batches, pieces=4))
+    chunks = list(UnionChunks(batches, pieces=4))
     assert [len(c.y) for c in chunks] == [3, 3, 2, 2, 1, 1]
     assert torch.equal(torch.cat([c.index for c in chunks]), torch.arange(12))
 

@@ -53,6 +53,7 @@ class CoTeaching(Method):
     name = "coteaching"
     summary = "two networks, each trained on the small-loss examples of its peer (Co-teaching)"
     in_default_grid = False
+    state_attributes = ("peer", "peer_optimizer", "peer_schedule", "_sums", "_forget")
     parameters = {
         "forget_rate": Param(
             None,

@@ -228,6 +228,13 @@ class BetaDraws:
             self.pending = betaincinv(self.alpha, self.alpha, u).tolist()[::-1]
         return self.pending.pop()
 
+    def state_dict(self) -> dict[str, list[float]]:
+        """The drawn but unused λs (checkpoints); the generator is the run's, saved by the engine."""
+        return {"pending": list(self.pending)}
+
+    def load_state_dict(self, state: dict[str, list[float]]) -> None:
+        self.pending = list(state["pending"])
+
 
 class PairEnsemble(nn.Module):
     """Both networks as one model: logits summed; embeddings L2-normalised and concatenated."""
@@ -264,6 +271,9 @@ class DivideMix(Method):
     name = "dividemix"
     summary = "two networks; per-epoch loss GMM co-divides the data; MixMatch with co-refinement and co-guessing"
     in_default_grid = False
+    state_attributes = (
+        "peer", "peer_optimizer", "peer_schedule", "clean_prob", "recent_losses", "epochs_divided", "mixing", "_division_row",
+    )
     parameters = {
         "warmup_epochs": Param(10, "epochs of plain cross entropy before the first division", low=0),
         "p_threshold": Param(0.5, "τ: an example is labelled when its clean probability exceeds τ", low=0.0, high=1.0, low_open=True, high_open=True),

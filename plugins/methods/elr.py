@@ -76,6 +76,7 @@ class ELR(Method):
     name = "elr"
     summary = "cross entropy + λ·log(1 − ⟨t, p⟩), t a per-example EMA of the predictions (ELR)"
     in_default_grid = False
+    state_attributes = ("targets",)
     parameters = {
         "beta": Param(0.7, "β: momentum of the per-example target EMA", low=0.0, high=1.0, high_open=True),
         "lam": Param(3.0, "λ: weight of the regulariser log(1 − ⟨t, p⟩)", low=0.0),

@@ -140,6 +140,9 @@ class ForwardCorrection(LossMethod):
         "oracle": Preset({"transition": "oracle"}, source="Patrini et al. 2017, the experiments' 'forward T' rows (the true T given to the loss)"),
     }
 
+    #: The estimated T appears at the switch step.
+    state_attributes = ("_log_t",)
+
     def __init__(self, preset: str | None = None, **values: Any) -> None:
         super().__init__(preset, **values)
         self._log_t: torch.Tensor | None = None

@@ -89,6 +89,7 @@ class GCETruncated(GCE):
 
     name = "gce_truncated"
     summary = "truncated L_q: examples with p_y <= k (on the best-on-validation checkpoint) are pruned"
+    state_attributes = ("_keep", "_best_model", "_best_val", "_diagnostics")
     parameters = {
         "q": Q,
         "k": Param(

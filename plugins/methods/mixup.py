@@ -82,6 +82,8 @@ class Mixup(LossMethod):
         logits = upcast(logits)
         return logits.softmax(1) - self.target(logits, targets, mixed_with, lam)
 
+    state_attributes = ("_rng",)
+
     def start(self, ctx: TrainContext) -> None:
         """λ is drawn on the host from a generator seeded by the run's own (one draw here), so the
         hot loop never waits for the device and the cell stays reproducible."""

@@ -64,11 +64,27 @@ class TrustedOnly(Method):
         return StepOutput(loss=loss.detach(), logits=fit.float())
 
 
-def union_chunks(trusted: Iterator[Batch], pieces: int) -> Iterator[Batch]:
-    """The trusted batches cut into ``pieces`` near-equal consecutive chunks each."""
-    for batch in trusted:
-        k = min(pieces, len(batch.y))
-        yield from (Batch(x, y, i) for x, y, i in zip(*(t.tensor_split(k) for t in (batch.x, batch.y, batch.index))))
+class UnionChunks(Iterator[Batch]):
+    """The trusted batches cut into ``pieces`` near-equal consecutive chunks each. The chunks of
+    the current batch not yet handed out are its state: saved with a checkpoint, so a resumed
+    run continues mid-batch as the uninterrupted one does."""
+
+    def __init__(self, trusted: Iterator[Batch], pieces: int) -> None:
+        self.trusted, self.pieces = trusted, pieces
+        self.pending: list[Batch] = []
+
+    def __next__(self) -> Batch:
+        if not self.pending:
+            batch = next(self.trusted)
+            k = min(self.pieces, len(batch.y))
+            self.pending = [Batch(x, y, i) for x, y, i in zip(*(t.tensor_split(k) for t in (batch.x, batch.y, batch.index)))]
+        return self.pending.pop(0)
+
+    def state_dict(self) -> dict[str, list[torch.Tensor]]:
+        return {name: [getattr(b, name) for b in self.pending] for name in ("x", "y", "index")}
+
+    def load_state_dict(self, state: dict[str, list[torch.Tensor]]) -> None:
+        self.pending = [Batch(*parts) for parts in zip(state["x"], state["y"], state["index"])]
 
 
 class CCETrusted(Method):
@@ -100,11 +116,14 @@ class CCETrusted(Method):
     def trusted_per_class(self) -> int:
         return self.probe_per_class
 
+    #: Union sampling: the chunks of the current trusted batch still to come.
+    state_attributes = ("_trusted",)
+
     def start(self, ctx: TrainContext) -> None:
         self._trusted = ctx.trusted_batches()
         if self.sampling == "union":
             pieces = max(1, round(ctx.steps_per_epoch / len(ctx.data.trusted)))
-            self._trusted = union_chunks(self._trusted, pieces)
+            self._trusted = UnionChunks(self._trusted, pieces)
 
     def train_step(self, ctx: TrainContext, batch: Batch) -> StepOutput:
         trusted = next(self._trusted)
