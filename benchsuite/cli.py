@@ -15,6 +15,8 @@ DEFAULT_RESULTS = "benchsuite-results/results.sqlite"
 #: Where ``run`` stores a grid that is not the default grid as it is (``default_results``).
 RESULTS_DIR = "benchsuite-results"
 COMMAND_LINE_RESULTS = "command-line"
+#: Exit status of ``run --no-wait`` when cells are left to another live driver (none failed).
+MISSING_CELLS_EXIT = 3
 #: The loss methods whose weight curves a publish draws, with their default parameters.
 PLOTTED_WEIGHT_METHODS = ("cce", "mae", "mse", "gce", "sl", "gr", "dm", "imae")
 
@@ -112,6 +114,20 @@ def _invocation(ctx: click.Context) -> str:
 @click.option("--executor", metavar="SPEC", help="Where cells run: local (default), pool, ray, slurm, with options as in pool{workers = 4}.")
 @click.option("--retries", type=click.IntRange(min=0), help="Reruns of a cell whose worker was lost (killed, out of memory); default 1.")
 @click.option("--cell-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Stop a cell after this long and record it as timeout.")
+@click.option(
+    "--checkpoint-every",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    metavar="MINUTES",
+    help="Checkpoint a running cell at epoch ends at most this often, beside the results (0: every epoch); "
+    "a re-run resumes from it.",
+)
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    help="Wait for cells another live driver is running (default), or exit with status 3 naming them.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--amp/--no-amp", default=None, help="Mixed precision (default: on CUDA only).")
 @click.option("--dry-run", is_flag=True, help="Validate and list the cells without running them.")
@@ -135,6 +151,8 @@ def run(
     executor: str | None,
     retries: int | None,
     cell_timeout: float | None,
+    checkpoint_every: float,
+    wait: bool,
     device: str,
     amp: bool | None,
     dry_run: bool,
@@ -145,7 +163,10 @@ def run(
     embedded data), store every run, and print the leaderboard of this grid's cells (also written
     to leaderboard.md beside the database).
 
-    Re-running the same command after an interruption runs only the missing cells.
+    Re-running the same command after an interruption runs only the missing cells, each from its
+    last checkpoint. Exit status: 0 when every cell has a stored record and none failed, 1 when
+    some failed or timed out, 2 on bad input, 3 when cells are left to other drivers (--no-wait),
+    130 on Ctrl-C.
     """
     from .executors import EXECUTORS, ExecutorError, RunSettings
     from .grid import GridError, expand, grid_from_dict, load_grid_file, parse_executor
@@ -174,13 +195,21 @@ def run(
         _dry_run(expansion, results, grid.source)
         return
     _prepare_process(grid)
-    outcome = _execute(grid, expansion, backend, results, force=force, device=device, amp=amp, progress=progress)
+    outcome = _execute(
+        grid, expansion, backend, results, force=force, device=device, amp=amp, progress=progress,
+        checkpoint_every=checkpoint_every * 60, wait=wait,
+    )  # fmt: skip
     if leaderboard and not outcome.interrupted:
         _grid_board(grid, expansion, results)
     if outcome.interrupted:
         sys.exit(130)
     if outcome.failures:
         sys.exit(1)
+    if outcome.missing:
+        click.echo(f"{len(outcome.missing)} cells have no stored record; another driver holds them:", err=True)
+        for label in outcome.missing:
+            click.echo(f"  {label}", err=True)
+        sys.exit(MISSING_CELLS_EXIT)
 
 
 def _override(grid: Any, **options: Any) -> None:

@@ -23,19 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from .checkpoint import DEFAULT_EVERY_MINUTES, CheckpointPolicy, checkpoint_dir
 from .grid import DEFAULT_RETRIES, Expansion
 from .plugins import get_host
 from .provenance import provenance, utc_now
 from .spec import CellSpec, RunRecord
-from .store import ResultStore
+from .store import DONE_STATUSES, ResultStore
 
 if TYPE_CHECKING:
-    from .checkpoint import CheckpointPolicy
     from .executors import Executor
 
 HEARTBEAT_SECONDS = 30.0
 #: How long the driver waits for finished cells before it looks at its queue again.
 POLL_SECONDS = 0.5
+#: How often a driver with nothing else to do looks again at cells another driver holds.
+WAIT_POLL_SECONDS = 5.0
 
 
 def plugin_versions(spec: CellSpec) -> dict[str, dict[str, Any]]:
@@ -162,6 +164,9 @@ class GridOutcome:
     not_applicable: int = 0
     running_elsewhere: int = 0
     retried: int = 0
+    #: Labels of the cells that, when the run ended, had no stored record (held by another live
+    #: driver and not waited for, or left by an interruption).
+    missing: list[str] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     #: (label, first line of the error) of every cell that ended failed or timed out.
     failures: list[tuple[str, str]] = field(default_factory=list)
@@ -173,7 +178,9 @@ class GridOutcome:
         if self.not_applicable:
             parts.append(f"{self.not_applicable} not applicable (n/a)")
         if self.running_elsewhere:
-            parts.append(f"{self.running_elsewhere} being run by another process")
+            parts.append(f"{self.running_elsewhere} waited for while another driver ran them")
+        if self.missing:
+            parts.append(f"{len(self.missing)} without a stored record")
         if self.retried:
             parts.append(f"{self.retried} retried after losing their worker")
         if self.interrupted:
@@ -244,9 +251,18 @@ def run_grid(
     executor: Executor | None = None,
     retries: int = DEFAULT_RETRIES,
     cell_timeout: float | None = None,
+    checkpoint_every: float | None = DEFAULT_EVERY_MINUTES * 60,
+    wait: bool = True,
 ) -> GridOutcome:
     """Run every cell of ``expansion`` that ``store`` does not hold yet (all of them with ``force``)
     on ``executor`` (default: in this process, one after the other).
+
+    Cells checkpoint at epoch ends, at most every ``checkpoint_every`` seconds (0: every epoch;
+    None: never), beside the database, and resume from their checkpoint when run again
+    (``benchsuite.checkpoint``); a cell's checkpoint is deleted once its finished record is stored.
+    Cells that another live driver holds are waited for (``wait``) and run here if that driver
+    lets them go without a record (it dies: its claim goes stale); without ``wait`` they are left
+    and listed in ``GridOutcome.missing``.
 
     A cell whose worker is lost (killed, out of memory, node failure) is run again, up to
     ``retries`` more times, then recorded as ``failed`` with the cause; a cell that raises is not
@@ -275,15 +291,20 @@ def run_grid(
     def on_progress(spec: CellSpec, epoch: int, epochs: int) -> None:
         bar.set_postfix_str(f"{spec.label()} · epoch {epoch}/{epochs}", refresh=False)
 
-    settings = RunSettings(device, amp, cell_timeout, store.path.parent, on_progress)
+    checkpoints = None if checkpoint_every is None else CheckpointPolicy(checkpoint_dir(store.path), checkpoint_every)
+    settings = RunSettings(device, amp, cell_timeout, store.path.parent, on_progress, checkpoints)
     executor.check(settings)
     queue: deque[tuple[CellSpec, int]] = deque((spec, 1) for spec in todo)  # (cell, attempt)
     running: dict[str, tuple[CellSpec, int]] = {}
+    elsewhere = _HeldElsewhere(wait)
     finished = False
     try:
         with _Heartbeat(store.path) as beats:
             executor.start(settings)
-            while queue or running:
+            while queue or running or elsewhere.held:
+                if not queue and not running:
+                    elsewhere.wait(queue, bar)
+                    continue
                 batch: list[CellSpec] = []
                 while queue and executor.free_slots() > len(batch):
                     with _held_interrupt():  # a claim is never made without being tracked
@@ -292,11 +313,7 @@ def run_grid(
                         if claimed:
                             running[spec.cell_hash] = (spec, attempt)
                     if not claimed:  # finished or taken by another driver meanwhile
-                        if spec.cell_hash in store.done():
-                            outcome.already_done += 1
-                        else:
-                            outcome.running_elsewhere += 1
-                        bar.update(1)
+                        elsewhere.passed_over(spec, store, outcome, bar)
                         continue
                     batch.append(spec)
                     beats.add(spec.cell_hash)
@@ -319,6 +336,7 @@ def run_grid(
                     with _held_interrupt():  # a record that has arrived is stored, even on Ctrl-C
                         store.save(record)
                         del running[spec.cell_hash]
+                    _drop_finished_checkpoint(checkpoints, record)
                     beats.discard(spec.cell_hash)
                     outcome.statuses[record.status] += 1
                     if record.status in ("failed", "timeout"):
@@ -339,4 +357,44 @@ def run_grid(
             with _held_interrupt():
                 store.release(list(running) + [spec.cell_hash for spec, attempt in queue if attempt > 1])
             bar.close()
+    stored = store.statuses()
+    outcome.missing = [spec.label() for spec in expansion.cells if spec.cell_hash not in stored]
     return outcome
+
+
+def _drop_finished_checkpoint(checkpoints: CheckpointPolicy | None, record: RunRecord) -> None:
+    """A cell whose finished record is stored needs its checkpoint no more (failed and timed-out
+    cells keep theirs: the next run resumes from it)."""
+    if checkpoints is not None and record.status in DONE_STATUSES:
+        checkpoints.remove(record.spec.cell_hash)
+
+
+class _HeldElsewhere:
+    """The cells this driver could not claim because another live driver holds them."""
+
+    def __init__(self, wait: bool) -> None:
+        self.wait_for_them = wait
+        self.held: dict[str, CellSpec] = {}
+        self.seen: set[str] = set()
+
+    def passed_over(self, spec: CellSpec, store: ResultStore, outcome: GridOutcome, bar: Any) -> None:
+        """A cell whose claim failed: finished meanwhile (counted done), or held by another driver
+        (waited for, or left to it)."""
+        if spec.cell_hash in store.done():
+            outcome.already_done += 1
+            bar.update(1)
+        elif not self.wait_for_them:
+            bar.update(1)
+        else:
+            self.held[spec.cell_hash] = spec
+            if spec.cell_hash not in self.seen:
+                self.seen.add(spec.cell_hash)
+                outcome.running_elsewhere += 1
+
+    def wait(self, queue: deque[tuple[CellSpec, int]], bar: Any) -> None:
+        """Nothing left to run here but cells other drivers hold: sleep, then try them again (a
+        finished one is counted as done, a stale or released claim is taken over)."""
+        bar.set_postfix_str(f"waiting for {len(self.held)} cells another driver is running", refresh=True)
+        time.sleep(WAIT_POLL_SECONDS)
+        queue.extend((spec, 1) for spec in self.held.values())
+        self.held.clear()

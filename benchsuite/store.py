@@ -7,8 +7,10 @@ several ``benchsuite run`` processes on one database share the work instead of d
 cell, and the boards say so).
 
 A run is written with its curves in one transaction, so a killed process never leaves half a run.
-A claim whose owner has died (same host, pid gone) or has stopped beating (other host) is stale
-and is taken over, so restarting an interrupted grid runs exactly the missing cells.
+A claim whose owner has stopped beating for ``STALE_CLAIM_SECONDS`` is stale on any host, whatever
+its PID (a dead driver's PID may have been reused), and on the same host a claim whose process is
+gone is stale at once; a stale claim is taken over, so restarting an interrupted grid runs
+exactly the missing cells.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from .spec import CellSpec, RunRecord
 SCHEMA_VERSION = "1"
 #: Cells with these statuses are finished; ``failed`` and ``timeout`` cells run again on the next run.
 DONE_STATUSES = ("completed", "diverged")
-#: A claim from another host with no heartbeat for this long is considered abandoned.
+#: A claim with no heartbeat for this long is abandoned, on any host and whatever its PID (drivers
+#: beat every ``runner.HEARTBEAT_SECONDS``, 30 s; the margin covers a database busy for minutes).
 STALE_CLAIM_SECONDS = 15 * 60
 
 _SCHEMA = """
@@ -256,8 +259,10 @@ class ResultStore:
         ]
 
     def _alive(self, host: str, pid: int, heartbeat: float, now: float) -> bool:
+        if now - heartbeat >= STALE_CLAIM_SECONDS:
+            return False  # whatever the PID: it may belong to another process by now
         if host != self._host:
-            return now - heartbeat < STALE_CLAIM_SECONDS
+            return True
         if pid == os.getpid():
             return False  # our own leftover claim: ours to take
         try:

@@ -3,11 +3,12 @@
 import multiprocessing as mp
 import os
 import sqlite3
+import time
 
 import pytest
 
 from benchsuite.spec import CellSpec, RunRecord
-from benchsuite.store import ResultStore, StoreError
+from benchsuite.store import STALE_CLAIM_SECONDS, ResultStore, StoreError
 
 
 def cell(seed=0, method="cce"):
@@ -48,16 +49,32 @@ def test_non_finite_values_are_stored_as_null(tmp_path):
 
 
 def test_claims_keep_two_processes_off_the_same_cell_and_dead_claims_are_taken_over(tmp_path):
+    now = time.time()
     with ResultStore(tmp_path / "r.sqlite") as store:
         assert store.claim(cell())
         with store._transaction() as cur:  # pretend a live process (our parent) holds another claim
-            cur.execute("INSERT INTO claims VALUES (?, ?, ?, 0, 0)", (cell(1).cell_hash, store._host, os.getppid()))
-            cur.execute("INSERT INTO claims VALUES (?, ?, ?, 0, 0)", (cell(2).cell_hash, store._host, 2**22 + 12345))
+            cur.execute("INSERT INTO claims VALUES (?, ?, ?, ?, ?)", (cell(1).cell_hash, store._host, os.getppid(), now, now))
+            cur.execute("INSERT INTO claims VALUES (?, ?, ?, ?, ?)", (cell(2).cell_hash, store._host, 2**22 + 12345, now, now))
         assert not store.claim(cell(1))  # held by a live process
         assert store.claim(cell(2))  # its owner is dead: stale
         store.save(record(1))
         assert not store.claim(cell(1))  # finished
         assert store.claim(cell(1), force=True)
+
+
+@pytest.mark.parametrize("same_host", [True, False])
+def test_a_claim_whose_heartbeat_is_older_than_the_limit_is_stale_even_if_its_pid_lives(tmp_path, same_host):
+    """PID reuse: the dead driver's PID now belongs to another live process (here our parent)."""
+    now = time.time()
+    old = now - STALE_CLAIM_SECONDS - 1
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        host = store._host if same_host else "elsewhere"
+        with store._transaction() as cur:
+            cur.execute("INSERT INTO claims VALUES (?, ?, ?, ?, ?)", (cell(1).cell_hash, host, os.getppid(), old - 3 * 86400, old))
+            cur.execute("INSERT INTO claims VALUES (?, ?, ?, ?, ?)", (cell(2).cell_hash, host, os.getppid(), now, now - 60))
+        assert store.running_elsewhere() == [(cell(2).cell_hash, host, os.getppid())]
+        assert store.claim(cell(1))  # 3 days and a bit without a heartbeat: taken over
+        assert not store.claim(cell(2))  # beating a minute ago: still its owner's
 
 
 def _write_many(path, start):

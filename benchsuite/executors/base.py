@@ -23,10 +23,13 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from ..params import Configurable
 from ..spec import CellSpec, RunRecord
+
+if TYPE_CHECKING:
+    from ..checkpoint import CheckpointPolicy
 
 #: Called with (cell, epoch, epochs) when a worker reports a finished epoch.
 ProgressCallback = Callable[[CellSpec, int, int], None]
@@ -47,6 +50,8 @@ class RunSettings:
     #: Where executors may write files (job scripts, logs): the results database's folder.
     workdir: Path = field(default_factory=Path.cwd)
     on_progress: ProgressCallback | None = None
+    #: Where and how often cells checkpoint (None: never; ``benchsuite.checkpoint``).
+    checkpoints: CheckpointPolicy | None = None
 
 
 @dataclass
@@ -123,9 +128,15 @@ def death_cause(exitcode: int | None, pid: int | None) -> str:
 
 
 def run_in_worker(
-    spec: CellSpec, device: str, amp: bool | None, timeout: float | None, threads: int | None
+    spec: CellSpec,
+    device: str,
+    amp: bool | None,
+    timeout: float | None,
+    threads: int | None,
+    checkpoints: CheckpointPolicy | None = None,
 ) -> RunRecord:
-    """A cell's entry point in a Ray task or a Slurm job: set torch's threads, run, return the record."""
+    """A cell's entry point in a Ray task or a Slurm job: set torch's threads, run, return the
+    record. With ``checkpoints`` a retried or requeued cell resumes from its checkpoint."""
     import torch
 
     from ..plugins import get_host
@@ -134,4 +145,4 @@ def run_in_worker(
     if threads:
         torch.set_num_threads(threads)
     get_host()  # plugins load before the cell's timeout starts
-    return execute_cell(spec, device=device, amp=amp, timeout=timeout)
+    return execute_cell(spec, device=device, amp=amp, timeout=timeout, checkpoints=checkpoints)

@@ -39,6 +39,8 @@ class LocalExecutor(Executor):
                 if settings.on_progress is not None:
                     settings.on_progress(spec, epoch, epochs)
 
-            record = execute_cell(spec, settings.device, settings.amp, on_epoch, timeout=settings.cell_timeout)
+            record = execute_cell(
+                spec, settings.device, settings.amp, on_epoch, timeout=settings.cell_timeout, checkpoints=settings.checkpoints
+            )
             results.append(CellResult(spec, record))
         return results

@@ -23,10 +23,14 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING
 
 from ..params import Param
 from ..spec import CellSpec
 from .base import CellResult, Executor, RunSettings, death_cause, hard_deadline, timeout_record
+
+if TYPE_CHECKING:
+    from ..checkpoint import CheckpointPolicy
 
 
 def worker_devices(device: str) -> list[str]:
@@ -46,7 +50,15 @@ def _exit_with_parent(parent: int) -> None:
             os._exit(1)
 
 
-def _worker_main(conn: Connection, device: str, threads: int, amp: bool | None, timeout: float | None, parent: int) -> None:
+def _worker_main(
+    conn: Connection,
+    device: str,
+    threads: int,
+    amp: bool | None,
+    timeout: float | None,
+    parent: int,
+    checkpoints: CheckpointPolicy | None = None,
+) -> None:
     """A worker: run the cells the driver sends, one at a time, until it sends None or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
@@ -71,7 +83,7 @@ def _worker_main(conn: Connection, device: str, threads: int, amp: bool | None, 
         if spec is None:
             return
         conn.send(("started",))
-        conn.send(("done", execute_cell(spec, device, amp, on_epoch=progress, timeout=timeout)))
+        conn.send(("done", execute_cell(spec, device, amp, on_epoch=progress, timeout=timeout, checkpoints=checkpoints)))
 
 
 @dataclass(eq=False)
@@ -176,7 +188,7 @@ class PoolExecutor(Executor):
         parent, child = self._context.Pipe()
         process = self._context.Process(
             target=_worker_main,
-            args=(child, slot.device, self._threads, self.settings.amp, self.settings.cell_timeout, os.getpid()),
+            args=(child, slot.device, self._threads, self.settings.amp, self.settings.cell_timeout, os.getpid(), self.settings.checkpoints),
             name=f"benchsuite-pool-{slot.index}",
         )
         process.start()

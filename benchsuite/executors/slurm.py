@@ -100,7 +100,10 @@ class SlurmExecutor(Executor):
         s = self.settings
         try:
             with self._executor.batch():
-                jobs = [self._executor.submit(run_in_worker, spec, s.device, s.amp, s.cell_timeout, self.cpus_per_cell) for spec in specs]
+                jobs = [
+                    self._executor.submit(run_in_worker, spec, s.device, s.amp, s.cell_timeout, self.cpus_per_cell, s.checkpoints)
+                    for spec in specs
+                ]
         except Exception as exc:
             raise ExecutorError(f"slurm: submitting {len(specs)} jobs failed: {exc}") from exc
         self._running.update(zip(jobs, specs))
