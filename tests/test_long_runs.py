@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import threading
 import time
 
+import pytest
 import torch
 from conftest import run_cli, start_cli
 
@@ -18,7 +20,7 @@ from benchsuite import runner
 from benchsuite.checkpoint import checkpoint_dir
 from benchsuite.grid import expand, grid_from_dict
 from benchsuite.runner import run_grid
-from benchsuite.spec import RunRecord
+from benchsuite.spec import CellSpec, RunRecord
 from benchsuite.store import ResultStore
 
 CELL = ["-m", "elr", "-t", "digits{width = 16}", "--noise", "symmetric:0.4", "--seeds", "0", "--epochs", "30",
@@ -149,3 +151,35 @@ def test_run_no_wait_exits_3_naming_the_cells_another_driver_holds(tmp_path):
     assert result.returncode == 3, result.stderr
     assert "1 cells have no stored record; another driver holds them:" in result.stderr
     assert "cce() · digits · symmetric 0.4 · seed 1" in result.stderr
+
+
+def test_a_preempted_slurm_job_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
+    """submitit's checkpointing protocol on its local cluster: the job gets the pre-emption signal
+    mid-cell, is requeued, and the requeued job resumes from the in-cell checkpoint."""
+    submitit = pytest.importorskip("submitit")
+    from benchsuite.checkpoint import CheckpointPolicy
+    from benchsuite.executors.slurm import CellJob
+    from benchsuite.runner import execute_cell
+
+    method = benchsuite.load_method("elr")
+    task = benchsuite.load_task("digits", width=16)
+    spec = CellSpec("elr", method.identity_config(), "digits", task.identity_config(), "symmetric", 0.4, 0, "t", "t",
+                    budget={"epochs": 15})  # fmt: skip
+    policy = CheckpointPolicy(tmp_path / "checkpoints", every_seconds=0)
+    executor = submitit.AutoExecutor(folder=tmp_path / "jobs", cluster="local")
+    executor.update_parameters(timeout_min=10)
+    job = executor.submit(CellJob(), spec, "cpu", None, None, 1, policy)
+    deadline = time.time() + 240
+    while not policy.path(spec.cell_hash).is_file():
+        assert not job.done(), job.stderr()
+        assert time.time() < deadline, "no checkpoint was written"
+        time.sleep(0.05)
+    controller = job._process.pid  # submitit's local controller; the job's Python is its child
+    (task,) = map(int, open(f"/proc/{controller}/task/{controller}/children").read().split())
+    os.kill(task, signal.SIGUSR2)  # what Slurm sends on pre-emption
+    record = job.result()
+    assert record.provenance["resumed_from"]["epoch"] >= 1
+    assert "Caught signal SIGUSR2" in job.stderr()
+    whole = execute_cell(spec, "cpu")
+    strip = lambda r: [{k: v for k, v in row.items() if k != "epoch_time"} for row in r.curves]  # noqa: E731
+    assert strip(record) == strip(whole)

@@ -32,6 +32,23 @@ POLL_INTERVAL = {"slurm": 10.0, "local": 0.2}
 RESULT_GRACE = {"slurm": 30.0, "local": 0.0}
 
 
+class CellJob:
+    """One cell as a submitit job that follows submitit's checkpointing protocol: when Slurm
+    pre-empts the job or it reaches its time limit, submitit calls ``checkpoint``, which submits
+    the same cell again, and requeues the job (same job id: the driver goes on waiting for it).
+    The requeued job resumes from the cell's last in-cell checkpoint (``benchsuite.checkpoint``),
+    so only the epochs since that checkpoint are trained again. submitit stops requeuing a job
+    that keeps reaching its time limit (its ``max_num_timeout``, 3 by default)."""
+
+    def __call__(self, *args: Any) -> RunRecord:
+        return run_in_worker(*args)
+
+    def checkpoint(self, *args: Any) -> Any:
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args)
+
+
 class SlurmExecutor(Executor):
     name = "slurm"
     summary = "cells as a Slurm job array through submitit, with a cap on concurrent jobs"
@@ -101,7 +118,7 @@ class SlurmExecutor(Executor):
         try:
             with self._executor.batch():
                 jobs = [
-                    self._executor.submit(run_in_worker, spec, s.device, s.amp, s.cell_timeout, self.cpus_per_cell, s.checkpoints)
+                    self._executor.submit(CellJob(), spec, s.device, s.amp, s.cell_timeout, self.cpus_per_cell, s.checkpoints)
                     for spec in specs
                 ]
         except Exception as exc:
