@@ -14,6 +14,7 @@ import time
 import pytest
 import torch
 from conftest import run_cli, start_cli
+from test_executors import probe, runs, started  # noqa: F401 (probe is a fixture)
 
 import benchsuite
 from benchsuite import runner
@@ -183,3 +184,25 @@ def test_a_preempted_slurm_job_is_requeued_and_resumes_from_its_checkpoint(tmp_p
     whole = execute_cell(spec, "cpu")
     strip = lambda r: [{k: v for k, v in row.items() if k != "epoch_time"} for row in r.curves]  # noqa: E731
     assert strip(record) == strip(whole)
+
+
+def test_a_ray_cell_retried_after_losing_its_worker_resumes_from_its_checkpoint(probe, tmp_path):
+    """Local Ray: the worker running the cell is SIGKILLed after a checkpoint; the driver's retry
+    runs the cell on another worker, which resumes from that checkpoint."""
+    results = tmp_path / "r.sqlite"
+    proc = start_cli("run", "-m", "probe{sleep = 0.05}", "-t", "digits{width = 16}", "--noise", "symmetric:0.4",
+                     "--epochs", "12", "--seeds", "0", "--checkpoint-every", "0", "--executor", "ray{num_cpus = 1}",
+                     "--no-progress", "--no-leaderboard", "--results", str(results))  # fmt: skip
+    folder = checkpoint_dir(results)
+    deadline = time.time() + 300
+    while not (any(folder.glob("*.pt")) and started(probe)):
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "no checkpoint was written"
+        time.sleep(0.05)
+    os.kill(started(probe)[0]["pid"], signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    (stored,) = runs(results).values()
+    assert stored["status"] == "completed" and stored["provenance"]["attempt"] == 2
+    assert stored["provenance"]["resumed_from"]["epoch"] >= 1
+    assert list(folder.iterdir()) == []
