@@ -182,7 +182,7 @@ def test_a_preempted_slurm_job_is_requeued_and_resumes_from_its_checkpoint(tmp_p
     assert record.provenance["resumed_from"]["epoch"] >= 1
     assert "Caught signal SIGUSR2" in job.stderr()
     whole = execute_cell(spec, "cpu")
-    strip = lambda r: [{k: v for k, v in row.items() if k != "epoch_time"} for row in r.curves]  # noqa: E731
+    strip = lambda r: [{k: v for k, v in row.items() if k != "epoch_time"} for row in r.curves]
     assert strip(record) == strip(whole)
 
 
