@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -176,7 +177,7 @@ def test_a_preempted_slurm_job_is_requeued_and_resumes_from_its_checkpoint(tmp_p
         assert time.time() < deadline, "no checkpoint was written"
         time.sleep(0.05)
     controller = job._process.pid  # submitit's local controller; the job's Python is its child
-    (task,) = map(int, open(f"/proc/{controller}/task/{controller}/children").read().split())
+    (task,) = map(int, Path(f"/proc/{controller}/task/{controller}/children").read_text().split())
     os.kill(task, signal.SIGUSR2)  # what Slurm sends on pre-emption
     record = job.result()
     assert record.provenance["resumed_from"]["epoch"] >= 1
@@ -186,7 +187,7 @@ def test_a_preempted_slurm_job_is_requeued_and_resumes_from_its_checkpoint(tmp_p
     assert strip(record) == strip(whole)
 
 
-def test_a_ray_cell_retried_after_losing_its_worker_resumes_from_its_checkpoint(probe, tmp_path):
+def test_a_ray_cell_retried_after_losing_its_worker_resumes_from_its_checkpoint(probe, tmp_path):  # noqa: F811
     """Local Ray: the worker running the cell is SIGKILLed after a checkpoint; the driver's retry
     runs the cell on another worker, which resumes from that checkpoint."""
     results = tmp_path / "r.sqlite"
