@@ -4,8 +4,10 @@ time of the README's main command (``benchsuite run``), in one run.
 1. Cell cost per method of the main job (``benchsuite.grid.MAIN_GRID``): one whole cell (plugin
    instantiation, data preparation from the per-process cache, training, per-epoch evaluation,
    the record) at 40 % symmetric noise, seed 0, on one torch thread, as a pool worker runs it;
-   the methods alternate, ``--repeats`` times, and the median is printed. A pool worker's start-up
-   (a fresh process importing torch and the plugins and loading the digits) is timed too.
+   the methods alternate, ``--repeats`` times, and the medians of CPU and wall time are printed.
+   On one thread the CPU time is the cell's time on a core of its own, whatever else loads the
+   machine meanwhile: it is the cost the table keeps. A pool worker's start-up (a fresh process
+   importing torch and the plugins and loading the digits) is timed too.
 2. Engine / minimal loop (``engine_overhead.py``) and IEG step / CCE step (``ieg_step.py``), their
    two sides interleaved in this process, so that load from other processes hits both alike.
 3. The main command, in a fresh temporary folder, timed from start to exit, next to the duration
@@ -60,23 +62,34 @@ def method_cells() -> dict[str, object]:
     return {cell.method: cell for cell in expand(grid, get_host()).cells}
 
 
-def cell_costs(repeats: int) -> dict[str, float]:
+def cell_costs(repeats: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Per method: (median wall seconds, median CPU seconds) of a cell. On one thread the CPU
+    time is what the cell takes on a core of its own, however loaded the machine is while it is
+    measured: the shipped table holds it."""
     cells = method_cells()
     for spec in cells.values():  # warm-up: the data cache, first dispatches
         execute_cell(spec, "cpu")
-    times: dict[str, list[float]] = {name: [] for name in cells}
+    wall: dict[str, list[float]] = {name: [] for name in cells}
+    cpu: dict[str, list[float]] = {name: [] for name in cells}
     for _ in range(repeats):
         for name, spec in cells.items():
-            tic = time.perf_counter()
+            tic, cpu_tic = time.perf_counter(), time.process_time()
             record = execute_cell(spec, "cpu")
-            times[name].append(time.perf_counter() - tic)
+            wall[name].append(time.perf_counter() - tic)
+            cpu[name].append(time.process_time() - cpu_tic)
             assert record.status == "completed", record.error
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {n: statistics.median(t) for n, t in wall.items()}, {n: statistics.median(t) for n, t in cpu.items()}
 
 
-def worker_startup(repeats: int) -> float:
-    runs = [float(subprocess.run([sys.executable, "-c", STARTUP], capture_output=True, text=True, check=True).stdout) for _ in range(repeats)]
-    return statistics.median(runs)
+def worker_startup(repeats: int) -> tuple[float, float]:
+    """(median wall seconds, median CPU seconds) of a fresh worker process's start-up."""
+    wall, cpu = [], []
+    for _ in range(repeats):
+        before = os.times()
+        wall.append(float(subprocess.run([sys.executable, "-c", STARTUP], capture_output=True, text=True, check=True).stdout))
+        after = os.times()
+        cpu.append(after.children_user + after.children_system - before.children_user - before.children_system)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def step_ratios(repeats: int) -> tuple[float, float]:
@@ -131,12 +144,13 @@ def main() -> None:
     args = parser.parse_args()
     machine = describe_machine()
     print(f"machine: {machine}")
-    costs = cell_costs(args.repeats)
-    startup = worker_startup(args.repeats)
+    walls, costs = cell_costs(args.repeats)
+    startup_wall, startup = worker_startup(args.repeats)
     epochs = benchsuite.load_task("digits").recipe().epochs
-    print(f"cell cost on one thread (digits, {epochs} epochs, median of {args.repeats}); worker start-up {startup:.2f} s")
+    print(f"cell cost on one thread (digits, {epochs} epochs, median of {args.repeats}): CPU seconds (wall seconds)")
+    print(f"  {'worker start-up':<15} {startup:6.2f} s  ({startup_wall:6.2f} s)")
     for name, seconds in costs.items():
-        print(f"  {name:<14} {seconds:6.2f} s  ({seconds / costs['cce']:.1f} × cce)")
+        print(f"  {name:<15} {seconds:6.2f} s  ({walls[name]:6.2f} s)  {seconds / costs['cce']:.1f} × cce")
     table = {"tasks": {"digits": {"epochs": epochs, "seconds": {k: round(v, 3) for k, v in costs.items()}}},
              "worker_startup_s": round(startup, 2), "measured_on": machine,
              "measured_by": "python benchmarks/default_grid.py --write-costs"}  # fmt: skip
