@@ -209,10 +209,10 @@ def headline(runs: Any) -> str:
     done = runs[runs.status == "completed"]
     blocks = []
     for task, group in done.groupby("task", sort=True):
-        metric = json.loads(group.info.iloc[0]).get("primary_metric", "test_acc")
+        metric = json.loads(group["info"].iloc[0]).get("primary_metric", "test_acc")
         if metric not in group:
             continue
-        group = group.assign(row=[_row_name(names) for names in group.names], noise=[
+        group = group.assign(row=[_row_name(names) for names in group["names"]], noise=[
             "no noise" if kind == "none" else f"{kind} {rate:g}" for kind, rate in zip(group.noise_kind, group.noise_rate)
         ])  # fmt: skip
         table = group.pivot_table(index="row", columns="noise", values=metric, aggfunc="mean", sort=False)

@@ -164,8 +164,7 @@ class GridOutcome:
         from .costs import format_duration
 
         ran = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items())) or "nothing"
-        took = f" in {format_duration(self.elapsed)}" if self.elapsed is not None else ""
-        parts = [f"{self.cells} cells: ran {ran}{took}", f"{self.already_done} already done"]
+        parts = [f"{self.cells} cells: ran {ran}", f"{self.already_done} already done"]
         if self.not_applicable:
             parts.append(f"{self.not_applicable} not applicable (n/a)")
         if self.running_elsewhere:
@@ -174,6 +173,8 @@ class GridOutcome:
             parts.append(f"{self.retried} retried after losing their worker")
         if self.interrupted:
             parts.append("interrupted: re-run the same command to run the missing cells")
+        if self.elapsed is not None:
+            parts.append(f"wall time {format_duration(self.elapsed)}")
         return "; ".join(parts)
 
 

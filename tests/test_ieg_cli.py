@@ -68,7 +68,7 @@ def test_ieg_is_not_applicable_without_a_trusted_set_or_a_strong_view(tmp_path, 
     results = tmp_path / "results.sqlite"
     args = ["-m", "ieg", "-m", "cce", "-t", "untrusted_digits{width = 16}", "-t", "plain_digits{width = 16}"]
     run = run_cli("run", *args, "--noise", "symmetric:0.4", "--seeds", "0", "--epochs", "1", "--results", str(results),
-                  "--no-progress")  # fmt: skip
+                  "--no-progress", "--print-leaderboard")  # fmt: skip
     assert run.exit_code == 0, run.stderr
     assert "2 not applicable (n/a)" in run.stderr
     runs = to_dataframe(results).set_index(["method", "task"])
