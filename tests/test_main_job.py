@@ -121,11 +121,11 @@ def test_pool_workers_run_one_thread_each_and_record_it(tmp_path):
     assert "executor: pool (2 workers × 1 thread)" in run.stderr and "expected duration: about" in run.stderr
     runs = to_dataframe(results)
     assert len(runs) == 4 and set(runs.status) == {"completed"}
-    for provenance, info in zip(runs.provenance, runs.info):
+    for provenance, info in zip(runs["provenance"], runs["info"]):
         conditions = json.loads(provenance)["reproducibility"]
         assert conditions["torch_threads"] == 1 and conditions["torch_interop_threads"] == 1
         assert json.loads(info)["torch_threads"] == 1
-    assert len({json.loads(p)["pid"] for p in runs.provenance}) == 2  # both workers ran cells
+    assert len({json.loads(p)["pid"] for p in runs["provenance"]}) == 2  # both workers ran cells
     summary = headline(runs)
     assert summary.splitlines()[0].startswith("digits: final test_acc, mean over seeds")
     assert {line.split()[0] for line in summary.splitlines()[3:]} == {"cce", "gce"}
