@@ -497,8 +497,8 @@ def _budget_text(info: dict[str, Any], epochs: Any) -> str | None:
     return f"{int(epochs)} epochs" if pd.notna(epochs) else None
 
 
-def _budget_line(runs: pd.DataFrame) -> str:
-    """The budget of every row with a completed run, in one line that groups the rows sharing one."""
+def budget_line(runs: pd.DataFrame) -> str:
+    """The budget of every row with a completed run (``label``), in one line that groups the rows sharing one."""
     budgets: dict[str, set[str]] = {}
     for label, info, epochs, status in zip(runs.label, runs["info"], runs.epochs, runs.status):
         if status == "completed":
@@ -534,7 +534,8 @@ def _plugins(prov: pd.Series) -> str:
     return ", ".join(sorted(pairs)) or "unknown"
 
 
-def _provenance(runs: pd.DataFrame, command: str) -> list[str]:
+def header_lines(runs: pd.DataFrame, command: str) -> list[str]:
+    """The board header: the command that regenerates it, the runs, code, plugins and hardware."""
     prov = runs["provenance"].map(json.loads)
     ran = runs[runs.status != "skipped"]
     commits = prov.map(lambda p: None if not p.get("commit") else p["commit"][:12] + (" (dirty)" if p.get("dirty") else ""))
@@ -598,7 +599,7 @@ def render(
     runs = normalise_runs(runs)
     if produced_by:
         out.append(f"- Produced by: `{produced_by}`")
-    out += _provenance(runs, command)
+    out += header_lines(runs, command)
     out += ["", DEFINITIONS]
     if select == "val":
         out += [
@@ -706,7 +707,7 @@ def section(task: str, kind: str, group: pd.DataFrame, select: str) -> Section:
 def _section(task: str, kind: str, group: pd.DataFrame, select: str) -> list[str]:
     """The markdown of one task and noise kind."""
     view = section(task, kind, group, select)
-    out = ["", f"## {view.heading}", "", _budget_line(view.runs)]
+    out = ["", f"## {view.heading}", "", budget_line(view.runs)]
     for block in view.blocks:
         out += ["", f"### {block.heading}"] if block.heading else []
         out += ["", f"**{block.title}**"] if block.title else []

@@ -101,13 +101,13 @@ def curve_means(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_board(means: pd.DataFrame, folder: Path, board: str) -> None:
-    """Per noise rate > 0: the test metric per epoch, and the clean- and noisy-subset fit per epoch
+    """Per noise rate (r = 0 too): the test metric per epoch, and the clean- and noisy-subset fit per epoch
     (when the task tracks it), from ``curve_means`` output."""
     from .plotting import plot_epoch_curves
 
     metric = next(c for c in means if c.startswith("test_"))
     fit = [("clean_fit", "clean-labelled examples fitted"), ("noisy_memorised", "noisy-labelled examples fitted to their wrong label")]
-    for rate in sorted(r for r in means.noise_rate.unique() if r > 0):
+    for rate in sorted(means.noise_rate.unique()):
         plot_epoch_curves(means, [(metric, metric)], rate, folder / f"{metric}_r{rate:g}.png", f"{board}: {metric} per epoch, noise {rate:g}")
         if "clean_fit" in means:
             plot_epoch_curves(means, fit, rate, folder / f"fit_r{rate:g}.png", f"{board}: fit of the clean and the noisy subset per epoch, noise {rate:g}")
