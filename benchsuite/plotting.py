@@ -231,8 +231,9 @@ def epoch_figure(
         for col, rate in enumerate(rates):
             ax = axes[row][col]
             at_rate = frame[(frame.noise_rate - rate).abs() < 1e-9]
-            if column in at_rate:
-                _draw_series(ax, at_rate, column, styles, row * len(rates) + col)
+            if column not in at_rate or not _draw_series(ax, at_rate, column, styles, row * len(rates) + col):
+                ax.text(0.5, 0.5, "no values at this noise rate", transform=ax.transAxes, ha="center", va="center", color="0.4")
+                ax.set_yticks([])
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
             ax.set_ylabel(axis_label if col == 0 else "", wrap=True)

@@ -191,9 +191,7 @@ class _SectionFigures:
         return path
 
     def labels(self) -> list[str]:
-        first = [row.label for row in self.section.blocks[0].table.rows] if self.section.blocks else []
-        rest = sorted(set(self.section.runs.label) - set(first))
-        return first + rest
+        return section_labels(self.section)
 
     def epoch_html(self) -> list[str]:
         if self.curves is None or self.curves.empty:
@@ -300,3 +298,85 @@ def write_report(
     index = root / "index.html"
     index.write_text(page, encoding="utf-8")
     return ReportFiles(index, written)
+
+
+# -- one figure of one's own runs: ``benchsuite plot curves|fit|cmc|weights --results`` -----------
+
+
+def parse_noise(text: str | None) -> tuple[str | None, list[float] | None]:
+    """``--noise``: ``RATE[,RATE...]``, ``KIND`` or ``KIND:RATE[,RATE...]`` -> (kind, rates)."""
+    if not text:
+        return None, None
+    kind, _, rates = text.rpartition(":") if ":" in text else ("", "", text)
+    try:
+        return kind or None, [float(r) for r in rates.split(",")]
+    except ValueError:
+        if ":" in text:
+            raise ValueError(f"--noise {text!r}: the rates after ':' must be numbers, e.g. symmetric:0,0.4") from None
+        return text, None
+
+
+def pick_section(views: list[lb.Section], task: str | None, kind: str | None) -> lb.Section:
+    """The one section of ``task`` and noise ``kind``; when either is not given, the only one left."""
+    matching = [v for v in views if (task is None or v.task == task) and (kind is None or v.kind == kind)]
+    if len(matching) == 1:
+        return matching[0]
+    known = ", ".join(f"{v.task} ({v.kind} noise)" for v in views) or "none"
+    if not matching:
+        raise ValueError(f"no runs of task {task or 'any'} with {kind or 'any'} noise; the results hold: {known}")
+    raise ValueError(f"the results hold several tasks or noise kinds ({known}): choose one with --task and --noise KIND:RATES")
+
+
+def pick_rates(section: lb.Section, rates: list[float] | None) -> list[float]:
+    """The noise rates to draw: all of the section's (r = 0 included), or those asked for, which must exist."""
+    if rates is None:
+        return section.rates
+    missing = [r for r in rates if not any(abs(r - s) < 1e-9 for s in section.rates)]
+    if missing:
+        raise ValueError(
+            f"no runs at noise rate {', '.join(map(_rate, missing))} of {section.task}; it has {', '.join(map(_rate, section.rates))}"
+        )
+    return [s for s in section.rates if any(abs(r - s) < 1e-9 for r in rates)]
+
+
+def section_labels(section: lb.Section) -> list[str]:
+    """The section's row labels in board order (the first table's), then any other row."""
+    first = [row.label for row in section.blocks[0].table.rows] if section.blocks else []
+    return first + sorted(set(section.runs.label) - set(first))
+
+
+def plot_figure(
+    kind: str,
+    section: lb.Section,
+    curves: pd.DataFrame | None,
+    rates: list[float],
+    metric: str | None = None,
+    host: Any = None,
+    density: bool = True,
+) -> Any:
+    """The figure of ``benchsuite plot KIND`` for one section: ``curves`` (a per-epoch metric, by
+    default the board's), ``fit`` (clean and noisy subset), ``cmc`` or ``weights``."""
+    labels = section_labels(section)
+    at_rates = section.runs[section.runs.noise_rate.map(lambda r: any(abs(r - s) < 1e-9 for s in rates))]
+    title = f"{section.task}, {section.kind} noise"
+    if kind == "cmc":
+        return plotting.cmc_figure(at_rates, rates, labels, f"{title}: CMC at the final epoch")
+    if kind == "weights":
+        methods = _loss_methods(section, labels, host)
+        if not methods:
+            raise ValueError(f"no row of {section.task} trains a loss method with one setting at every rate: no weight curve to draw")
+        what = "emphasis density" if density else "weight curves"
+        return plotting.weight_figure(methods, density=density, title=f"{title}: {what} of the rows' loss methods")
+    frame = plotting.run_curves(at_rates, curves) if curves is not None else pd.DataFrame()
+    if kind == "fit":
+        panels = plotting.present_panels(frame, plotting.FIGURE_PANELS["fit"])
+        if not panels:
+            raise ValueError(f"the runs of {section.task} store no fit curves (clean_fit, noisy_memorised)")
+    else:
+        metrics = [metric] if metric else section.table_metrics
+        stored = sorted(c for c in frame if c not in ("cell_hash", "epoch", "label", "noise_rate", "seed") and frame[c].notna().any())
+        unknown = [m for m in metrics if m not in stored]
+        if unknown:
+            raise ValueError(f"no per-epoch metric {', '.join(unknown)} in the runs of {section.task}; stored: {', '.join(stored) or 'none'}")
+        panels = [(m, m) for m in metrics]
+    return plotting.epoch_figure(frame, panels, rates, labels, f"{title}: " + ", ".join(c for c, _ in panels) + " per epoch")
