@@ -403,6 +403,10 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
         if curves_csv.is_file() and grid.select == "none":
             pub.plot_board(pd.read_csv(curves_csv), root / board, board)
             click.echo(f"plots in {root / board}", err=True)
+        try:
+            click.echo(pub.write_board_report(root, board, grid.select, host or _host()), err=True)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
     reported = root / pub.REPORTED_FILE
     if reported.is_file():
         measured = {f.name.removesuffix(".runs.csv"): pub.read_runs_export(f) for f in sorted(root.glob("*.runs.csv"))}

@@ -77,7 +77,8 @@ def save_figure(fig: Any, out: str | Path) -> Path:
         raise ValueError(f"cannot write {out}: the file name must end in one of {', '.join('.' + f for f in FORMATS)}")
     out.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"Date": None} if fmt == "svg" else {}
-    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "benchsuite"}):
+    # a short font list: SVG text names its fonts on every label, and the default list is 12 long
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "benchsuite", "font.sans-serif": ["DejaVu Sans", "Arial"]}):
         fig.savefig(out, format=fmt, dpi=150, metadata=metadata)
     return out
 
@@ -189,7 +190,7 @@ def mean_curves(means: pd.DataFrame) -> pd.DataFrame:
     from .leaderboard import labelled_rows, normalise_runs
 
     if "row" not in means:
-        means = means.astype({"preset": object}).assign(task_params="{}")
+        means = means.astype({"preset": object}).assign(task_params="{}", cell_hash=means.index.astype(str))
         means = labelled_rows(normalise_runs(means.where(means.preset.notna(), means.fillna({"preset": ""}))), "row")
     return means.rename(columns={"row": "label"}).assign(seed=0)
 
@@ -219,6 +220,8 @@ def epoch_figure(
     """Per-epoch curves: a panel per (column, axis label) and noise rate — side by side for one
     rate, else a row per column and a column per rate — and a line per label in ``labels`` (whose
     order fixes the styles) with a band across seeds."""
+    import textwrap
+
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -236,7 +239,7 @@ def epoch_figure(
                 ax.set_yticks([])
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
-            ax.set_ylabel(axis_label if col == 0 else "", wrap=True)
+            ax.set_ylabel(textwrap.fill(axis_label, 36) if col == 0 else "")
             ax.set_title(f"noise rate {rate:g}", fontsize="medium")
             ax.grid(alpha=0.3)
             handles.update(zip(*reversed(ax.get_legend_handles_labels())))
@@ -250,8 +253,8 @@ def _finish(fig: Any, labels: list[str], handles: dict[str, Any], title: str | N
 
     ordered = [label for label in labels if label in handles]
     fig.legend([handles[label] for label in ordered], ordered, loc="outside right upper", fontsize="small")
-    if title:
-        fig.suptitle(textwrap.fill(title, int(11 * fig.get_figwidth())), fontsize="medium")
+    if title:  # left-aligned and wrapped short of the legend's column, which it would otherwise run into
+        fig.suptitle(textwrap.fill(title, int(10 * (fig.get_figwidth() - 2.5))), fontsize="medium", x=0.02, ha="left")
 
 
 def present_panels(frame: pd.DataFrame, panels: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -113,6 +113,32 @@ def plot_board(means: pd.DataFrame, folder: Path, board: str) -> None:
             plot_epoch_curves(means, fit, rate, folder / f"fit_r{rate:g}.png", f"{board}: fit of the clean and the noisy subset per epoch, noise {rate:g}")
 
 
+def write_board_report(root: Path, board: str, select: str, host: Any) -> str:
+    """The board's HTML report (``benchsuite.report``) from its committed exports, into
+    ``<root>/<board>/report/`` when it is at most ``report.PUBLISH_LIMIT_BYTES``; a larger one is
+    not kept (the returned message gives the command that writes it anywhere)."""
+    import shutil
+    import tempfile
+
+    from .report import PUBLISH_LIMIT_BYTES, prepare_output, write_report
+
+    runs_csv, curves_csv, target = root / f"{board}.runs.csv", root / f"{board}.curves.csv", root / board / "report"
+    command = f"benchsuite report --from {runs_csv}" + (f" --curves {curves_csv}" if curves_csv.is_file() else "") + f" --out {target}"
+    curves = pd.read_csv(curves_csv) if curves_csv.is_file() else None
+    with tempfile.TemporaryDirectory(dir=root) as scratch:
+        files = write_report(
+            read_runs_export(runs_csv), Path(scratch) / "report", curves=curves, command=command,
+            title=f"benchsuite report: {board}", select=select, host=host,
+        )  # fmt: skip
+        size = files.total_bytes
+        if size > PUBLISH_LIMIT_BYTES:
+            return f"the report of {board} is {size / 1e6:.2f} MB, above {PUBLISH_LIMIT_BYTES / 1e6:g} MB: not kept; `{command}` writes it"
+        prepare_output(target)  # refuses a folder that is not an earlier report
+        shutil.rmtree(target)
+        shutil.move(str(Path(scratch) / "report"), target)
+    return f"wrote {target / 'index.html'} ({size / 1e6:.2f} MB)"
+
+
 def render_reported(reported: pd.DataFrame, measured: dict[str, pd.DataFrame] | None = None) -> str:
     """The papers' numbers, one table per task, noise kind and metric: rows are method, setting,
     selection and source, columns noise rates. ``measured`` maps board names to their runs; where a

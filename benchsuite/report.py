@@ -132,26 +132,34 @@ def _figure(path: Path, root: Path, caption: str, rate: float | None = None) -> 
     )
 
 
+def _provenance(run: Any) -> dict[str, Any]:
+    details = json.loads(run.provenance) if isinstance(run.provenance, str) else {}
+    error = getattr(run, "error", None)
+    return {"error": error, **details} if isinstance(error, str) and error else details
+
+
 def _runs_html(runs: pd.DataFrame) -> str:
-    """Every run of a section with its provenance (and its error, if any) on demand."""
+    """Every run of a section with its provenance (and its error, if any) on demand: what all
+    runs share is shown once, each run shows the rest."""
     e = html.escape
-    rows = []
     ordered = runs.drop_duplicates(["label", "cell_hash"]).sort_values(["label", "noise_rate", "seed"], kind="stable")
-    for run in ordered.itertuples(index=False):
-        details = json.loads(run.provenance) if isinstance(run.provenance, str) else {}
-        error = getattr(run, "error", None)
-        if isinstance(error, str) and error:
-            details = {"error": error, **details}
+    runs_provenance = [_provenance(run) for run in ordered.itertuples(index=False)]
+    first = runs_provenance[0] if runs_provenance else {}
+    shared = {k: v for k, v in first.items() if all(k in p and p[k] == v for p in runs_provenance)}
+    rows = []
+    for run, provenance in zip(ordered.itertuples(index=False), runs_provenance):
+        own = {k: v for k, v in provenance.items() if k not in shared}
         duration = getattr(run, "duration_s", None)
         rows.append(
             f"<tr><td>{e(run.label)}</td><td>{_rate(run.noise_rate)}</td><td>{run.seed}</td><td>{e(str(run.status))}</td>"
             f"<td>{'' if duration is None or pd.isna(duration) else f'{duration:.1f} s'}</td><td><code>{e(str(run.cell_hash))}</code></td>"
-            f"<td><details><summary>provenance</summary><pre>{e(json.dumps(details, indent=1, sort_keys=True))}</pre></details></td></tr>"
+            f"<td><details><summary>provenance</summary><pre>{e(json.dumps(own, indent=1, sort_keys=True))}</pre></details></td></tr>"
         )
     return (
-        f"<details><summary>Runs and their provenance ({len(ordered)})</summary><table class=\"runs\"><thead><tr>"
-        "<th>row</th><th>r</th><th>seed</th><th>status</th><th>time</th><th>cell</th><th>provenance</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table></details>"
+        f"<details><summary>Runs and their provenance ({len(ordered)})</summary>"
+        f"<details><summary>provenance shared by every run</summary><pre>{e(json.dumps(shared, indent=1, sort_keys=True))}</pre></details>"
+        "<table class=\"runs\"><thead><tr><th>row</th><th>r</th><th>seed</th><th>status</th><th>time</th><th>cell</th>"
+        f"<th>provenance (besides the shared)</th></tr></thead><tbody>{''.join(rows)}</tbody></table></details>"
     )
 
 
