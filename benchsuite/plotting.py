@@ -5,9 +5,9 @@ One line per board row (the leaderboard's row identity, so ``dm = gr`` is one li
 hiding each other), styled by ``series_styles``: ten colours, and per line a marker and a dash
 pattern such that any two of up to 20 lines differ in colour or dash *and* in marker or dash,
 so they stay apart in greyscale too. The band around a line is the 95 % Student-t interval of the
-mean over seeds per epoch, the band the range of the seeds (min to max): with the 2-5 seeds of a
-grid the t-interval of the tables is 2.8-12.7 standard deviations wide and would leave the metric's
-range; the range shows the runs themselves. A row with a single seed has no band. Epoch axes have integer ticks; legends sit outside the axes in a constrained
+mean over seeds per epoch, the band the range of the seeds (min to max): the half-width of the
+tables' t-interval is 8.98 standard deviations of the seeds for 2 seeds and 2.48 for 3, so with few
+seeds it would leave the metric's range; the range shows the runs themselves. A row with a single seed has no band. Epoch axes have integer ticks; legends sit outside the axes in a constrained
 layout, so nothing is clipped.
 
 Weight curves are measured, not re-derived: each method's ``compute`` runs on probe logits whose
