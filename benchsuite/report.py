@@ -167,6 +167,7 @@ def _loss_methods(section: lb.Section, labels: list[str], host: Any) -> list[tup
     """(label, instance) of each row that trains one loss method with one setting at every rate,
     built from its stored setting with the installed code; other rows have no weight curve."""
     from .method import LossMethod
+    from .registry import UnknownNameError
 
     out = []
     for label in labels:
@@ -176,7 +177,7 @@ def _loss_methods(section: lb.Section, labels: list[str], host: Any) -> list[tup
         trained = json.loads(next(iter(settings)))
         try:
             method = host.method_class(trained["method"])(**trained.get("method_params", {}))
-        except Exception:  # noqa: BLE001 - a plugin that is not installed or no longer takes these parameters
+        except (UnknownNameError, TypeError, ValueError):  # its plugin is not installed or no longer takes these parameters
             continue
         if isinstance(method, LossMethod):
             out.append((label, method))
