@@ -186,7 +186,7 @@ def _loss_methods(section: lb.Section, labels: list[str], host: Any) -> list[tup
 
 @dataclass
 class _SectionFigures:
-    """Writes one section's figures into ``folder`` and returns their HTML."""
+    """Writes one section's figures into ``root/figures`` (names starting with ``prefix``) and returns their HTML."""
 
     section: lb.Section
     curves: pd.DataFrame | None
