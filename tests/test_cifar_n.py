@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from benchsuite_plugins.cifar.cifar_n import CIFAR10N, read_human_labels
+from benchsuite_plugins.cifar.fake_release import write_fake_cifar, write_fake_cifar_n
+from benchsuite_plugins.cifar.release import read_cifar
 from click.testing import CliRunner
 
 import benchsuite
@@ -18,9 +21,6 @@ from benchsuite.plugins import get_host
 from benchsuite.results import to_dataframe
 from benchsuite.task import PrepareRequest, stratified_holdout
 from benchsuite.toolkit.datasets import DatasetError
-from benchsuite_plugins.cifar.cifar_n import CIFAR10N, read_human_labels
-from benchsuite_plugins.cifar.fake_release import write_fake_cifar, write_fake_cifar_n
-from benchsuite_plugins.cifar.release import read_cifar
 
 CPU = torch.device("cpu")
 
