@@ -1,8 +1,12 @@
-"""Synthetic label noise, as a pure function of the labels, the kind's inputs and a seed.
+"""Label noise, as a pure function of the labels, the kind's inputs and a seed.
 
 ``corrupt_labels`` returns the noisy labels, the mask of examples whose label changed, and the
-realised rate. Kinds, and the sampling each uses by default, follow the reference
-implementations (``../shared/reference/methods.md`` §9):
+realised rate. A kind is a ``NoiseKind`` registered under a name through the plugin hook
+``register_noise_kinds``: ``FlipNoise`` draws synthetic noise from a flip pattern, ``GivenLabels``
+takes labels the task supplies per training example (human annotations such as CIFAR-N's; they
+run at rate 0 only). This module registers the built-in synthetic kinds through the same hook, as
+an internal plugin of the host. Kinds, and the sampling each uses by default, follow the
+reference implementations (``../shared/reference/methods.md`` §9):
 
 * ``symmetric`` — the label moves to one of the *other* classes, uniformly (GR, DM, IMAE, SL);
   default sampling ``exact_classbalanced`` (the SL protocol the DM/IMAE papers copy).
