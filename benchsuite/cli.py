@@ -451,10 +451,10 @@ def plugins(as_json: bool, verbose: bool) -> None:
         )
         return
     rows = [
-        (p.name, p.distribution or "-", p.version or "-", ", ".join(p.methods) or "-", ", ".join(p.tasks) or "-")
+        (p.name, p.distribution or "-", p.version or "-", *(", ".join(names) or "-" for names in (p.methods, p.tasks, p.noise_kinds)))
         for p in sorted(host.plugins.values(), key=lambda p: p.name)
     ]
-    click.echo(tabulate(rows, headers=["plugin", "distribution", "version", "methods", "tasks"]))
+    click.echo(tabulate(rows, headers=["plugin", "distribution", "version", "methods", "tasks", "noise kinds"]))
     if host.failed:
         click.echo("\nFailed to load (set aside; everything else works):")
         for f in sorted(host.failed.values(), key=lambda f: f.name):
