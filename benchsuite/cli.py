@@ -17,6 +17,8 @@ RESULTS_DIR = "benchsuite-results"
 COMMAND_LINE_RESULTS = "command-line"
 #: Exit status of ``run --no-wait`` when cells are left to another live driver (none failed).
 MISSING_CELLS_EXIT = 3
+#: ``run`` prints a leaderboard of at most this many lines whole; a longer one as a summary.
+SHORT_BOARD_LINES = 60
 #: The loss methods whose weight curves a publish draws, with their default parameters.
 PLOTTED_WEIGHT_METHODS = ("cce", "mae", "mse", "gce", "sl", "gr", "dm", "imae")
 
@@ -132,7 +134,11 @@ def _invocation(ctx: click.Context) -> str:
 @click.option("--amp/--no-amp", default=None, help="Mixed precision (default: on CUDA only).")
 @click.option("--dry-run", is_flag=True, help="Validate and list the cells without running them.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar with ETA over the cells.")
-@click.option("--leaderboard/--no-leaderboard", default=True, help="Print the leaderboard and write it next to the results.")
+@click.option("--leaderboard/--no-leaderboard", default=True, help="Write the leaderboard next to the results and show it (see --print-leaderboard).")
+@click.option(
+    "--print-leaderboard", is_flag=True,
+    help=f"Print the whole leaderboard (default: the whole table when it has at most {SHORT_BOARD_LINES} lines, else a summary of the primary metric per method and noise rate, and the table's path).",
+)  # fmt: skip
 def run(
     grid_file: str | None,
     methods: tuple[str, ...],
@@ -158,6 +164,7 @@ def run(
     dry_run: bool,
     progress: bool,
     leaderboard: bool,
+    print_leaderboard: bool,
 ) -> None:
     """Run a grid (GRID_FILE, command-line options, or, with neither, the default grid on the
     embedded data), store every run, and print the leaderboard of this grid's cells (also written
@@ -168,15 +175,17 @@ def run(
     some failed or timed out, 2 on bad input, 3 when cells are left to other drivers (--no-wait),
     130 on Ctrl-C.
     """
-    from .executors import EXECUTORS, ExecutorError, RunSettings
-    from .grid import GridError, expand, grid_from_dict, load_grid_file, parse_executor
+    from .executors import ExecutorError, RunSettings
+    from .grid import MAIN_GRID, GridError, expand, grid_from_dict, load_grid_file, parse_executor
 
     host = _host()
     try:
         if grid_file:
             grid = load_grid_file(grid_file)
+        elif methods or tasks:
+            grid = grid_from_dict({}, source="command line")
         else:
-            grid = grid_from_dict({}, source="command line" if methods or tasks else "default grid")
+            grid = grid_from_dict(MAIN_GRID, source="default grid")
         _set_cells(grid, methods, tasks, noises, seeds)
         overrides = {"epochs": epochs, "iterations": iterations, "batch_size": batch_size, "lr": lr}
         grid.budget.update({k: v for k, v in overrides.items() if v is not None})
@@ -186,13 +195,13 @@ def run(
             grid.executor = parse_executor(executor)
         results = results or default_results(grid_file, _grid_options_given(click.get_current_context()))
         expansion = expand(grid, host)
-        backend = EXECUTORS[grid.executor.name](**grid.executor.params)
+        backend = _executor_for(grid, expansion, device)
         backend.check(RunSettings(device, amp, grid.cell_timeout, Path(results).parent))
     except (GridError, ValueError, ExecutorError) as exc:
         raise BadInput(str(exc)) from None
 
     if dry_run:
-        _dry_run(expansion, results, grid.source)
+        _dry_run(expansion, results, grid.source, backend)
         return
     _prepare_process(grid)
     outcome = _execute(
@@ -200,7 +209,7 @@ def run(
         checkpoint_every=checkpoint_every * 60, wait=wait,
     )  # fmt: skip
     if leaderboard and not outcome.interrupted:
-        _grid_board(grid, expansion, results)
+        _grid_board(grid, expansion, results, print_leaderboard)
     if outcome.interrupted:
         sys.exit(130)
     if outcome.failures:
@@ -210,6 +219,29 @@ def run(
         for label in outcome.missing:
             click.echo(f"  {label}", err=True)
         sys.exit(MISSING_CELLS_EXIT)
+
+
+def _executor_for(grid: Any, expansion: Any, device: str) -> Any:
+    """The grid's executor, or the automatic choice for its runnable cells
+    (``benchsuite.executors.automatic_executor``: a one-thread-per-worker pool on a multi-core CPU)."""
+    from .executors import EXECUTORS, automatic_executor
+
+    if grid.executor is not None:
+        name, params = grid.executor.name, grid.executor.params
+    else:
+        name, params = automatic_executor(device, len(expansion.cells) - len(expansion.not_applicable))
+    return EXECUTORS[name](**params)
+
+
+def _describe_executor(backend: Any) -> str:
+    """``pool (2 workers × 1 thread)``, ``local``."""
+    if backend.name != "pool":
+        return backend.name
+    from .executors import usable_cores
+
+    workers = backend.workers or usable_cores()
+    threads = backend.threads_per_worker or max(1, usable_cores() // workers)
+    return f"pool ({workers} worker{'s' * (workers > 1)} × {threads} thread{'s' * (threads > 1)})"
 
 
 def _override(grid: Any, **options: Any) -> None:
@@ -244,16 +276,26 @@ def _set_cells(grid: Any, methods: tuple[str, ...], tasks: tuple[str, ...], nois
             raise ValueError(f"--seeds {seeds}: seeds must be distinct non-negative integers")
 
 
-def _grid_board(grid: Any, expansion: Any, results: str) -> None:
-    """Print the leaderboard of the grid just run — its cells only, whatever else the database
-    holds — and write it to leaderboard.md beside the database."""
+def _grid_board(grid: Any, expansion: Any, results: str, whole: bool = False) -> None:
+    """Write the leaderboard of the grid just run — its cells only, whatever else the database
+    holds — to leaderboard.md beside the database, and print it: whole when asked or short,
+    else the primary metric per method and noise rate (``progress.headline``)."""
+    from .progress import headline
+
     runs = to_dataframe_or_fail(results)
     runs = runs[runs.cell_hash.isin({c.cell_hash for c in expansion.cells})]
     text = _render(runs, _invocation(click.get_current_context()), select=grid.select, title=f"benchsuite leaderboard: {grid.source}")
     out = Path(results).with_name("leaderboard.md")
     out.write_text(text)
-    click.echo(text)
-    click.echo(f"leaderboard of this grid written to {out}; `benchsuite leaderboard --results {results}` shows every run stored there", err=True)
+    if whole or text.count("\n") <= SHORT_BOARD_LINES:
+        click.echo(text)
+    else:
+        click.echo(headline(runs))
+    click.echo(
+        f"leaderboard of this grid ({text.count(chr(10))} lines) written to {out} (--print-leaderboard prints it); "
+        f"`benchsuite leaderboard --results {results}` shows every run stored there",
+        err=True,
+    )
 
 
 def _open_store(results: str) -> Any:
@@ -265,7 +307,7 @@ def _open_store(results: str) -> Any:
         raise BadInput(str(exc)) from None
 
 
-def _dry_run(expansion: Any, results: str, source: str) -> None:
+def _dry_run(expansion: Any, results: str, source: str, backend: Any) -> None:
     """List the cells with their state: n/a, a stored status, ``stale`` (a run of the same experiment
     is stored, but its plugin code, declared version or the host's results version has changed
     since: the cell runs again; the reason follows), or ``todo``."""
@@ -290,6 +332,13 @@ def _dry_run(expansion: Any, results: str, source: str) -> None:
             stale += 1
             click.echo(f"{'':16}  {'':9}  stale: {stale_reason(cell, previous)}")
     click.echo(f"{len(expansion.cells)} cells ({source})" + (f"; {stale} stale (stored runs of older code or versions): they run again" if stale else ""))
+    if backend.name in ("local", "pool"):
+        from .costs import estimate
+        from .executors import usable_cores
+
+        runnable = [c for c in expansion.cells if c.cell_hash not in expansion.not_applicable]
+        workers = (backend.workers or usable_cores()) if backend.name == "pool" else 1
+        click.echo(f"executor: {_describe_executor(backend)}; {estimate(runnable, workers, startup=backend.name == 'pool').describe()}")
 
 
 def _execute(grid: Any, expansion: Any, backend: Any, results: str, **settings: Any) -> Any:
@@ -299,7 +348,7 @@ def _execute(grid: Any, expansion: Any, backend: Any, results: str, **settings: 
 
     with _open_store(results) as store:
         click.echo(
-            f"{len(expansion.cells)} cells from the {grid.source}; executor: {grid.executor.name}; results: {results}", err=True
+            f"{len(expansion.cells)} cells from the {grid.source}; executor: {_describe_executor(backend)}; results: {results}", err=True
         )
         try:
             outcome = run_grid(
@@ -381,7 +430,7 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
     Finished cells are kept in DIR/.results/<board>.sqlite, so an interrupted publish resumes.
     """
     from .grid import GridError, expand, load_grid_file, parse_executor
-    from .executors import EXECUTORS, ExecutorError, RunSettings
+    from .executors import ExecutorError, RunSettings
     import pandas as pd
 
     from . import publish as pub
@@ -406,7 +455,7 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
                 if executor:
                     grid.executor = parse_executor(executor)
                 expansion = expand(grid, host)
-                backend = EXECUTORS[grid.executor.name](**grid.executor.params)
+                backend = _executor_for(grid, expansion, device)
                 results = root / ".results" / f"{board}.sqlite"
                 results.parent.mkdir(parents=True, exist_ok=True)
                 backend.check(RunSettings(device, None, grid.cell_timeout, results.parent))
@@ -432,6 +481,10 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
         if curves_csv.is_file() and grid.select == "none":
             pub.plot_board(pd.read_csv(curves_csv), root / board, board)
             click.echo(f"plots in {root / board}", err=True)
+        try:
+            click.echo(pub.write_board_report(root, board, grid.select, host or _host()), err=True)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
     reported = root / pub.REPORTED_FILE
     if reported.is_file():
         measured = {f.name.removesuffix(".runs.csv"): pub.read_runs_export(f) for f in sorted(root.glob("*.runs.csv"))}
@@ -476,10 +529,10 @@ def plugins(as_json: bool, verbose: bool) -> None:
         )
         return
     rows = [
-        (p.name, p.distribution or "-", p.version or "-", ", ".join(p.methods) or "-", ", ".join(p.tasks) or "-")
+        (p.name, p.distribution or "-", p.version or "-", *(", ".join(names) or "-" for names in (p.methods, p.tasks, p.noise_kinds)))
         for p in sorted(host.plugins.values(), key=lambda p: p.name)
     ]
-    click.echo(tabulate(rows, headers=["plugin", "distribution", "version", "methods", "tasks"]))
+    click.echo(tabulate(rows, headers=["plugin", "distribution", "version", "methods", "tasks", "noise kinds"]))
     if host.failed:
         click.echo("\nFailed to load (set aside; everything else works):")
         for f in sorted(host.failed.values(), key=lambda f: f.name):
@@ -532,25 +585,150 @@ def tasks(as_json: bool) -> None:
     _describe("task", as_json)
 
 
+def _report_runs(results: str | None, export_file: str | None, curves_file: str | None) -> tuple[Any, Any]:
+    """(runs, per-epoch curves or None) from a database, or from a runs CSV and a curves CSV."""
+    import pandas as pd
+
+    from .publish import read_runs_export
+    from .results import curves_dataframe
+
+    if results and export_file:
+        raise BadInput("give either --results (a database) or --from (a CSV export), not both")
+    if curves_file and not export_file:
+        raise BadInput("--curves goes with --from (a database holds its curves)")
+    try:
+        if export_file:
+            return read_runs_export(export_file), pd.read_csv(curves_file) if curves_file else None
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    results = results or DEFAULT_RESULTS
+    return to_dataframe_or_fail(results), curves_dataframe(results)
+
+
+@main.command()
+@click.option("--results", type=click.Path(dir_okay=False), help=f"SQLite results database [default: {DEFAULT_RESULTS}].")
+@click.option("--from", "export_file", type=click.Path(dir_okay=False, exists=True), help="A runs CSV (`benchsuite export`, a published board) instead of a database.")
+@click.option("--curves", "curves_file", type=click.Path(dir_okay=False, exists=True), help="With --from: per-epoch curves CSV (`export --curves`, or a board's curves.csv).")
+@click.option("--grid", "grid_file", type=click.Path(dir_okay=False, exists=True), help="The grid file the runs came from: its `select` applies.")
+@click.option("--select", type=click.Choice(["none", "val"]), help="val: per method and noise rate only the setting best on validation.")
+@click.option("-t", "--task", "tasks", multiple=True, help="Only these tasks (repeatable).")
+@click.option("--title", default="benchsuite report", show_default=True, help="The page title.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for index.html and figures/ (new, empty, or an earlier report).")
+def report(
+    results: str | None, export_file: str | None, curves_file: str | None, grid_file: str | None, select: str | None,
+    tasks: tuple[str, ...], title: str, out: str,
+) -> None:  # fmt: skip
+    """Write a static HTML report (opens from the file system): sortable, filterable leaderboards,
+    per-epoch curves with a band across seeds, CMC and weight curves, each run's provenance."""
+    from .grid import GridError
+    from .plugins import PluginLoadError, get_host
+    from .publish import leaderboard_options
+    from .report import write_report
+
+    runs, curves = _report_runs(results, export_file, curves_file)
+    try:
+        options = leaderboard_options(grid_file, select)
+    except (GridError, ValueError) as exc:
+        raise BadInput(str(exc)) from None
+    source = f"--from {export_file}" + (f" --curves {curves_file}" if curves_file else "") if export_file else f"--results {results or DEFAULT_RESULTS}"
+    command = f"benchsuite report {source} --out {out}"
+    try:
+        host = get_host()
+    except PluginLoadError:
+        host = None  # the tables and curves need no plugin; only the weight curves do
+    try:
+        files = write_report(runs, out, curves=curves, command=command, title=title, select=options.get("select", "none"), tasks=list(tasks) or None, host=host)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    click.echo(f"wrote {files.index} and {len(files.figures)} figures ({files.total_bytes / 1e6:.2f} MB)", err=True)
+
+
 @main.group()
 def plot() -> None:
-    """Figures."""
+    """Figures: of stored runs (curves, fit, cmc, weights --results) or of loss methods (weights -m)."""
+
+
+def _plot_options(f: Any) -> Any:
+    options = [
+        click.option("--results", type=click.Path(dir_okay=False), help=f"SQLite results database [default: {DEFAULT_RESULTS}]."),
+        click.option("-t", "--task", help="The task to draw (needed when the results hold several)."),
+        click.option("--noise", metavar="[KIND:]RATES", help="Noise rates to draw (default: all, r = 0 included), e.g. 0,0.4 or symmetric:0.4."),
+        click.option("--select", type=click.Choice(["none", "val"]), default="none", show_default=True, help="val: rows chosen on validation, as on the board."),
+        click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output file: .png, .svg or .pdf."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _plot_stored(
+    kind: str, results: str | None, task: str | None, noise: str | None, select: str, out: str, metric: str | None = None, density: bool = True
+) -> None:
+    """Draw one figure of stored runs (``report.plot_figure``) into ``out``."""
+    from .leaderboard import sections
+    from .plotting import FORMATS, save_figure
+    from .report import parse_noise, pick_rates, pick_section, plot_figure
+
+    if Path(out).suffix.lstrip(".").lower() not in FORMATS:
+        raise BadInput(f"cannot write {out}: the file name must end in one of {', '.join('.' + f for f in FORMATS)}")
+    runs, curves = _report_runs(results, None, None)
+    try:
+        kind_name, rates = parse_noise(noise)
+        section = pick_section(sections(runs, select), task, kind_name)
+        rates = pick_rates(section, rates)
+        fig = plot_figure(kind, section, curves, rates, metric=metric, host=_host() if kind == "weights" else None, density=density)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    path = save_figure(fig, out)
+    lines = sum(1 for ax in fig.axes for line in ax.get_lines() if str(line.get_gid()).startswith("series-"))
+    click.echo(f"{kind} of {section.task} ({section.kind} noise): {lines} lines written to {path}", err=True)
+
+
+@plot.command(name="curves")
+@_plot_options
+@click.option("-M", "--metric", help="A per-epoch metric the runs store (default: the board's), e.g. test_acc, loss, lr, weight_focus.")
+def plot_curves(results: str | None, task: str | None, noise: str | None, select: str, out: str, metric: str | None) -> None:
+    """Per-epoch curves of stored runs: a line per board row (mean over seeds) with the seeds' range as a band."""
+    _plot_stored("curves", results, task, noise, select, out, metric)
+
+
+@plot.command(name="fit")
+@_plot_options
+def plot_fit(results: str | None, task: str | None, noise: str | None, select: str, out: str) -> None:
+    """Per epoch, the fit of the clean-labelled and of the noisy-labelled training examples."""
+    _plot_stored("fit", results, task, noise, select, out)
+
+
+@plot.command(name="cmc")
+@_plot_options
+def plot_cmc(results: str | None, task: str | None, noise: str | None, select: str, out: str) -> None:
+    """CMC curves of a retrieval task's runs (final epoch), a panel per noise rate."""
+    _plot_stored("cmc", results, task, noise, select, out)
 
 
 @plot.command(name="weights")
 @click.option(
-    "-m", "--method", "methods", multiple=True, required=True, metavar="SPEC",
+    "-m", "--method", "methods", multiple=True, metavar="SPEC",
     help="name, name@preset or name{k = v}; a list value draws one curve per value; repeatable.",
 )
+@click.option("--results", type=click.Path(dir_okay=False), help="Instead of -m: the loss methods of the rows of stored runs.")
+@click.option("-t", "--task", help="With --results: the task whose rows to draw.")
+@click.option("--noise", metavar="[KIND:]RATES", help="With --results: the noise kind whose rows to draw.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output file: .png, .svg or .pdf.")
 @click.option("--density", is_flag=True, help="Divide each curve by its integral over [0, 1] (DM's emphasis density).")
-def plot_weights(methods: tuple[str, ...], out: str, density: bool) -> None:
+def plot_weights(methods: tuple[str, ...], results: str | None, task: str | None, noise: str | None, out: str, density: bool) -> None:
     """Draw the weight curves w(p_y) of loss methods, as the GR/DM/IMAE papers' Figure 1:
-    e.g. ``benchsuite plot weights -m "gr{beta = 8, lam = [0.5, 1]}" -m imae --out w.png``."""
+    e.g. ``benchsuite plot weights -m "gr{beta = 8, lam = [0.5, 1]}" -m imae --out w.png``;
+    with ``--results``, those of the loss methods of the rows of stored runs."""
     from .grid import parse_component
     from .plotting import plot_weight_curves
     from .registry import UnknownNameError
 
+    if bool(methods) == bool(results):
+        raise BadInput("give either -m/--method SPEC (repeatable) or --results DB")
+    if results:
+        _plot_stored("weights", results, task, noise, "none", out, density=density)
+        return
     host = _host()
     try:
         instances = []

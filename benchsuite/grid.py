@@ -77,6 +77,19 @@ from .task import Recipe
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_NOISE_RATES = (0.0, 0.2, 0.4, 0.6)
 
+#: The main job, what ``benchsuite run`` runs without a grid file, ``-m`` or ``-t``: every seed
+#: method with its defaults (CCE, GCE, SL, GR, DM, IMAE, IEG) and the baselines IEG's row needs
+#: beside it (the trusted subset alone, and CCE on the noisy set plus the trusted subset), on the
+#: embedded digits, without noise and at 40 % and 80 % symmetric noise, 5 seeds for the intervals.
+#: Sized to finish in minutes on two CPU cores (``benchmarks/default_grid.py`` measures it); the
+#: other methods and tasks are one ``-m``/``-t`` or one shipped grid file away (see the README).
+MAIN_GRID: dict[str, Any] = {
+    "method": ["cce", "gce", "sl", "gr", "dm", "imae", "ieg", "trusted_only", "cce_trusted"],
+    "task": ["digits"],
+    "noise": {"kind": "symmetric", "rates": [0.0, 0.4, 0.8]},
+    "seeds": [0, 1, 2, 3, 4],
+}
+
 _SPEC = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)(?:@([A-Za-z0-9_.\-:,]+))?\s*(\{.*\})?\s*$", re.S)
 #: The key of a preset-per-rate table that names the preset of every rate not listed.
 OTHER_RATES = "default"
@@ -140,7 +153,9 @@ class Grid:
     seeds: tuple[int, ...] = DEFAULT_SEEDS
     noise: list[NoiseSpec] | None = None
     budget: dict[str, Any] = field(default_factory=dict)
-    executor: ComponentSpec = field(default_factory=lambda: ComponentSpec("local"))
+    #: Where the cells run; None: chosen by ``benchsuite.executors.automatic_executor`` (a worker
+    #: pool with one thread per worker on a multi-core CPU machine, else in this process).
+    executor: ComponentSpec | None = None
     #: How many more times a cell whose worker was lost (killed, out of memory) is run.
     retries: int = DEFAULT_RETRIES
     #: Wall-clock seconds after which a cell is stopped and recorded as ``timeout`` (None: no limit).
@@ -216,12 +231,15 @@ def _rate(text: str) -> float | None:
 
 
 def parse_noise(text: str) -> NoiseSpec:
-    """Parse ``kind:rate[,rate...]`` or ``none``."""
-    kind, _, rates = text.partition(":")
-    if not rates:
-        if kind.strip() == "none":
+    """Parse ``kind:rate[,rate...]``, ``none``, or the name of a kind with a variant whose labels
+    are given (``cifar10n:worst``, rate 0; ``cifar10n:worst:0`` says the same)."""
+    kind, _, rates = text.rpartition(":")
+    if not kind:
+        if text.strip() == "none":
             return NoiseSpec("none", (0.0,))
-        raise ValueError(f"noise {text!r} must look like symmetric:0,0.2,0.4 (or none)")
+        raise ValueError(f"noise {text!r} must look like symmetric:0,0.2,0.4 (or none, or cifar10n:worst)")
+    if not rates.strip()[:1].isdigit() and not rates.strip().startswith("."):
+        return NoiseSpec(text.strip(), (0.0,))
     try:
         return NoiseSpec(kind.strip(), tuple(float(r) for r in rates.split(",")))
     except ValueError:
@@ -267,7 +285,7 @@ def grid_from_dict(raw: dict[str, Any], source: str = "grid") -> Grid:
         budget = {}
     problems += validate_budget(budget)
 
-    executor = _executor(raw.get("executor", "local"), problems)
+    executor = _executor(raw["executor"], problems) if "executor" in raw else None
 
     retries = raw.get("retries", DEFAULT_RETRIES)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -495,7 +513,7 @@ def expand(grid: Grid, host: PluginHost) -> Expansion:
     not_applicable: dict[str, str] = {}
     rates_run: set[float] = set()
     for task in resolved_tasks:
-        for noise in _task_noise(grid, type(task), problems):
+        for noise in _task_noise(grid, task, host, problems):
             rates_run.update(noise.rates)
             for seed, rate, entry in itertools.product(grid.seeds, noise.rates, entries):
                 for method in entry.instances(rate):
@@ -546,20 +564,32 @@ def _resolve_tasks(host: PluginHost, tasks: list[ComponentSpec], problems: list[
     return resolved
 
 
-def _task_noise(grid: Grid, task_cls: type, problems: list[str]) -> list[NoiseSpec]:
+def _task_noise(grid: Grid, task: Any, host: PluginHost, problems: list[str]) -> list[NoiseSpec]:
     """The grid's noise (or the task's default) that the task accepts; the rest become problems."""
     accepted = []
+    task_cls = type(task)
     for n, noise in enumerate(grid.noise or [NoiseSpec(*task_cls.default_noise)]):
         if noise.kind not in task_cls.noise_kinds:
             problems.append(
                 f"noise[{n}].kind: task {task_cls.name!r} does not accept noise {noise.kind!r}; "
                 f"it accepts: {', '.join(task_cls.noise_kinds)}"
             )
-        elif noise.kind == "none" and any(r != 0 for r in noise.rates):
-            problems.append(f"noise[{n}]: kind 'none' takes only rate 0")
+        elif (noise.kind == "none" or not host.noise_kinds[noise.kind].takes_rate) and any(r != 0 for r in noise.rates):
+            problems.append(f"noise[{n}]: kind {noise.kind!r} gives its labels as they are and takes only rate 0")
+        elif (problem := _noise_problem(task, noise.kind)) is not None:
+            problems.append(f"noise[{n}] ({noise.kind}) on task {task_cls.name!r}: {problem}")
         else:
             accepted.append(noise)
     return accepted
+
+
+def _noise_problem(task: Any, kind: str) -> str | None:
+    """What keeps the configured ``task`` from running noise ``kind``, or None."""
+    try:
+        task.check_noise(kind)
+    except Exception as exc:  # whatever the plugin raises, it is the user's configuration
+        return str(exc)
+    return None
 
 
 def _cell(grid: Grid, method: Any, preset: str | None, task: Any, noise: NoiseSpec, rate: float, seed: int) -> CellSpec:

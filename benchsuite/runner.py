@@ -12,7 +12,6 @@ is kept and re-running the same command runs only what is missing.
 from __future__ import annotations
 
 import os
-import sys
 import signal
 import threading
 import time
@@ -24,8 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .checkpoint import DEFAULT_EVERY_MINUTES, CheckpointPolicy, checkpoint_dir
+from .costs import cell_cost, estimate
 from .grid import DEFAULT_RETRIES, Expansion
 from .plugins import get_host
+from .progress import GridProgress, cell_label
 from .provenance import provenance, utc_now
 from .spec import CellSpec, RunRecord
 from .store import DONE_STATUSES, ResultStore
@@ -164,15 +165,19 @@ class GridOutcome:
     not_applicable: int = 0
     running_elsewhere: int = 0
     retried: int = 0
-    #: Labels of the cells that, when the run ended, had no stored record (held by another live
-    #: driver and not waited for, or left by an interruption).
-    missing: list[str] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     #: (label, first line of the error) of every cell that ended failed or timed out.
     failures: list[tuple[str, str]] = field(default_factory=list)
     interrupted: bool = False
+    #: Wall seconds of the run, from the first look at the store to the last record.
+    elapsed: float | None = None
+    #: Labels of the cells that, when the run ended, had no stored record (held by another live
+    #: driver and not waited for, or left by an interruption).
+    missing: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        from .costs import format_duration
+
         ran = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items())) or "nothing"
         parts = [f"{self.cells} cells: ran {ran}", f"{self.already_done} already done"]
         if self.not_applicable:
@@ -185,6 +190,8 @@ class GridOutcome:
             parts.append(f"{self.retried} retried after losing their worker")
         if self.interrupted:
             parts.append("interrupted: re-run the same command to run the missing cells")
+        if self.elapsed is not None:
+            parts.append(f"wall time {format_duration(self.elapsed)}")
         return "; ".join(parts)
 
 
@@ -257,144 +264,171 @@ def run_grid(
     """Run every cell of ``expansion`` that ``store`` does not hold yet (all of them with ``force``)
     on ``executor`` (default: in this process, one after the other).
 
+    A cell whose worker is lost (killed, out of memory, node failure) is run again, up to
+    ``retries`` more times, then recorded as ``failed`` with the cause; a cell that raises is not
+    retried (it would raise again). A cell over ``cell_timeout`` seconds is stopped and recorded
+    as ``timeout``. Failed and timed-out cells run again on the next ``run_grid``. With
+    ``progress``, the expected duration is printed first and the running cells are shown live
+    (``benchsuite.progress``).
+
     Cells checkpoint at epoch ends, at most every ``checkpoint_every`` seconds (0: every epoch;
     None: never), beside the database, and resume from their checkpoint when run again
     (``benchsuite.checkpoint``); a cell's checkpoint is deleted once its finished record is stored.
     Cells that another live driver holds are waited for (``wait``) and run here if that driver
     lets them go without a record (it dies: its claim goes stale); without ``wait`` they are left
     and listed in ``GridOutcome.missing``.
-
-    A cell whose worker is lost (killed, out of memory, node failure) is run again, up to
-    ``retries`` more times, then recorded as ``failed`` with the cause; a cell that raises is not
-    retried (it would raise again). A cell over ``cell_timeout`` seconds is stopped and recorded
-    as ``timeout``. Failed and timed-out cells run again on the next ``run_grid``.
     """
-    from tqdm import tqdm
+    from .executors import LocalExecutor
 
-    from .executors import LocalExecutor, RunSettings
-
-    executor = executor or LocalExecutor()
-    outcome = GridOutcome(cells=len(expansion.cells))
-    store.add_names(expansion.names)
-    stored = store.statuses()
-    for spec in expansion.cells:  # re-evaluated every time: cheap, and a plugin update may change it
-        if spec.cell_hash in expansion.not_applicable:
-            if stored.get(spec.cell_hash) != "skipped":  # recorded once, so a re-run rewrites nothing
-                store.save(RunRecord(spec, "skipped", error=expansion.not_applicable[spec.cell_hash], finished_at=utc_now()))
-            outcome.not_applicable += 1
-    done = set() if force else store.done()
-    todo = [c for c in expansion.cells if c.cell_hash not in done and c.cell_hash not in expansion.not_applicable]
-    outcome.already_done = len(expansion.cells) - outcome.not_applicable - len(todo)
-
-    bar = tqdm(total=len(todo), unit="cell", disable=not progress, dynamic_ncols=True, mininterval=0.5)
-
-    def on_progress(spec: CellSpec, epoch: int, epochs: int) -> None:
-        bar.set_postfix_str(f"{spec.label()} · epoch {epoch}/{epochs}", refresh=False)
-
-    checkpoints = None if checkpoint_every is None else CheckpointPolicy(checkpoint_dir(store.path), checkpoint_every)
-    settings = RunSettings(device, amp, cell_timeout, store.path.parent, on_progress, checkpoints)
-    executor.check(settings)
-    queue: deque[tuple[CellSpec, int]] = deque((spec, 1) for spec in todo)  # (cell, attempt)
-    running: dict[str, tuple[CellSpec, int]] = {}
-    elsewhere = _HeldElsewhere(wait)
-    finished = False
-    try:
-        with _Heartbeat(store.path) as beats:
-            executor.start(settings)
-            while queue or running or elsewhere.held:
-                if not queue and not running:
-                    elsewhere.wait(queue, bar)
-                    continue
-                batch: list[CellSpec] = []
-                while queue and executor.free_slots() > len(batch):
-                    with _held_interrupt():  # a claim is never made without being tracked
-                        spec, attempt = queue.popleft()
-                        claimed = attempt > 1 or store.claim(spec, force=force)
-                        if claimed:
-                            running[spec.cell_hash] = (spec, attempt)
-                    if not claimed:  # finished or taken by another driver meanwhile
-                        elsewhere.passed_over(spec, store, outcome, bar)
-                        continue
-                    batch.append(spec)
-                    beats.add(spec.cell_hash)
-                if batch:
-                    executor.submit(batch)
-                if not running:
-                    continue
-                for result in executor.wait(POLL_SECONDS):
-                    spec, attempt = running[result.spec.cell_hash]
-                    if result.lost is not None and attempt <= retries:
-                        outcome.retried += 1
-                        bar.write(f"RETRY {spec.label()}: {result.lost}; attempt {attempt + 1} of {retries + 1}", file=sys.stderr)
-                        with _held_interrupt():
-                            queue.appendleft((spec, attempt + 1))  # keeps its claim
-                            del running[spec.cell_hash]
-                        continue
-                    record = result.record or RunRecord(spec, "failed", error=f"{result.lost} (attempt {attempt} of {retries + 1})")
-                    record.finished_at = record.finished_at or utc_now()
-                    record.provenance.update(executor=executor.name, attempt=attempt)
-                    with _held_interrupt():  # a record that has arrived is stored, even on Ctrl-C
-                        store.save(record)
-                        del running[spec.cell_hash]
-                    _drop_finished_checkpoint(checkpoints, record)
-                    beats.discard(spec.cell_hash)
-                    outcome.statuses[record.status] += 1
-                    if record.status in ("failed", "timeout"):
-                        first_line = (record.error or "").splitlines()[0] if record.error else record.status
-                        outcome.failures.append((spec.label(), first_line))
-                        bar.write(f"{record.status.upper()} {spec.label()}: {first_line}", file=sys.stderr)
-                    bar.update(1)
-            finished = True
-    except KeyboardInterrupt:
-        outcome.interrupted = True
-    finally:
-        try:
-            if not finished:
-                executor.cancel()
-            executor.close()
-        finally:
-            # Cells still running or waiting for a retry: give them back for a restart or another driver.
-            with _held_interrupt():
-                store.release(list(running) + [spec.cell_hash for spec, attempt in queue if attempt > 1])
-            bar.close()
+    run = _GridRun(expansion, store, executor or LocalExecutor(), force=force, retries=retries)
+    run.wait_for_others = wait
+    if checkpoint_every is not None:
+        run.checkpoints = CheckpointPolicy(checkpoint_dir(store.path), checkpoint_every)
+    outcome = run.execute(device, amp, cell_timeout, progress)
     stored = store.statuses()
     outcome.missing = [spec.label() for spec in expansion.cells if spec.cell_hash not in stored]
     return outcome
 
 
-def _drop_finished_checkpoint(checkpoints: CheckpointPolicy | None, record: RunRecord) -> None:
-    """A cell whose finished record is stored needs its checkpoint no more (failed and timed-out
-    cells keep theirs: the next run resumes from it)."""
-    if checkpoints is not None and record.status in DONE_STATUSES:
-        checkpoints.remove(record.spec.cell_hash)
+class _GridRun:
+    """The driver's side of one ``run_grid``: the queue of cells, their claims, the records."""
 
+    def __init__(self, expansion: Expansion, store: ResultStore, executor: Executor, force: bool, retries: int) -> None:
+        self.expansion, self.store, self.executor = expansion, store, executor
+        self.force, self.retries = force, retries
+        self.outcome = GridOutcome(cells=len(expansion.cells))
+        #: (cell, attempt) not yet submitted; cells running now by hash, with their attempt.
+        self.queue: deque[tuple[CellSpec, int]] = deque()
+        self.running: dict[str, tuple[CellSpec, int]] = {}
+        self.display = GridProgress({}, 1, enabled=False)  # the real one once the executor has started
+        self._began = time.monotonic()
+        self.checkpoints: CheckpointPolicy | None = None
+        #: Cells another live driver holds: waited for (``wait_for_others``), and all ever seen so.
+        self.wait_for_others = True
+        self.held_elsewhere: dict[str, CellSpec] = {}
+        self._seen_elsewhere: set[str] = set()
 
-class _HeldElsewhere:
-    """The cells this driver could not claim because another live driver holds them."""
+    def execute(self, device: str, amp: bool | None, cell_timeout: float | None, progress: bool) -> GridOutcome:
+        from .executors import RunSettings
 
-    def __init__(self, wait: bool) -> None:
-        self.wait_for_them = wait
-        self.held: dict[str, CellSpec] = {}
-        self.seen: set[str] = set()
+        todo = self._todo()
+        self.queue.extend((spec, 1) for spec in todo)
+        settings = RunSettings(
+            device, amp, cell_timeout, self.store.path.parent, lambda *epoch: self.display.epoch(*epoch), self.checkpoints
+        )
+        self.executor.check(settings)
+        finished = False
+        try:
+            with _Heartbeat(self.store.path) as self.beats:
+                self.executor.start(settings)
+                self.display = GridProgress({spec.cell_hash: cell_cost(spec) for spec in todo}, self._workers(todo), enabled=progress)
+                if progress and todo and self.executor.name in ("local", "pool"):  # the costs are this machine's
+                    self.display.message(estimate(todo, self._workers(todo), startup=self.executor.name != "local").describe())
+                while self.queue or self.running or self.held_elsewhere:
+                    if not self.queue and not self.running:
+                        self._wait_for_others()
+                    self._dispatch()
+                    if self.running:
+                        for result in self.executor.wait(POLL_SECONDS):
+                            self._receive(result)
+            finished = True
+        except KeyboardInterrupt:
+            self.outcome.interrupted = True
+        finally:
+            self._shut_down(finished)
+        return self.outcome
 
-    def passed_over(self, spec: CellSpec, store: ResultStore, outcome: GridOutcome, bar: Any) -> None:
-        """A cell whose claim failed: finished meanwhile (counted done), or held by another driver
-        (waited for, or left to it)."""
-        if spec.cell_hash in store.done():
-            outcome.already_done += 1
-            bar.update(1)
-        elif not self.wait_for_them:
-            bar.update(1)
-        else:
-            self.held[spec.cell_hash] = spec
-            if spec.cell_hash not in self.seen:
-                self.seen.add(spec.cell_hash)
-                outcome.running_elsewhere += 1
+    def _todo(self) -> list[CellSpec]:
+        """Record the cells that cannot run (once), and return those the store does not hold."""
+        expansion, store = self.expansion, self.store
+        store.add_names(expansion.names)
+        stored = store.statuses()
+        for spec in expansion.cells:  # re-evaluated every time: cheap, and a plugin update may change it
+            if spec.cell_hash in expansion.not_applicable:
+                if stored.get(spec.cell_hash) != "skipped":  # recorded once, so a re-run rewrites nothing
+                    store.save(RunRecord(spec, "skipped", error=expansion.not_applicable[spec.cell_hash], finished_at=utc_now()))
+                self.outcome.not_applicable += 1
+        done = set() if self.force else store.done()
+        todo = [c for c in expansion.cells if c.cell_hash not in done and c.cell_hash not in expansion.not_applicable]
+        self.outcome.already_done = len(expansion.cells) - self.outcome.not_applicable - len(todo)
+        return todo
 
-    def wait(self, queue: deque[tuple[CellSpec, int]], bar: Any) -> None:
+    def _workers(self, todo: list[CellSpec]) -> int:
+        """How many cells run at once: the executor's free slots when it starts, at most one per cell."""
+        return max(1, min(self.executor.free_slots(), len(todo)))
+
+    def _dispatch(self) -> None:
+        """Claim and submit as many queued cells as the executor takes now."""
+        batch: list[CellSpec] = []
+        while self.queue and self.executor.free_slots() > len(batch):
+            with _held_interrupt():  # a claim is never made without being tracked
+                spec, attempt = self.queue.popleft()
+                claimed = attempt > 1 or self.store.claim(spec, force=self.force)
+                if claimed:
+                    self.running[spec.cell_hash] = (spec, attempt)
+            if not claimed:  # finished or taken by another driver meanwhile
+                self._passed_over(spec)
+                continue
+            batch.append(spec)
+            self.beats.add(spec.cell_hash)
+            self.display.started(spec)
+        if batch:
+            self.executor.submit(batch)
+
+    def _passed_over(self, spec: CellSpec) -> None:
+        """A cell whose claim failed: finished meanwhile (counted done), or held by another live
+        driver (waited for, or left to it)."""
+        if spec.cell_hash in self.store.done():
+            self.outcome.already_done += 1
+        elif self.wait_for_others:
+            self.held_elsewhere[spec.cell_hash] = spec
+            if spec.cell_hash not in self._seen_elsewhere:
+                self._seen_elsewhere.add(spec.cell_hash)
+                self.outcome.running_elsewhere += 1
+            return
+        self.display.skipped(spec)
+
+    def _wait_for_others(self) -> None:
         """Nothing left to run here but cells other drivers hold: sleep, then try them again (a
         finished one is counted as done, a stale or released claim is taken over)."""
-        bar.set_postfix_str(f"waiting for {len(self.held)} cells another driver is running", refresh=True)
         time.sleep(WAIT_POLL_SECONDS)
-        queue.extend((spec, 1) for spec in self.held.values())
-        self.held.clear()
+        self.queue.extend((spec, 1) for spec in self.held_elsewhere.values())
+        self.held_elsewhere.clear()
+
+    def _receive(self, result: Any) -> None:
+        """Store a cell's record, or queue it again when its worker was lost and retries remain."""
+        spec, attempt = self.running[result.spec.cell_hash]
+        if result.lost is not None and attempt <= self.retries:
+            self.outcome.retried += 1
+            self.display.message(f"RETRY {cell_label(spec)}: {result.lost}; attempt {attempt + 1} of {self.retries + 1}")
+            with _held_interrupt():
+                self.queue.appendleft((spec, attempt + 1))  # keeps its claim
+                del self.running[spec.cell_hash]
+            return
+        record = result.record or RunRecord(spec, "failed", error=f"{result.lost} (attempt {attempt} of {self.retries + 1})")
+        record.finished_at = record.finished_at or utc_now()
+        record.provenance.update(executor=self.executor.name, attempt=attempt)
+        with _held_interrupt():  # a record that has arrived is stored, even on Ctrl-C
+            self.store.save(record)
+            del self.running[spec.cell_hash]
+        if self.checkpoints is not None and record.status in DONE_STATUSES:
+            self.checkpoints.remove(spec.cell_hash)  # failed and timed-out cells keep theirs: the next run resumes
+        self.beats.discard(spec.cell_hash)
+        self.outcome.statuses[record.status] += 1
+        if record.status in ("failed", "timeout"):
+            first_line = (record.error or "").splitlines()[0] if record.error else record.status
+            self.outcome.failures.append((cell_label(spec), first_line))
+            self.display.message(f"{record.status.upper()} {cell_label(spec)}: {first_line}")
+        self.display.finished(spec, record.status, record.duration_s)
+
+    def _shut_down(self, finished: bool) -> None:
+        try:
+            if not finished:
+                self.executor.cancel()
+            self.executor.close()
+        finally:
+            # Cells still running or waiting for a retry: give them back for a restart or another driver.
+            with _held_interrupt():
+                self.store.release(list(self.running) + [spec.cell_hash for spec, attempt in self.queue if attempt > 1])
+            self.display.close()
+            self.outcome.elapsed = time.monotonic() - self._began
