@@ -41,12 +41,13 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from .errors import UsageError
 from .params import close_matches
 
 SAMPLINGS = ("exact_classbalanced", "exact_global", "bernoulli")
 
 
-class NoiseError(ValueError):
+class NoiseError(UsageError, ValueError):
     """Invalid noise kind, rate, sampling, kind input or labels."""
 
 

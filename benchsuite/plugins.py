@@ -22,6 +22,7 @@ from typing import Any, Callable
 import pluggy
 
 from . import hookspecs
+from .errors import BenchsuiteError
 from .method import Method
 from .registry import InvalidPluginError, Registry
 from .task import Task
@@ -30,7 +31,7 @@ ENTRY_POINT_GROUP = "benchsuite"
 _HOOK_NAMES = ("register_methods", "register_tasks")
 
 
-class PluginLoadError(RuntimeError):
+class PluginLoadError(BenchsuiteError, RuntimeError):
     """A plugin could not be loaded and strict loading was asked for."""
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from .spec import CellSpec
-from .store import ResultStore
+from .store import open_store
 
 LAST_K = 5
 RUN_COLUMNS = [
@@ -34,7 +34,7 @@ def _canonical(value: object) -> str:
 
 def curves_dataframe(path: str | Path) -> pd.DataFrame:
     """Per-epoch metrics: one row per (run, epoch), one column per metric."""
-    with ResultStore(path) as store:
+    with open_store(path, "read") as store:
         rows = store.query(
             "SELECT r.cell_hash, c.epoch, c.key, c.value FROM curves c JOIN runs r ON r.id = c.run_id"
         )
@@ -48,9 +48,7 @@ def curves_dataframe(path: str | Path) -> pd.DataFrame:
 
 def to_dataframe(path: str | Path) -> pd.DataFrame:
     """One row per run (see the module docstring for the columns)."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no results database at {path}; `benchsuite run --results {path}` creates one")
-    with ResultStore(path) as store:
+    with open_store(path, "read") as store:
         rows = store.query(
             "SELECT cell_hash, method, preset, spec, task, noise_kind, noise_rate, seed, status, error, "
             "diverged_epoch, epochs, started_at, finished_at, duration_s, info, provenance, final FROM runs"

@@ -21,8 +21,10 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
+from urllib.parse import quote
 
+from .errors import UsageError
 from .spec import CellSpec, RunRecord
 
 SCHEMA_VERSION = "1"
@@ -77,8 +79,88 @@ CREATE TABLE IF NOT EXISTS claims (
 """
 
 
-class StoreError(RuntimeError):
-    """The results file is not a benchsuite database (or has an incompatible schema)."""
+class StoreError(UsageError, RuntimeError):
+    """The results file is not a benchsuite database (or has an incompatible schema), or its path
+    cannot be written."""
+
+
+#: The first 16 bytes of every SQLite 3 database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+#: How a store is opened: ``write`` creates the database when it is missing; ``read`` never
+#: writes (an SQLite read-only connection), so it works on read-only media and leaves foreign
+#: files as they are.
+Mode = Literal["read", "write"]
+
+
+def open_store(path: str | Path, mode: Mode = "write") -> "ResultStore":
+    """The results database at ``path``, checked before anything is written to it: a file that is
+    not an SQLite database, an SQLite database of another application and a database of another
+    schema version are refused (``StoreError`` naming the path), as are paths that cannot hold a
+    database (an empty path, a folder that cannot be created or written)."""
+    return ResultStore(path, mode)
+
+
+def _check_path(path: Path, mode: Mode) -> None:
+    """Refuse, naming the path, what cannot be a results database before anything touches it."""
+    if not str(path) or str(path) == ".":
+        raise StoreError("the results path is empty: give a file such as results.sqlite")
+    if path.exists() and not path.is_file():
+        raise StoreError(f"{path} is not a file")
+    if mode == "read" and not path.is_file():
+        raise StoreError(f"no results database at {path}; `benchsuite run --results {path}` creates one")
+    if path.is_file() and path.stat().st_size:
+        with path.open("rb") as f:
+            if f.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                raise StoreError(f"{path} is not a benchsuite results database (not an SQLite file); it is left as it is")
+    if mode == "write":
+        _check_folder(path)
+
+
+def _check_folder(path: Path) -> None:
+    """The database's folder exists (made here if missing) and is writable (SQLite writes its
+    journal beside the database)."""
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise StoreError(f"cannot create the folder of {path}: a part of {folder} is a file, not a folder") from None
+    except OSError as exc:
+        raise StoreError(f"cannot create the folder {folder} for {path}: {exc.strerror}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot write {path}: the folder {folder} is not writable")
+    if path.is_file() and not os.access(path, os.W_OK):
+        raise StoreError(f"cannot write {path}: the file is read-only")
+
+
+def _read_only_connection(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write. A WAL database whose folder is read-only (read-only media)
+    cannot get its shared-memory file, so it is then opened as immutable: nothing can change it."""
+    uri = "file:" + quote(str(path.resolve())) + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=120, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        conn.close()
+        if os.access(path.parent, os.W_OK):
+            raise
+        conn = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+    return conn
+
+
+def _schema_version(conn: sqlite3.Connection, path: Path) -> str | None:
+    """The schema version of the database behind ``conn`` (None: an empty database); refuses an
+    SQLite file of another application, read without writing."""
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables:
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if "meta" in tables else None
+    if row is None or "runs" not in tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StoreError(
+            f"{path} is not a benchsuite results database: it is an SQLite database of something else "
+            f"(tables: {shown}); it is left as it is: choose another --results path"
+        )
+    return str(row[0])
 
 
 def _json(value: Any) -> str:
@@ -97,25 +179,48 @@ class ResultStore:
     """A results database; safe to share between processes on one machine (and on shared disks
     that support SQLite locking)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, mode: Mode = "write") -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.mode = mode
         self._host = socket.gethostname()
-        self._conn = sqlite3.connect(self.path, timeout=120, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA foreign_keys = ON")
+        _check_path(self.path, mode)
         try:
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            with self._transaction() as cur:
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    cur.execute(statement)
-                cur.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
-                (version,) = cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            self._conn = self._connect()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path} is not a benchsuite results database ({exc})") from None
-        if version != SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} has schema version {version}; this benchsuite reads version {SCHEMA_VERSION}"
-            )
+            raise StoreError(f"{self.path} is not a readable benchsuite results database ({exc}); it is left as it is") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        """Check what the file holds through a read-only connection, then (``write``) open it for
+        writing: nothing is written to a file that is not a benchsuite database of this schema."""
+        existing = self.path.is_file() and self.path.stat().st_size > 0
+        if existing or self.mode == "read":
+            conn = _read_only_connection(self.path)
+            try:
+                version = _schema_version(conn, self.path)
+            except BaseException:
+                conn.close()
+                raise
+            if version not in (None, SCHEMA_VERSION):
+                conn.close()
+                raise StoreError(
+                    f"{self.path} has schema version {version}; this benchsuite reads version {SCHEMA_VERSION}; "
+                    "it is left as it is"
+                )
+            if self.mode == "read":
+                return conn
+            conn.close()
+        try:
+            conn = sqlite3.connect(self.path, timeout=120, isolation_level=None, check_same_thread=False)
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"cannot open {self.path} for writing ({exc})") from None
+        self._conn = conn
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA journal_mode = WAL")
+        with self._transaction() as cur:
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                cur.execute(statement)
+            cur.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        return conn
 
     def close(self) -> None:
         self._conn.close()

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
+from ..errors import UsageError
 from ..params import Configurable
 from ..spec import CellSpec, RunRecord
 
@@ -32,7 +33,7 @@ from ..spec import CellSpec, RunRecord
 ProgressCallback = Callable[[CellSpec, int, int], None]
 
 
-class ExecutorError(RuntimeError):
+class ExecutorError(UsageError, RuntimeError):
     """The executor cannot run here: a missing extra, an unreachable cluster, a bad setting."""
 
 
