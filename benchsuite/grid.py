@@ -225,7 +225,7 @@ def parse_noise(text: str) -> NoiseSpec:
             return NoiseSpec("none", (0.0,))
         raise InvalidInputError(f"{text!r} must look like symmetric:0,0.2,0.4 (or none)")
     try:
-        return NoiseSpec(kind.strip(), tuple(parse_list(rates, RULES["rate"], "rates")))
+        return NoiseSpec(kind.strip(), tuple(parse_list(rates, RULES["rate"])))
     except ValueError as exc:
         raise InvalidInputError(f"{text!r}: {exc}") from None
 
@@ -329,7 +329,7 @@ def override_cells(grid: Grid, methods: tuple[str, ...], tasks: tuple[str, ...],
             except InvalidInputError as exc:
                 problems.append(f"--noise {exc}")
     if problems:
-        raise GridError(problems, "the command line")
+        raise GridError(problems, "command line")
 
 
 def parse_executor(text: str) -> ComponentSpec:

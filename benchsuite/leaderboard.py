@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .errors import InvalidInputError
 from .results import LAST_K
 from .stats import (
     ALPHA,
@@ -227,7 +228,7 @@ def select_on_validation(runs: pd.DataFrame, metric: str, higher_is_better: bool
     names whose choices are the same runs at every rate share one row (``a = b``)."""
     column = validation_column(metric)
     if column not in runs or runs[column].isna().all():
-        raise ValueError(
+        raise InvalidInputError(
             f"select = \"val\" needs the validation metric {column!r}, which these runs do not report: "
             "run the grid with val_fraction > 0 on a task that evaluates a validation split"
         )

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from .errors import InvalidInputError
+
 if TYPE_CHECKING:
     import torch
 
@@ -35,7 +37,7 @@ def weight_curve(method: LossMethod, p: torch.Tensor, num_classes: int = 10) -> 
     logits, targets = logits_for_target_prob(p, num_classes)
     weights = method.compute(logits, targets).weights
     if weights is None:
-        raise ValueError(
+        raise InvalidInputError(
             f"method {method.name!r} reports no per-example weights (LossOutput.weights is None), "
             "so it has no weight curve; return the L1 norm of each example's logit gradient"
         )
@@ -67,16 +69,16 @@ def plot_weight_curves(
     out = Path(out)
     fmt = out.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
-        raise ValueError(f"cannot write {out}: the file name must end in one of {', '.join('.' + f for f in FORMATS)}")
+        raise InvalidInputError(f"cannot write {out}: the file name must end in one of {', '.join('.' + f for f in FORMATS)}")
     instances = [resolve_method(m) for m in methods]
     if not instances:
-        raise ValueError("plot_weight_curves needs at least one method")
+        raise InvalidInputError("plot_weight_curves needs at least one method")
     p = torch.linspace(0, 1, num_points + 2, dtype=torch.float64)[1:-1]
     fig = Figure(figsize=(6.0, 4.0), layout="constrained")
     ax = fig.subplots()
     for method in instances:
         if not isinstance(method, LossMethod):
-            raise ValueError(f"{method.name} is a step-level method; only loss methods have a weight curve w(p_y)")
+            raise InvalidInputError(f"{method.name} is a step-level method; only loss methods have a weight curve w(p_y)")
         w = weight_curve(method, p, num_classes)
         if density:
             w = w / torch.trapezoid(w, p)

@@ -13,14 +13,19 @@ ours wherever a board measured the same task, noise and method.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pandas as pd
 
+from .errors import InvalidExportError
 from .grid import load_grid_file
 from .leaderboard import labelled_rows, mean_ci_cell, normalise_runs
+from .results import RUN_COLUMNS
+from .spec import RunStatus
 
 #: Run columns a published export drops: the full spec repeats the identity columns beside it.
 DROPPED_COLUMNS = ("spec",)
@@ -72,18 +77,92 @@ def compact_runs(runs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+#: The columns a runs export must have (older exports lack ``names`` and ``setting``: derived).
+REQUIRED_COLUMNS = ("method", "params", "task", "task_params", "noise_kind", "noise_rate", "seed", "status", "info", "provenance")
+#: Columns holding JSON, and the numeric columns of the run itself (every column after the run
+#: columns of ``results.RUN_COLUMNS`` is a metric, numeric too).
+JSON_COLUMNS = ("params", "task_params", "info", "provenance", "names", "setting")
+NUMERIC_COLUMNS = ("noise_rate", "seed", "epochs", "diverged_epoch", "duration_s")
+STATUSES = get_args(RunStatus)
+
+
 def read_runs_export(path: str | Path) -> pd.DataFrame:
-    """A runs CSV (``benchsuite export`` or a published board) as the renderer's input. Exports
+    """A runs CSV (``benchsuite export`` or a published board) as the renderer's input, checked
+    against the export's schema first: the columns, a complete row per line, numbers where numbers
+    belong, JSON where JSON belongs, known statuses. A file that does not match is refused with its
+    name and first bad line (``InvalidExportError``), never rendered into a wrong board. Exports
     written before the ``names`` and ``setting`` columns are read too: their rows are told apart
     by method, parameters and task parameters only (``leaderboard.normalise_runs``)."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"no runs export at {path}; `benchsuite export --out {path}` or `benchsuite publish` writes one")
-    runs = pd.read_csv(path, dtype={"preset": "string", "error": "string"})
-    missing = {"method", "params", "task", "task_params", "noise_kind", "noise_rate", "seed", "status", "info", "provenance"} - set(runs)
-    if missing:
-        raise ValueError(f"{path} is not a benchsuite runs export: it lacks the columns {', '.join(sorted(missing))}")
+        raise InvalidExportError(f"no runs export at {path}; `benchsuite export --out {path}` or `benchsuite publish` writes one")
+    lines = _export_lines(path)
+    runs = pd.read_csv(path, dtype={"preset": "string", "error": "string"}, keep_default_na=True)
+    for index, row in runs.iterrows():
+        if (why := _row_problem(row, runs.columns)) is not None:
+            raise InvalidExportError(f"{path}:{lines[int(index)]}: {why}; not a benchsuite runs export as written")
     return runs.assign(preset=runs.preset.astype(object).where(runs.preset.notna(), None))
+
+
+def _export_lines(path: Path) -> list[int]:
+    """The line of each record of the CSV (records may span lines), after checking the header and
+    that every record is complete."""
+    text = path.read_text(errors="replace")
+    if not text.strip():
+        raise InvalidExportError(f"{path}: the file is empty; not a benchsuite runs export")
+    if not text.endswith("\n"):
+        raise InvalidExportError(f"{path}:{text.count(chr(10)) + 1}: the last line is cut off (no line end): a truncated export")
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader)
+    missing = sorted(set(REQUIRED_COLUMNS) - set(header))
+    if missing:
+        raise InvalidExportError(f"{path}:1: not a benchsuite runs export: the header lacks the columns {', '.join(missing)}")
+    lines = []
+    try:
+        for record in reader:
+            if len(record) != len(header):
+                raise InvalidExportError(
+                    f"{path}:{reader.line_num}: {len(record)} fields where the header has {len(header)}: a cut-off or damaged row"
+                )
+            lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise InvalidExportError(f"{path}:{reader.line_num}: not a well-formed CSV row ({exc})") from None
+    return lines
+
+
+def _row_problem(row: pd.Series, columns: pd.Index) -> str | None:
+    """What is wrong with one row of a runs export, or None."""
+    for column in REQUIRED_COLUMNS[:5]:
+        if pd.isna(row[column]):
+            return f"{column} is empty"
+    if row["status"] not in STATUSES:
+        return f"status {row['status']!r} is not one of {', '.join(STATUSES)}"
+    run_columns = set(RUN_COLUMNS)
+    for column in columns:
+        value = row[column]
+        if (column in NUMERIC_COLUMNS or column not in run_columns) and not pd.isna(value) and not _is_number(value):
+            return f"{column} = {value!r} is not a number"
+        if column in JSON_COLUMNS and not pd.isna(value) and not _is_json(value):
+            return f"{column} is not valid JSON"
+    if pd.isna(row["seed"]) or pd.isna(row["noise_rate"]):
+        return "seed and noise_rate must be given"
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.loads(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def curve_means(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:

@@ -95,14 +95,14 @@ def check(rule: Number, value: Any, where: str, problems: list[str]) -> Any:
     return rule.coerce(value)
 
 
-def parse_list(text: str, rule: Number, where: str) -> list[int | float]:
+def parse_list(text: str, rule: Number) -> list[int | float]:
     """A comma-separated list typed on the command line (``0,1,2``), each item under ``rule``;
-    ``ValueError`` names ``where``, the item and its position."""
+    ``ValueError`` names the item and its position."""
     items = text.split(",")
     values = []
     for i, item in enumerate(items):
         try:
             values.append(rule.parse(item.strip()))
         except ValueError as exc:
-            raise ValueError(f"{where} {text!r}: item {i + 1} {exc}") from None
+            raise ValueError(f"{exc}" + (f" (item {i + 1} of {text!r})" if len(items) > 1 else "")) from None
     return values
