@@ -116,8 +116,11 @@ class PluginHost:
                 names = [cls.name for cls in staged[kind]]
                 clash = {n for n in names if names.count(n) > 1 or n in registry}
                 if clash:
-                    owner = {n: registry.origin(n) for n in clash if n in registry}
-                    raise InvalidPluginError(f"{kind} already registered: {sorted(clash)} {owner or ''}".strip())
+                    raise InvalidPluginError("; ".join(
+                        f"{kind[:-1]} {n!r} is already registered by plugin {registry.origin(n)!r}" if n in registry
+                        else f"{kind[:-1]} {n!r} is registered twice by this plugin"
+                        for n in sorted(clash)
+                    ))  # fmt: skip
         except Exception as exc:
             self._pm.unregister(plugin)
             self._fail(name, distribution, version, str(exc) or repr(exc))

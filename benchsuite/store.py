@@ -133,9 +133,14 @@ def _check_folder(path: Path) -> None:
 
 
 def _read_only_connection(path: Path) -> sqlite3.Connection:
-    """A connection that cannot write. A WAL database whose folder is read-only (read-only media)
-    cannot get its shared-memory file, so it is then opened as immutable: nothing can change it."""
+    """A connection that cannot write and creates no file. Without a ``-wal`` file beside it, no
+    process has the database open (the last one to close checkpoints and removes it), so it is
+    opened as immutable: SQLite then adds no ``-wal``/``-shm`` files either, and reads work on
+    read-only media. With one, a run may be writing: a plain read-only connection sees its
+    committed cells (immutable again if the folder is read-only and the shared memory missing)."""
     uri = "file:" + quote(str(path.resolve())) + "?mode=ro"
+    if not Path(f"{path}-wal").exists():
+        return sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
     conn = sqlite3.connect(uri, uri=True, timeout=120, isolation_level=None, check_same_thread=False)
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -154,7 +159,7 @@ def _schema_version(conn: sqlite3.Connection, path: Path) -> str | None:
     if not tables:
         return None
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if "meta" in tables else None
-    if row is None or "runs" not in tables:
+    if row is None:
         shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
         raise StoreError(
             f"{path} is not a benchsuite results database: it is an SQLite database of something else "
