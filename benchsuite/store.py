@@ -84,8 +84,6 @@ class StoreError(UsageError, RuntimeError):
     cannot be written."""
 
 
-#: The first 16 bytes of every SQLite 3 database file.
-SQLITE_HEADER = b"SQLite format 3\x00"
 #: How a store is opened: ``write`` creates the database when it is missing; ``read`` never
 #: writes (an SQLite read-only connection), so it works on read-only media and leaves foreign
 #: files as they are.
@@ -101,17 +99,17 @@ def open_store(path: str | Path, mode: Mode = "write") -> "ResultStore":
 
 
 def _check_path(path: Path, mode: Mode) -> None:
-    """Refuse, naming the path, what cannot be a results database before anything touches it."""
+    """Refuse, naming the path, what cannot be a results database before anything touches it.
+
+    The file itself is never opened here, only through SQLite: closing any other descriptor of a
+    database file drops the POSIX locks this process's SQLite connections hold on it, after which
+    another process would checkpoint and delete the write-ahead log under a running grid."""
     if not str(path) or str(path) == ".":
         raise StoreError("the results path is empty: give a file such as results.sqlite")
     if path.exists() and not path.is_file():
         raise StoreError(f"{path} is not a file")
     if mode == "read" and not path.is_file():
         raise StoreError(f"no results database at {path}; `benchsuite run --results {path}` creates one")
-    if path.is_file() and path.stat().st_size:
-        with path.open("rb") as f:
-            if f.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
-                raise StoreError(f"{path} is not a benchsuite results database (not an SQLite file); it is left as it is")
     if mode == "write":
         _check_folder(path)
 
@@ -192,7 +190,8 @@ class ResultStore:
         try:
             self._conn = self._connect()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path} is not a readable benchsuite results database ({exc}); it is left as it is") from None
+            what = "not an SQLite file" if "file is not a database" in str(exc) else f"unreadable: {exc}"
+            raise StoreError(f"{self.path} is not a benchsuite results database ({what}); it is left as it is") from None
 
     def _connect(self) -> sqlite3.Connection:
         """Check what the file holds through a read-only connection, then (``write``) open it for

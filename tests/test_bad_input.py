@@ -114,8 +114,8 @@ CASES = {
     "export of a foreign SQLite file": (["export", "--results", "foreign.sqlite"], "foreign.sqlite is not a benchsuite results database"),
     "leaderboard of a newer schema": (["leaderboard", "--results", "newer.sqlite"], "has schema version"),
     "leaderboard of random bytes": (["leaderboard", "--results", "random.bin"], "random.bin is not a benchsuite results database"),
-    "leaderboard of a truncated database": (["leaderboard", "--results", "truncated.sqlite"], "truncated.sqlite is not a readable benchsuite results database"),
-    "export of a truncated database": (["export", "--results", "truncated.sqlite"], "truncated.sqlite is not a readable benchsuite results database"),
+    "leaderboard of a truncated database": (["leaderboard", "--results", "truncated.sqlite"], "truncated.sqlite is not a benchsuite results database (unreadable: database disk image is malformed)"),
+    "export of a truncated database": (["export", "--results", "truncated.sqlite"], "truncated.sqlite is not a benchsuite results database (unreadable: database disk image is malformed)"),
     "leaderboard of a missing database": (["leaderboard", "--results", "missing.sqlite"], "no results database at missing.sqlite"),
     # runs CSV: checked against the export's schema, the file and its first bad line named
     "empty CSV": (["leaderboard", "--from", "empty.csv"], "empty.csv: the file is empty"),

@@ -92,3 +92,26 @@ def test_a_foreign_file_is_rejected_with_a_clear_message(tmp_path):
     ).connection.commit()
     with pytest.raises(StoreError, match="schema version 99"):
         ResultStore(other)
+
+
+def test_opening_the_store_again_in_one_process_keeps_the_first_writers_log(tmp_path):
+    """Checking a database never opens its file outside SQLite: closing such a descriptor would drop
+    this process's SQLite locks, and another process would then checkpoint and delete the
+    write-ahead log under the running writer, whose next runs nobody could see."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "r.sqlite"
+
+    def seen_elsewhere() -> int:
+        code = f"import sqlite3; print(sqlite3.connect({str(path)!r}).execute('SELECT count(*) FROM names').fetchone()[0])"
+        return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+    writer = ResultStore(path)
+    writer.add_names({"a": [{"method": "cce"}]})
+    ResultStore(path).close()  # the heartbeat thread's store, say
+    ResultStore(path, "read").close()
+    assert seen_elsewhere() == 1
+    writer.add_names({"b": [{"method": "gce"}]})
+    assert seen_elsewhere() == 2
+    writer.close()
