@@ -143,7 +143,7 @@ def _cell_checks(runs: pd.DataFrame) -> Iterator[tuple[pd.Series, Callable[[pd.S
     run_columns = set(RUN_COLUMNS)
     for column in runs.columns:
         values = runs[column]
-        if (column in NUMERIC_COLUMNS or column not in run_columns) and values.dtype == object:
+        if (column in NUMERIC_COLUMNS or column not in run_columns) and not pd.api.types.is_numeric_dtype(values):
             yield values.notna() & pd.to_numeric(values, errors="coerce").isna(), lambda row, c=column: f"{c} = {row[c]!r} is not a number"
         if column in JSON_COLUMNS:
             yield values.notna() & ~values.map(_is_json, na_action="ignore").astype(bool), lambda row, c=column: f"{c} is not valid JSON"
