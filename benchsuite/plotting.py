@@ -62,7 +62,7 @@ def plot_weight_curves(
     from matplotlib.figure import Figure
 
     from .method import LossMethod
-    from .testing import method_id, resolve_method
+    from .checks import method_id, resolve_method
 
     out = Path(out)
     fmt = out.suffix.lstrip(".").lower()
