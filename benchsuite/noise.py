@@ -2,7 +2,7 @@
 
 ``corrupt_labels`` returns the noisy labels, the mask of examples whose label changed, and the
 realised rate. Kinds, and the sampling each uses by default, follow the reference
-implementations (``../shared/reference/methods.md`` §9):
+implementations (``docs/reference.md`` §6):
 
 * ``symmetric`` — the label moves to one of the *other* classes, uniformly (GR, DM, IMAE, SL);
   default sampling ``exact_classbalanced`` (the SL protocol the DM/IMAE papers copy).

@@ -1,6 +1,6 @@
 """mars: video person re-identification on MARS, with real annotation noise (and optional synthetic).
 
-Reads the official release under ``root`` (``../shared/reference/tasks.md`` §1): ``bbox_train/``,
+Reads the official release under ``root`` (``docs/reference.md`` §7): ``bbox_train/``,
 ``bbox_test/`` (one folder per 4-character person id) and ``info/`` from MARS-evaluation:
 ``train_name.txt``/``test_name.txt`` (one frame file name per line), ``tracks_train_info.mat``/
 ``tracks_test_info.mat`` (per tracklet: first and last line in the name list, 1-based and
