@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .params import Configurable
+from .toolkit.labels import NoiseRecord, draw_trusted, split_labels, stratified_holdout  # noqa: F401  (re-exported)
 
 #: A batched augmentation: (uint8 or float batch on the device, generator) -> augmented batch.
 ViewFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -192,18 +193,6 @@ class PrepareRequest:
 
 
 @dataclass
-class NoiseRecord:
-    """The label noise of one run, as realised: stored with the run."""
-
-    kind: str
-    rate: float
-    seed: int
-    realised_rate: float
-    num_noisy: int
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
 class PreparedData:
     """What the engine needs from a task for one run.
 
@@ -344,18 +333,6 @@ def classification_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, 
     return (predict_logits(model, x, batch_size).argmax(1) == y).float().mean().item()
 
 
-def draw_trusted(labels: np.ndarray, num_classes: int, per_class: int, seed: int) -> np.ndarray:
-    """Indices of a class-balanced trusted subset: ``per_class`` examples of every class, seeded."""
-    rng = np.random.default_rng([seed, 0x7275])  # a stream of its own, apart from the noise's
-    picked = []
-    for c in range(num_classes):
-        members = np.flatnonzero(labels == c)
-        if len(members) < per_class:
-            raise ValueError(f"class {c} has {len(members)} training examples, fewer than {per_class} trusted asked")
-        picked.append(rng.choice(members, size=per_class, replace=False))
-    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
-
-
 @dataclass
 class ClassificationEval:
     """Held-out splits of an in-memory classification task: test, and optionally a clean
@@ -363,17 +340,6 @@ class ClassificationEval:
 
     test: tuple[torch.Tensor, torch.Tensor]
     val: tuple[torch.Tensor, torch.Tensor] | None = None
-
-
-def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Indices of a stratified, seeded ``fraction`` of the examples (at least one per class)."""
-    rng = np.random.default_rng([seed, 0x76616C])  # its own stream, apart from noise and trusted
-    picked = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        size = max(1, round(fraction * len(members)))
-        picked.append(rng.choice(members, size=min(size, len(members) - 1), replace=False))
-    return np.sort(np.concatenate(picked))
 
 
 def prepare_in_memory(
@@ -399,8 +365,6 @@ def prepare_in_memory(
     ``coarse_of``, the superclass of every class); each kind receives only the inputs it declares,
     and they are not recorded (they are a property of the data set, not of the run).
     """
-    from .toolkit.labels import split_labels
-
     split = split_labels(request, y_train, num_classes, noise_inputs=noise_inputs)
     info = {**dict(info or {}), **split.info}
     device = request.device

@@ -24,11 +24,49 @@ runs it for data sets that fit in memory.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from ..task import NoiseRecord, PrepareRequest, draw_trusted, stratified_holdout
+from ..noise import NOISE_KINDS, corrupt_labels
+
+if TYPE_CHECKING:
+    from ..task import PrepareRequest
+
+
+@dataclass
+class NoiseRecord:
+    """The label noise of one run, as realised: stored with the run."""
+
+    kind: str
+    rate: float
+    seed: int
+    realised_rate: float
+    num_noisy: int
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def draw_trusted(labels: np.ndarray, num_classes: int, per_class: int, seed: int) -> np.ndarray:
+    """Indices of a class-balanced trusted subset: ``per_class`` examples of every class, seeded."""
+    rng = np.random.default_rng([seed, 0x7275])  # a stream of its own, apart from the noise's
+    picked = []
+    for c in range(num_classes):
+        members = np.flatnonzero(labels == c)
+        if len(members) < per_class:
+            raise ValueError(f"class {c} has {len(members)} training examples, fewer than {per_class} trusted asked")
+        picked.append(rng.choice(members, size=per_class, replace=False))
+    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
+
+
+def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Indices of a stratified, seeded ``fraction`` of the examples (at least one per class)."""
+    rng = np.random.default_rng([seed, 0x76616C])  # its own stream, apart from noise and trusted
+    picked = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        size = max(1, round(fraction * len(members)))
+        picked.append(rng.choice(members, size=min(size, len(members) - 1), replace=False))
+    return np.sort(np.concatenate(picked))
 
 
 @dataclass
@@ -57,8 +95,6 @@ def _noise_record(
     noise_inputs: Mapping[str, Any] | None,
 ) -> tuple[np.ndarray, NoiseRecord]:
     """The labels the method sees and the record of the synthetic noise drawn on ``clean``."""
-    from ..noise import NOISE_KINDS, corrupt_labels
-
     noise_params = dict(request.noise_params)
     if request.noise_kind == "none":
         noisy, realised, num_noisy = clean, 0.0, 0
