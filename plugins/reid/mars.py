@@ -27,7 +27,6 @@ identity, uniformly: identity-level label noise, the synthetic kind used for re-
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
