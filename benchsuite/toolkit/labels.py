@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from ..noise import NOISE_KINDS, corrupt_labels
+from ..noise import corrupt_labels, noise_kind
 
 if TYPE_CHECKING:
     from ..task import PrepareRequest
@@ -91,21 +91,25 @@ class LabelSplit:
 def _noise_record(
     request: PrepareRequest,
     clean: np.ndarray,
+    train_rows: np.ndarray,
     num_classes: int,
     noise_inputs: Mapping[str, Any] | None,
 ) -> tuple[np.ndarray, NoiseRecord]:
-    """The labels the method sees and the record of the synthetic noise drawn on ``clean``."""
+    """The labels the method sees and the record of the noise drawn on ``clean``, the labels at
+    ``train_rows`` (given to the kinds that ask for ``train_index``, e.g. per-example annotations)."""
     noise_params = dict(request.noise_params)
     if request.noise_kind == "none":
         noisy, realised, num_noisy = clean, 0.0, 0
     else:
-        wanted = NOISE_KINDS[request.noise_kind].inputs if request.noise_kind in NOISE_KINDS else {}
-        inputs = {k: v for k, v in (noise_inputs or {}).items() if k in wanted}
+        wanted = noise_kind(request.noise_kind).inputs
+        inputs = {k: v for k, v in {**(noise_inputs or {}), "train_index": train_rows}.items() if k in wanted}
         corrupted = corrupt_labels(
             clean, num_classes, request.noise_kind, request.noise_rate, request.seed, **{**inputs, **noise_params}
         )
         noisy, realised, num_noisy = corrupted.labels, corrupted.realised_rate, corrupted.num_noisy
-        noise_params.update(sampling=corrupted.sampling, **corrupted.details)
+        if corrupted.sampling is not None:
+            noise_params["sampling"] = corrupted.sampling
+        noise_params.update(corrupted.details)
     record = NoiseRecord(
         kind=request.noise_kind,
         rate=request.noise_rate,
@@ -159,5 +163,5 @@ def split_labels(
             trusted = draw_trusted(trusted_pool, num_classes, request.trusted_per_class, request.seed)
         info["trusted_indices"] = trusted.tolist()
     clean = labels[keep]
-    noisy, record = _noise_record(request, clean, num_classes, noise_inputs)
+    noisy, record = _noise_record(request, clean, keep, num_classes, noise_inputs)
     return LabelSplit(train=keep, clean=clean, noisy=noisy, noise=record, val=val, trusted=trusted, info=info)
