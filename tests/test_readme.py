@@ -10,7 +10,8 @@ A block is classified by the HTML comment right above its fence, ``<!-- readme-t
   pytest, contract checks included;
 * ``grid``: a grid file; ``benchsuite run FILE --dry-run`` validates it and lists its cells;
 * ``dry-run [grid.toml] [fake-cifar]``: every ``benchsuite`` command of the block runs with
-  ``--dry-run`` appended (the real runs take hours); ``grid.toml`` puts the README's grid file under
+  ``--dry-run`` appended (the real runs take hours), from a fresh folder holding a copy of the
+  shipped grids (``leaderboards/grids/``) when a command names one; ``grid.toml`` puts the README's grid file under
   that name beside them, ``fake-cifar`` a tiny CIFAR release where the commands say ``/data``;
   other commands of the block (creating a virtual environment, ``pip install``) are not run;
 * ``skip: REASON``: not run, for the reason given (a block must say why).
@@ -23,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -251,6 +253,8 @@ def test_command_block_runs_dry(block, tmp_path, monkeypatch):
     assert commands, f"{block}: no benchsuite command"
     if "grid.toml" in block.args:
         (tmp_path / "grid.toml").write_text(GRID_FILE.code)
+    if any(arg.startswith("leaderboards/grids/") for command in commands for arg in command):
+        shutil.copytree(ROOT / "leaderboards" / "grids", tmp_path / "leaderboards" / "grids")  # the shipped grids
     if "fake-cifar" in block.args:
         for which in ("cifar10", "cifar100"):
             write_fake_cifar(tmp_path / "data", which)
