@@ -392,7 +392,7 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
             runs = runs[runs.cell_hash.isin({c.cell_hash for c in expansion.cells})]  # not the runs of older code
             pub.compact_runs(runs).to_csv(runs_csv, index=False)
             if grid.select == "none":  # a validation-selected board is a table, not a training picture
-                pub.curve_means(runs, curves_dataframe(results)).to_csv(curves_csv, index=False)
+                pub.curve_means(runs, curves_dataframe(results, runs.cell_hash)).to_csv(curves_csv, index=False)
         markdown = root / f"{board}.md"
         command = f"benchsuite leaderboard --from {runs_csv} --grid {grid_file} --out {markdown}"
         try:
@@ -417,15 +417,16 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
 @click.option("--out", type=click.Path(dir_okay=False), help="CSV of runs (default: stdout).")
 @click.option("--curves", type=click.Path(dir_okay=False), help="Also write the per-epoch curves as CSV here.")
 def export(results: str, out: str | None, curves: str | None) -> None:
-    """Export the raw numbers as CSV: one row per run (and optionally per run and epoch)."""
-    from .results import curves_dataframe, to_dataframe
+    """Export the raw numbers as CSV: one row per run (and optionally per run and epoch, streamed
+    to the file a chunk of runs at a time)."""
+    from .results import to_dataframe, write_curves_csv
 
     if not Path(results).is_file():
         raise BadInput(f"no results database at {results}")
     runs = to_dataframe(results)
     runs.to_csv(out or sys.stdout, index=False)
     if curves:
-        curves_dataframe(results).to_csv(curves, index=False)
+        write_curves_csv(results, curves)
 
 
 @main.command()
