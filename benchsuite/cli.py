@@ -243,23 +243,26 @@ def _dry_run(expansion: Any, results: str, source: str) -> None:
     from .spec import stale_reason
     from .store import DONE_STATUSES
 
-    stored: dict[str, Any] = {}
+    stored: dict[str, tuple[str, str]] = {}
+    previous: dict[str, Any] = {}  # cell hash -> the spec of a stored run of the same experiment
     if Path(results).is_file():
         with _open_store(results) as store:
-            stored = store.specs()
-    earlier = {spec.lineage_hash(): spec for status, spec in stored.values() if status in DONE_STATUSES}
+            stored = store.states()
+            earlier = {lineage: h for h, (status, lineage) in stored.items() if status in DONE_STATUSES}
+            for cell in expansion.cells:
+                if cell.cell_hash not in stored and cell.lineage_hash() in earlier:
+                    previous[cell.cell_hash] = store.spec(earlier[cell.lineage_hash()])
     stale = 0
     for cell in expansion.cells:
-        previous = earlier.get(cell.lineage_hash()) if cell.cell_hash not in stored else None
         if cell.cell_hash in expansion.not_applicable:
             state = "n/a"
         else:
-            state = stored[cell.cell_hash][0] if cell.cell_hash in stored else "stale" if previous else "todo"
+            state = stored[cell.cell_hash][0] if cell.cell_hash in stored else "stale" if cell.cell_hash in previous else "todo"
         others = [n["method"] + (f"@{n['preset']}" if n["preset"] else "") for n in expansion.names.get(cell.cell_hash, [])[1:]]
         click.echo(f"{cell.cell_hash}  {state:<9}  {cell.label()}" + (f"  (= {', '.join(others)})" if others else ""))
         if state == "stale":
             stale += 1
-            click.echo(f"{'':16}  {'':9}  stale: {stale_reason(cell, previous)}")
+            click.echo(f"{'':16}  {'':9}  stale: {stale_reason(cell, previous[cell.cell_hash])}")
     click.echo(f"{len(expansion.cells)} cells ({source})" + (f"; {stale} stale (stored runs of older code or versions): they run again" if stale else ""))
 
 

@@ -27,7 +27,7 @@ from .grid import DEFAULT_RETRIES, Expansion
 from .plugins import get_host
 from .provenance import provenance, utc_now
 from .spec import CellSpec, RunRecord
-from .store import ResultStore
+from .store import DONE_STATUSES, ResultStore
 
 if TYPE_CHECKING:
     from .executors import Executor
@@ -282,7 +282,7 @@ def run_grid(
                         if claimed:
                             running[spec.cell_hash] = (spec, attempt)
                     if not claimed:  # finished or taken by another driver meanwhile
-                        if spec.cell_hash in store.done():
+                        if store.status(spec.cell_hash) in DONE_STATUSES:
                             outcome.already_done += 1
                         else:
                             outcome.running_elsewhere += 1

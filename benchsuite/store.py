@@ -367,6 +367,22 @@ class ResultStore:
         rows = self._conn.execute("SELECT cell_hash, status, spec FROM runs")
         return {h: (status, CellSpec.from_dict(json.loads(spec))) for h, status, spec in rows}
 
+    def states(self) -> dict[str, tuple[str, str]]:
+        """Cell hash -> (status, lineage hash) of every stored run, without parsing any spec: what
+        ``run --dry-run`` needs to tell done, stale and new cells apart."""
+        rows = self._conn.execute("SELECT r.cell_hash, r.status, s.lineage_hash FROM runs r JOIN summaries s ON s.run_id = r.id")
+        return {h: (status, lineage) for h, status, lineage in rows}
+
+    def spec(self, cell_hash: str) -> CellSpec:
+        """The stored spec of one run."""
+        (text,) = self._conn.execute("SELECT spec FROM runs WHERE cell_hash = ?", (cell_hash,)).fetchone()
+        return CellSpec.from_dict(json.loads(text))
+
+    def status(self, cell_hash: str) -> str | None:
+        """The stored status of one cell (None: not stored), by its index."""
+        row = self._conn.execute("SELECT status FROM runs WHERE cell_hash = ?", (cell_hash,)).fetchone()
+        return None if row is None else str(row[0])
+
     def delete(self, cell_hashes: list[str]) -> None:
         with self._transaction() as cur:
             cur.executemany("DELETE FROM runs WHERE cell_hash = ?", [(h,) for h in cell_hashes])
