@@ -3,8 +3,10 @@
 
 The databases replicate the runs of a real digits database (``--seed-db``; without it a small
 digits grid is trained into ``WORK/seed.sqlite`` first) with SQL: copy ``k`` of run ``i`` gets its
-own cell hash, a task name out of ``TASK_COPIES`` (``digits``, ``digits_1``, ...: a lab's many tasks)
-and a seed shifted by ``k`` (its many seeds), with the run's curves, summary and names. Each
+own cell hash, a task name out of ``TASK_COPIES`` (``digits``, ``digits_1``, ...: a lab's many tasks),
+a seed out of ``SEED_COPIES`` and beyond those a method name of its own (``v3_cce``: a lab's sweeps),
+with the run's curves, summary and names. A board then has ``TASK_COPIES`` sections of ten seeds
+per cell, whose rows grow with N. Each
 command runs in its own process under ``/usr/bin/time``: its wall time and peak RSS include the
 interpreter and imports, as a user sees them. Storing a run is timed in process: the median of
 ``INSERTS`` saves into an empty database and into the full one.
@@ -37,6 +39,7 @@ from benchsuite.spec import CellSpec, RunRecord
 from benchsuite.store import ResultStore
 
 TASK_COPIES = 10
+SEED_COPIES = 10
 INSERTS = 20
 SEED_GRID = ["-m", "cce", "-m", "gce", "-m", "mae", "-m", "gr@0:cifar10_clean", "-t", "digits", "--noise", "symmetric:0,0.4", "--seeds", "0,1"]
 
@@ -70,24 +73,29 @@ def build(seed_db: Path, out: Path, n_runs: int) -> None:
     conn.execute(
         f"""CREATE TEMP TABLE copies AS WITH RECURSIVE k(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM k WHERE k < {copies - 1})
         SELECT k.k * {per_copy} + seed_runs.i + 1 AS new_id, seed_runs.id AS old_id,
-               CASE WHEN k.k % {TASK_COPIES} = 0 THEN '' ELSE '_' || (k.k % {TASK_COPIES}) END AS suffix,
-               k.k / {TASK_COPIES} * 100 AS shift
+               CASE WHEN k.k % {TASK_COPIES} = 0 THEN '' ELSE '_' || (k.k % {TASK_COPIES}) END AS task_suffix,
+               k.k / {TASK_COPIES} % {SEED_COPIES} * 100 AS seed_shift,
+               CASE WHEN k.k < {TASK_COPIES * SEED_COPIES} THEN '' ELSE 'v' || (k.k / {TASK_COPIES * SEED_COPIES}) || '_' END AS method_prefix
         FROM k CROSS JOIN seed_runs WHERE k.k * {per_copy} + seed_runs.i < {n_runs}"""
     )
+    # Text edits keep the JSON exactly as the store writes it (sorted keys, ", " and ": ").
+    task = "replace({0}, '\"task\": \"' || r.task || '\"', '\"task\": \"' || r.task || c.task_suffix || '\"')"
+    method = "replace({0}, '\"method\": \"', '\"method\": \"' || c.method_prefix)"
     conn.execute(
-        """INSERT INTO runs SELECT c.new_id, printf('%016x', c.new_id), method, preset, task || c.suffix, noise_kind,
-           noise_rate, seed + c.shift, status, error, diverged_epoch, epochs,
-           json_set(spec, '$.seed', seed + c.shift, '$.task', task || c.suffix), final, info, provenance, started_at,
-           finished_at, duration_s FROM copies c JOIN s.runs r ON r.id = c.old_id ORDER BY c.new_id"""
+        f"""INSERT INTO runs SELECT c.new_id, printf('%016x', c.new_id), c.method_prefix || r.method, preset,
+           r.task || c.task_suffix, noise_kind, noise_rate, seed + c.seed_shift, status, error, diverged_epoch, epochs,
+           json_set({method.format(task.format('spec'))}, '$.seed', seed + c.seed_shift), final, info, provenance,
+           started_at, finished_at, duration_s FROM copies c JOIN s.runs r ON r.id = c.old_id ORDER BY c.new_id"""
     )
     conn.execute(
-        """INSERT INTO summaries SELECT c.new_id, task || c.suffix, noise_kind, json_set(setting, '$.task', task || c.suffix),
-           params, task_params, requested_name, printf('%016x', c.new_id), board, metrics
-           FROM copies c JOIN s.summaries m ON m.run_id = c.old_id ORDER BY c.new_id"""
+        f"""INSERT INTO summaries SELECT c.new_id, r.task || c.task_suffix, m.noise_kind,
+           {method.format(task.format('m.setting'))}, m.params, m.task_params, {method.format('m.requested_name')},
+           printf('%016x', c.new_id), m.board, m.metrics
+           FROM copies c JOIN s.summaries m ON m.run_id = c.old_id JOIN s.runs r ON r.id = c.old_id ORDER BY c.new_id"""
     )
     conn.execute(
-        """INSERT INTO names SELECT printf('%016x', c.new_id), n.name FROM copies c JOIN s.runs r ON r.id = c.old_id
-           JOIN s.names n ON n.cell_hash = r.cell_hash"""
+        f"""INSERT INTO names SELECT printf('%016x', c.new_id), {method.format('n.name')} FROM copies c
+           JOIN s.runs r ON r.id = c.old_id JOIN s.names n ON n.cell_hash = r.cell_hash"""
     )
     conn.execute(
         "INSERT INTO curves SELECT c.new_id, v.epoch, v.key, v.value FROM copies c JOIN s.curves v ON v.run_id = c.old_id ORDER BY c.new_id, v.epoch, v.key"
