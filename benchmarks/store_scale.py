@@ -44,13 +44,13 @@ INSERTS = 20
 SEED_GRID = ["-m", "cce", "-m", "gce", "-m", "mae", "-m", "gr@0:cifar10_clean", "-t", "digits", "--noise", "symmetric:0,0.4", "--seeds", "0,1"]
 
 
-def sh(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float]:
+def sh(command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, float, float]:
     """Run ``command`` under /usr/bin/time: (wall seconds, CPU seconds (user + system), peak RSS in
     GB). On a shared machine the CPU time is the steadier of the two times."""
     report = Path(os.environ.get("TMPDIR", "/tmp")) / f"store_scale_time_{os.getpid()}"
     result = subprocess.run(
         ["/usr/bin/time", "-f", "%e %U %S %M", "-o", str(report), *command],
-        env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **(env or {})}, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
@@ -134,14 +134,17 @@ def insert_seconds(seed_db: Path, db: Path) -> float:
     return statistics.median(times)
 
 
-def measure(db: Path, work: Path, python: list[str], env: dict[str, str] | None = None) -> dict[str, tuple[float, float, float]]:
-    """Wall time and peak RSS of each command on ``db``."""
-    cli = [*python, "-m", "benchsuite"]
+def measure(db: Path, work: Path, source: Path | None = None) -> dict[str, tuple[float, float, float]]:
+    """Wall time, CPU time and peak RSS of each command on ``db``, run by the benchsuite under
+    ``source`` (its directory is the working directory, which ``python -m`` puts first on the
+    path) or, by default, by this one."""
+    cli = [sys.executable, "-m", "benchsuite"]
+    env = {"PYTHONPATH": str(source)} if source else None
     return {
-        "leaderboard": sh([*cli, "leaderboard", "--results", str(db), "--out", str(work / "board.md")], env),
-        "export runs": sh([*cli, "export", "--results", str(db), "--out", str(work / "runs.csv")], env),
-        "export curves": sh([*cli, "export", "--results", str(db), "--out", os.devnull, "--curves", str(work / "curves.csv")], env),
-        "dry-run": sh([*cli, "run", *SEED_GRID, "--epochs", "60", "--results", str(db), "--dry-run"], env),
+        "leaderboard": sh([*cli, "leaderboard", "--results", str(db), "--out", str(work / "board.md")], env, source),
+        "export runs": sh([*cli, "export", "--results", str(db), "--out", str(work / "runs.csv")], env, source),
+        "export curves": sh([*cli, "export", "--results", str(db), "--out", os.devnull, "--curves", str(work / "curves.csv")], env, source),
+        "dry-run": sh([*cli, "run", *SEED_GRID, "--epochs", "60", "--results", str(db), "--dry-run"], env, source),
     }
 
 
@@ -230,13 +233,15 @@ def main() -> None:
         start = time.perf_counter()
         build(seed, db, n)
         print(f"built {db} ({n} runs) in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-        after = measure(db, args.work, [sys.executable])
+        after = measure(db, args.work)
         before: dict[str, tuple[float, float, float]] = {}
         migration = None
         if args.before and n <= args.before_max:
             old = args.work / f"runs_{n}.schema1.sqlite"
             as_schema_1(db, old)
-            before = measure(old, args.work, [sys.executable], {"PYTHONPATH": str(args.before)})
+            before = measure(old, args.work, args.before.resolve())
+            if (old.parent / f"{old.name}.schema1-backup").exists():
+                raise RuntimeError(f"{args.before} migrated {old}: it is not an older benchsuite")
             start = time.perf_counter()
             ResultStore(old).close()
             migration = time.perf_counter() - start
