@@ -50,7 +50,7 @@ def sh(command: list[str], env: dict[str, str] | None = None, cwd: Path | None =
     report = Path(os.environ.get("TMPDIR", "/tmp")) / f"store_scale_time_{os.getpid()}"
     result = subprocess.run(
         ["/usr/bin/time", "-f", "%e %U %S %M", "-o", str(report), *command],
-        env={**os.environ, **(env or {})}, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **(env or {})}, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False,
     )  # fmt: skip
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
@@ -255,7 +255,7 @@ def main() -> None:
     print("| N runs | DB size | leaderboard wall (CPU) / peak RSS | export runs | export runs + curves (streamed) | run --dry-run | insert at N | migration 1→2 |")
     print("|---|---|---|---|---|---|---|---|")
     for n, size, after, before, insert, migration in rows:
-        def cell(name: str, rss: bool = False) -> str:
+        def cell(name: str, rss: bool = False, after: dict = after, before: dict = before) -> str:
             def one(wall: float, cpu: float, gb: float) -> str:
                 return f"{wall:.1f} s ({cpu:.1f} s CPU)" + (f" / {gb:.2f} GB" if rss else "")
 

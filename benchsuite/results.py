@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import pandas as pd
 
@@ -56,7 +56,7 @@ def iter_curves(path: str | Path, cell_hashes: Iterable[str] | None = None, chun
         wanted = None if cell_hashes is None else set(cell_hashes)
         runs = [(h, i) for h, i in store.query("SELECT cell_hash, id FROM runs ORDER BY cell_hash") if wanted is None or h in wanted]
         for start in range(0, len(runs), chunk_runs):
-            chunk = dict((run_id, cell_hash) for cell_hash, run_id in runs[start : start + chunk_runs])
+            chunk = {run_id: cell_hash for cell_hash, run_id in runs[start : start + chunk_runs]}
             placeholders = ",".join("?" * len(chunk))
             rows = store.query(f"SELECT run_id, epoch, key, value FROM curves WHERE run_id IN ({placeholders})", tuple(chunk))
             long = pd.DataFrame([tuple(r) for r in rows], columns=["run_id", "epoch", "key", "value"])
@@ -100,7 +100,7 @@ def to_dataframe(path: str | Path) -> pd.DataFrame:
         recorded_names = store.names()
     records = []
     for r in rows:
-        record = {k: r[k] for k in r.keys() if k not in ("board", "requested_name")}
+        record = {k: r[k] for k in r.keys() if k not in ("board", "requested_name")}  # noqa: SIM118 (sqlite3.Row)
         canonical = {r["requested_name"], *(json.dumps(n, sort_keys=True) for n in recorded_names.get(r["cell_hash"], []))}
         record["names"] = "[" + ", ".join(sorted(canonical)) + "]"
         record["error"] = (r["error"] or "").splitlines()[0] if r["error"] else None
