@@ -17,8 +17,8 @@ for the runs asked for, and ``iter_curves`` a bounded number of runs at a time.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import pandas as pd
 
