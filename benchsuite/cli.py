@@ -426,8 +426,7 @@ def export(results: str, out: str | None, curves: str | None) -> None:
 
     if not Path(results).is_file():
         raise BadInput(f"no results database at {results}")
-    runs = to_dataframe(results)
-    runs.to_csv(out or sys.stdout, index=False)
+    to_dataframe(results).to_csv(out or sys.stdout, index=False)  # not kept: the curves stream in bounded memory
     if curves:
         write_curves_csv(results, curves)
 

@@ -31,6 +31,8 @@ RUN_COLUMNS = [
     "seed", "status", "error", "diverged_epoch", "epochs", "started_at", "finished_at", "duration_s",
     "spec", "info", "provenance",
 ]  # fmt: skip
+#: Text columns that repeat between runs (a task's info, a host's provenance, a row's setting).
+SHARED_COLUMNS = ("info", "provenance", "setting", "params", "task_params")
 _RUN_QUERY = (
     "SELECT r.cell_hash, r.method, r.preset, r.spec, r.task, r.noise_kind, r.noise_rate, r.seed, r.status, r.error, "
     "r.diverged_epoch, r.epochs, r.started_at, r.finished_at, r.duration_s, r.info, r.provenance, "
@@ -99,8 +101,11 @@ def to_dataframe(path: str | Path) -> pd.DataFrame:
         rows = store.query(_RUN_QUERY)
         recorded_names = store.names()
     records = []
+    shared: dict[str, str] = {}  # equal texts (info, provenance, settings of many runs) held once
     for r in rows:
         record = {k: r[k] for k in r.keys() if k not in ("board", "requested_name")}  # noqa: SIM118 (sqlite3.Row)
+        for column in SHARED_COLUMNS:
+            record[column] = shared.setdefault(record[column], record[column])
         canonical = {r["requested_name"], *(json.dumps(n, sort_keys=True) for n in recorded_names.get(r["cell_hash"], []))}
         record["names"] = "[" + ", ".join(sorted(canonical)) + "]"
         record["error"] = (r["error"] or "").splitlines()[0] if r["error"] else None
