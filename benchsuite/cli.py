@@ -288,11 +288,12 @@ def _execute(grid: Any, expansion: Any, backend: Any, results: str, **settings: 
 
 
 def to_dataframe_or_fail(results: str) -> Any:
+    """The runs table boards render (without the full spec, which no board reads)."""
     from .results import to_dataframe
 
     if not Path(results).is_file():
         raise BadInput(f"no results database at {results}; run `benchsuite run --results {results}` first")
-    return to_dataframe(results)
+    return to_dataframe(results, spec=False)
 
 
 def _render(runs: Any, command: str, tasks: list[str] | None = None, **options: Any) -> str:

@@ -31,14 +31,11 @@ RUN_COLUMNS = [
     "seed", "status", "error", "diverged_epoch", "epochs", "started_at", "finished_at", "duration_s",
     "spec", "info", "provenance",
 ]  # fmt: skip
-#: Text columns that repeat between runs (a task's info, a host's provenance, a row's setting).
-SHARED_COLUMNS = ("info", "provenance", "setting", "params", "task_params")
-_RUN_QUERY = (
-    "SELECT r.cell_hash, r.method, r.preset, r.spec, r.task, r.noise_kind, r.noise_rate, r.seed, r.status, r.error, "
-    "r.diverged_epoch, r.epochs, r.started_at, r.finished_at, r.duration_s, r.info, r.provenance, "
-    "s.params, s.task_params, s.setting, s.requested_name, s.board "
-    "FROM runs r JOIN summaries s ON s.run_id = r.id"
-)
+_RUN_COLUMNS_READ = [
+    "r.cell_hash", "r.method", "r.preset", "r.spec", "r.task", "r.noise_kind", "r.noise_rate", "r.seed", "r.status", "r.error",
+    "r.diverged_epoch", "r.epochs", "r.started_at", "r.finished_at", "r.duration_s", "r.info", "r.provenance",
+    "s.params", "s.task_params", "s.setting",
+]  # fmt: skip
 
 
 def _wide(long: pd.DataFrame) -> pd.DataFrame:
@@ -93,27 +90,30 @@ def write_curves_csv(path: str | Path, out: str | Path, cell_hashes: Iterable[st
     return written
 
 
-def to_dataframe(path: str | Path) -> pd.DataFrame:
-    """One row per run (see the module docstring for the columns)."""
+def to_dataframe(path: str | Path, spec: bool = True) -> pd.DataFrame:
+    """One row per run (see the module docstring for the columns); ``spec=False`` leaves out the
+    full spec, which no board reads (the largest text of a run, one per run)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"no results database at {path}; `benchsuite run --results {path}` creates one")
+    columns = [c for c in _RUN_COLUMNS_READ if spec or c != "spec"]
+    query = f"SELECT {', '.join(columns)}, s.requested_name, s.board FROM runs r JOIN summaries s ON s.run_id = r.id"
+    names = [c.split(".")[-1] for c in columns] + ["names"]
+    shared: dict[str, str] = {}  # equal texts (info, provenance, settings, names of many runs) held once
+    records, boards = [], []
     with ResultStore(path) as store:
-        rows = store.query(_RUN_QUERY)
         recorded_names = store.names()
-    records = []
-    shared: dict[str, str] = {}  # equal texts (info, provenance, settings of many runs) held once
-    for r in rows:
-        record = {k: r[k] for k in r.keys() if k not in ("board", "requested_name")}  # noqa: SIM118 (sqlite3.Row)
-        for column in SHARED_COLUMNS:
-            record[column] = shared.setdefault(record[column], record[column])
-        canonical = {r["requested_name"], *(json.dumps(n, sort_keys=True) for n in recorded_names.get(r["cell_hash"], []))}
-        record["names"] = "[" + ", ".join(sorted(canonical)) + "]"
-        record["error"] = (r["error"] or "").splitlines()[0] if r["error"] else None
-        record.update(json.loads(r["board"]))
-        records.append(record)
-    runs = pd.DataFrame.from_records(records)
-    if runs.empty:
+        for row in store.rows(query):
+            values = [shared.setdefault(v, v) if type(v) is str and len(v) > 24 else v for v in row[:-2]]
+            canonical = {row[-2], *(json.dumps(n, sort_keys=True) for n in recorded_names.get(row[0], []))}
+            text = "[" + ", ".join(sorted(canonical)) + "]"
+            records.append((*values, shared.setdefault(text, text)))
+            boards.append(json.loads(row[-1]))
+    if not records:
         return pd.DataFrame(columns=RUN_COLUMNS)
+    runs = pd.DataFrame.from_records(records, columns=names)
+    runs["error"] = [error.splitlines()[0] if isinstance(error, str) and error else None for error in runs.error]
+    numbers = pd.DataFrame.from_records(boards)
+    runs = pd.concat([runs.drop(columns=[c for c in numbers if c in runs]), numbers], axis=1)
     first = [c for c in RUN_COLUMNS if c in runs]
     rest = sorted(c for c in runs if c not in first)
     return runs[first + rest].sort_values(["task", "noise_kind", "method", "params", "noise_rate", "seed"], kind="stable").reset_index(drop=True)

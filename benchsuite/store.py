@@ -447,6 +447,10 @@ class ResultStore:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+        """The rows of a query, one at a time (a large result is never held whole)."""
+        yield from self._conn.execute(sql, params)
+
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         cur = self._conn.cursor()
         cur.row_factory = sqlite3.Row
