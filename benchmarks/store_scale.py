@@ -251,6 +251,11 @@ def main() -> None:
             compare_layouts(db)
         rows.append((n, db.stat().st_size / 1e6, after, before, insert_seconds(seed, db), migration))
         (args.work / "curves.csv").unlink(missing_ok=True)
+        print_table(rows, first_insert)
+
+
+def print_table(rows: list[tuple], first_insert: float) -> None:
+    """The measurements so far, as a markdown table (printed after each size: 10⁵ takes long)."""
     print(f"\nfirst insert (empty database): {first_insert * 1e3:.1f} ms (median of {INSERTS})")
     print("| N runs | DB size | leaderboard wall (CPU) / peak RSS | export runs | export runs + curves (streamed) | run --dry-run | insert at N | migration 1→2 |")
     print("|---|---|---|---|---|---|---|---|")
@@ -263,7 +268,8 @@ def main() -> None:
 
         print(
             f"| {n:,} | {size:,.0f} MB | {cell('leaderboard', True)} | {cell('export runs', True)} | {cell('export curves', True)} "
-            f"| {cell('dry-run')} | {insert * 1e3:.1f} ms | {'–' if migration is None else f'{migration:.1f} s'} |"
+            f"| {cell('dry-run')} | {insert * 1e3:.1f} ms | {'–' if migration is None else f'{migration:.1f} s'} |",
+            flush=True,
         )
 
 
