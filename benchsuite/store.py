@@ -24,9 +24,10 @@ import socket
 import sqlite3
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from .spec import CellSpec, RunRecord
 
