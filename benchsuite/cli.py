@@ -15,6 +15,8 @@ DEFAULT_RESULTS = "benchsuite-results/results.sqlite"
 #: Where ``run`` stores a grid that is not the default grid as it is (``default_results``).
 RESULTS_DIR = "benchsuite-results"
 COMMAND_LINE_RESULTS = "command-line"
+#: ``run`` prints a leaderboard of at most this many lines whole; a longer one as a summary.
+SHORT_BOARD_LINES = 60
 #: The loss methods whose weight curves a publish draws, with their default parameters.
 PLOTTED_WEIGHT_METHODS = ("cce", "mae", "mse", "gce", "sl", "gr", "dm", "imae")
 
@@ -116,7 +118,11 @@ def _invocation(ctx: click.Context) -> str:
 @click.option("--amp/--no-amp", default=None, help="Mixed precision (default: on CUDA only).")
 @click.option("--dry-run", is_flag=True, help="Validate and list the cells without running them.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar with ETA over the cells.")
-@click.option("--leaderboard/--no-leaderboard", default=True, help="Print the leaderboard and write it next to the results.")
+@click.option("--leaderboard/--no-leaderboard", default=True, help="Write the leaderboard next to the results and show it (see --print-leaderboard).")
+@click.option(
+    "--print-leaderboard", is_flag=True,
+    help=f"Print the whole leaderboard (default: the whole table when it has at most {SHORT_BOARD_LINES} lines, else a summary of the primary metric per method and noise rate, and the table's path).",
+)  # fmt: skip
 def run(
     grid_file: str | None,
     methods: tuple[str, ...],
@@ -140,6 +146,7 @@ def run(
     dry_run: bool,
     progress: bool,
     leaderboard: bool,
+    print_leaderboard: bool,
 ) -> None:
     """Run a grid (GRID_FILE, command-line options, or, with neither, the default grid on the
     embedded data), store every run, and print the leaderboard of this grid's cells (also written
@@ -147,15 +154,17 @@ def run(
 
     Re-running the same command after an interruption runs only the missing cells.
     """
-    from .executors import EXECUTORS, ExecutorError, RunSettings
-    from .grid import GridError, expand, grid_from_dict, load_grid_file, parse_executor
+    from .executors import ExecutorError, RunSettings
+    from .grid import MAIN_GRID, GridError, expand, grid_from_dict, load_grid_file, parse_executor
 
     host = _host()
     try:
         if grid_file:
             grid = load_grid_file(grid_file)
+        elif methods or tasks:
+            grid = grid_from_dict({}, source="command line")
         else:
-            grid = grid_from_dict({}, source="command line" if methods or tasks else "default grid")
+            grid = grid_from_dict(MAIN_GRID, source="default grid")
         _set_cells(grid, methods, tasks, noises, seeds)
         overrides = {"epochs": epochs, "iterations": iterations, "batch_size": batch_size, "lr": lr}
         grid.budget.update({k: v for k, v in overrides.items() if v is not None})
@@ -165,22 +174,45 @@ def run(
             grid.executor = parse_executor(executor)
         results = results or default_results(grid_file, _grid_options_given(click.get_current_context()))
         expansion = expand(grid, host)
-        backend = EXECUTORS[grid.executor.name](**grid.executor.params)
+        backend = _executor_for(grid, expansion, device)
         backend.check(RunSettings(device, amp, grid.cell_timeout, Path(results).parent))
     except (GridError, ValueError, ExecutorError) as exc:
         raise BadInput(str(exc)) from None
 
     if dry_run:
-        _dry_run(expansion, results, grid.source)
+        _dry_run(expansion, results, grid.source, backend)
         return
     _prepare_process(grid)
     outcome = _execute(grid, expansion, backend, results, force=force, device=device, amp=amp, progress=progress)
     if leaderboard and not outcome.interrupted:
-        _grid_board(grid, expansion, results)
+        _grid_board(grid, expansion, results, print_leaderboard)
     if outcome.interrupted:
         sys.exit(130)
     if outcome.failures:
         sys.exit(1)
+
+
+def _executor_for(grid: Any, expansion: Any, device: str) -> Any:
+    """The grid's executor, or the automatic choice for its runnable cells
+    (``benchsuite.executors.automatic_executor``: a one-thread-per-worker pool on a multi-core CPU)."""
+    from .executors import EXECUTORS, automatic_executor
+
+    if grid.executor is not None:
+        name, params = grid.executor.name, grid.executor.params
+    else:
+        name, params = automatic_executor(device, len(expansion.cells) - len(expansion.not_applicable))
+    return EXECUTORS[name](**params)
+
+
+def _describe_executor(backend: Any) -> str:
+    """``pool (2 workers × 1 thread)``, ``local``."""
+    if backend.name != "pool":
+        return backend.name
+    from .executors import usable_cores
+
+    workers = backend.workers or usable_cores()
+    threads = backend.threads_per_worker or max(1, usable_cores() // workers)
+    return f"pool ({workers} worker{'s' * (workers > 1)} × {threads} thread{'s' * (threads > 1)})"
 
 
 def _override(grid: Any, **options: Any) -> None:
@@ -215,16 +247,26 @@ def _set_cells(grid: Any, methods: tuple[str, ...], tasks: tuple[str, ...], nois
             raise ValueError(f"--seeds {seeds}: seeds must be distinct non-negative integers")
 
 
-def _grid_board(grid: Any, expansion: Any, results: str) -> None:
-    """Print the leaderboard of the grid just run — its cells only, whatever else the database
-    holds — and write it to leaderboard.md beside the database."""
+def _grid_board(grid: Any, expansion: Any, results: str, whole: bool = False) -> None:
+    """Write the leaderboard of the grid just run — its cells only, whatever else the database
+    holds — to leaderboard.md beside the database, and print it: whole when asked or short,
+    else the primary metric per method and noise rate (``progress.headline``)."""
+    from .progress import headline
+
     runs = to_dataframe_or_fail(results)
     runs = runs[runs.cell_hash.isin({c.cell_hash for c in expansion.cells})]
     text = _render(runs, _invocation(click.get_current_context()), select=grid.select, title=f"benchsuite leaderboard: {grid.source}")
     out = Path(results).with_name("leaderboard.md")
     out.write_text(text)
-    click.echo(text)
-    click.echo(f"leaderboard of this grid written to {out}; `benchsuite leaderboard --results {results}` shows every run stored there", err=True)
+    if whole or text.count("\n") <= SHORT_BOARD_LINES:
+        click.echo(text)
+    else:
+        click.echo(headline(runs))
+    click.echo(
+        f"leaderboard of this grid ({text.count(chr(10))} lines) written to {out} (--print-leaderboard prints it); "
+        f"`benchsuite leaderboard --results {results}` shows every run stored there",
+        err=True,
+    )
 
 
 def _open_store(results: str) -> Any:
@@ -236,7 +278,7 @@ def _open_store(results: str) -> Any:
         raise BadInput(str(exc)) from None
 
 
-def _dry_run(expansion: Any, results: str, source: str) -> None:
+def _dry_run(expansion: Any, results: str, source: str, backend: Any) -> None:
     """List the cells with their state: n/a, a stored status, ``stale`` (a run of the same experiment
     is stored, but its plugin code, declared version or the host's results version has changed
     since: the cell runs again; the reason follows), or ``todo``."""
@@ -264,6 +306,13 @@ def _dry_run(expansion: Any, results: str, source: str) -> None:
             stale += 1
             click.echo(f"{'':16}  {'':9}  stale: {stale_reason(cell, previous[cell.cell_hash])}")
     click.echo(f"{len(expansion.cells)} cells ({source})" + (f"; {stale} stale (stored runs of older code or versions): they run again" if stale else ""))
+    if backend.name in ("local", "pool"):
+        from .costs import estimate
+        from .executors import usable_cores
+
+        runnable = [c for c in expansion.cells if c.cell_hash not in expansion.not_applicable]
+        workers = (backend.workers or usable_cores()) if backend.name == "pool" else 1
+        click.echo(f"executor: {_describe_executor(backend)}; {estimate(runnable, workers, startup=backend.name == 'pool').describe()}")
 
 
 def _execute(grid: Any, expansion: Any, backend: Any, results: str, **settings: Any) -> Any:
@@ -273,7 +322,7 @@ def _execute(grid: Any, expansion: Any, backend: Any, results: str, **settings: 
 
     with _open_store(results) as store:
         click.echo(
-            f"{len(expansion.cells)} cells from the {grid.source}; executor: {grid.executor.name}; results: {results}", err=True
+            f"{len(expansion.cells)} cells from the {grid.source}; executor: {_describe_executor(backend)}; results: {results}", err=True
         )
         try:
             outcome = run_grid(
@@ -355,7 +404,7 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
     Finished cells are kept in DIR/.results/<board>.sqlite, so an interrupted publish resumes.
     """
     from .grid import GridError, expand, load_grid_file, parse_executor
-    from .executors import EXECUTORS, ExecutorError, RunSettings
+    from .executors import ExecutorError, RunSettings
     import pandas as pd
 
     from . import publish as pub
@@ -380,7 +429,7 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
                 if executor:
                     grid.executor = parse_executor(executor)
                 expansion = expand(grid, host)
-                backend = EXECUTORS[grid.executor.name](**grid.executor.params)
+                backend = _executor_for(grid, expansion, device)
                 results = root / ".results" / f"{board}.sqlite"
                 results.parent.mkdir(parents=True, exist_ok=True)
                 backend.check(RunSettings(device, None, grid.cell_timeout, results.parent))

@@ -77,6 +77,19 @@ from .task import Recipe
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_NOISE_RATES = (0.0, 0.2, 0.4, 0.6)
 
+#: The main job, what ``benchsuite run`` runs without a grid file, ``-m`` or ``-t``: every seed
+#: method with its defaults (CCE, GCE, SL, GR, DM, IMAE, IEG) and the baselines IEG's row needs
+#: beside it (the trusted subset alone, and CCE on the noisy set plus the trusted subset), on the
+#: embedded digits, without noise and at 40 % and 80 % symmetric noise, 5 seeds for the intervals.
+#: Sized to finish in minutes on two CPU cores (``benchmarks/default_grid.py`` measures it); the
+#: other methods and tasks are one ``-m``/``-t`` or one shipped grid file away (see the README).
+MAIN_GRID: dict[str, Any] = {
+    "method": ["cce", "gce", "sl", "gr", "dm", "imae", "ieg", "trusted_only", "cce_trusted"],
+    "task": ["digits"],
+    "noise": {"kind": "symmetric", "rates": [0.0, 0.4, 0.8]},
+    "seeds": [0, 1, 2, 3, 4],
+}
+
 _SPEC = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)(?:@([A-Za-z0-9_.\-:,]+))?\s*(\{.*\})?\s*$", re.S)
 #: The key of a preset-per-rate table that names the preset of every rate not listed.
 OTHER_RATES = "default"
@@ -140,7 +153,9 @@ class Grid:
     seeds: tuple[int, ...] = DEFAULT_SEEDS
     noise: list[NoiseSpec] | None = None
     budget: dict[str, Any] = field(default_factory=dict)
-    executor: ComponentSpec = field(default_factory=lambda: ComponentSpec("local"))
+    #: Where the cells run; None: chosen by ``benchsuite.executors.automatic_executor`` (a worker
+    #: pool with one thread per worker on a multi-core CPU machine, else in this process).
+    executor: ComponentSpec | None = None
     #: How many more times a cell whose worker was lost (killed, out of memory) is run.
     retries: int = DEFAULT_RETRIES
     #: Wall-clock seconds after which a cell is stopped and recorded as ``timeout`` (None: no limit).
@@ -270,7 +285,7 @@ def grid_from_dict(raw: dict[str, Any], source: str = "grid") -> Grid:
         budget = {}
     problems += validate_budget(budget)
 
-    executor = _executor(raw.get("executor", "local"), problems)
+    executor = _executor(raw["executor"], problems) if "executor" in raw else None
 
     retries = raw.get("retries", DEFAULT_RETRIES)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
