@@ -403,6 +403,10 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
         if curves_csv.is_file() and grid.select == "none":
             pub.plot_board(pd.read_csv(curves_csv), root / board, board)
             click.echo(f"plots in {root / board}", err=True)
+        try:
+            click.echo(pub.write_board_report(root, board, grid.select, host or _host()), err=True)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
     reported = root / pub.REPORTED_FILE
     if reported.is_file():
         measured = {f.name.removesuffix(".runs.csv"): pub.read_runs_export(f) for f in sorted(root.glob("*.runs.csv"))}
@@ -447,10 +451,10 @@ def plugins(as_json: bool, verbose: bool) -> None:
         )
         return
     rows = [
-        (p.name, p.distribution or "-", p.version or "-", ", ".join(p.methods) or "-", ", ".join(p.tasks) or "-")
+        (p.name, p.distribution or "-", p.version or "-", *(", ".join(names) or "-" for names in (p.methods, p.tasks, p.noise_kinds)))
         for p in sorted(host.plugins.values(), key=lambda p: p.name)
     ]
-    click.echo(tabulate(rows, headers=["plugin", "distribution", "version", "methods", "tasks"]))
+    click.echo(tabulate(rows, headers=["plugin", "distribution", "version", "methods", "tasks", "noise kinds"]))
     if host.failed:
         click.echo("\nFailed to load (set aside; everything else works):")
         for f in sorted(host.failed.values(), key=lambda f: f.name):
@@ -503,25 +507,150 @@ def tasks(as_json: bool) -> None:
     _describe("task", as_json)
 
 
+def _report_runs(results: str | None, export_file: str | None, curves_file: str | None) -> tuple[Any, Any]:
+    """(runs, per-epoch curves or None) from a database, or from a runs CSV and a curves CSV."""
+    import pandas as pd
+
+    from .publish import read_runs_export
+    from .results import curves_dataframe
+
+    if results and export_file:
+        raise BadInput("give either --results (a database) or --from (a CSV export), not both")
+    if curves_file and not export_file:
+        raise BadInput("--curves goes with --from (a database holds its curves)")
+    try:
+        if export_file:
+            return read_runs_export(export_file), pd.read_csv(curves_file) if curves_file else None
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    results = results or DEFAULT_RESULTS
+    return to_dataframe_or_fail(results), curves_dataframe(results)
+
+
+@main.command()
+@click.option("--results", type=click.Path(dir_okay=False), help=f"SQLite results database [default: {DEFAULT_RESULTS}].")
+@click.option("--from", "export_file", type=click.Path(dir_okay=False, exists=True), help="A runs CSV (`benchsuite export`, a published board) instead of a database.")
+@click.option("--curves", "curves_file", type=click.Path(dir_okay=False, exists=True), help="With --from: per-epoch curves CSV (`export --curves`, or a board's curves.csv).")
+@click.option("--grid", "grid_file", type=click.Path(dir_okay=False, exists=True), help="The grid file the runs came from: its `select` applies.")
+@click.option("--select", type=click.Choice(["none", "val"]), help="val: per method and noise rate only the setting best on validation.")
+@click.option("-t", "--task", "tasks", multiple=True, help="Only these tasks (repeatable).")
+@click.option("--title", default="benchsuite report", show_default=True, help="The page title.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for index.html and figures/ (new, empty, or an earlier report).")
+def report(
+    results: str | None, export_file: str | None, curves_file: str | None, grid_file: str | None, select: str | None,
+    tasks: tuple[str, ...], title: str, out: str,
+) -> None:  # fmt: skip
+    """Write a static HTML report (opens from the file system): sortable, filterable leaderboards,
+    per-epoch curves with a band across seeds, CMC and weight curves, each run's provenance."""
+    from .grid import GridError
+    from .plugins import PluginLoadError, get_host
+    from .publish import leaderboard_options
+    from .report import write_report
+
+    runs, curves = _report_runs(results, export_file, curves_file)
+    try:
+        options = leaderboard_options(grid_file, select)
+    except (GridError, ValueError) as exc:
+        raise BadInput(str(exc)) from None
+    source = f"--from {export_file}" + (f" --curves {curves_file}" if curves_file else "") if export_file else f"--results {results or DEFAULT_RESULTS}"
+    command = f"benchsuite report {source} --out {out}"
+    try:
+        host = get_host()
+    except PluginLoadError:
+        host = None  # the tables and curves need no plugin; only the weight curves do
+    try:
+        files = write_report(runs, out, curves=curves, command=command, title=title, select=options.get("select", "none"), tasks=list(tasks) or None, host=host)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    click.echo(f"wrote {files.index} and {len(files.figures)} figures ({files.total_bytes / 1e6:.2f} MB)", err=True)
+
+
 @main.group()
 def plot() -> None:
-    """Figures."""
+    """Figures: of stored runs (curves, fit, cmc, weights --results) or of loss methods (weights -m)."""
+
+
+def _plot_options(f: Any) -> Any:
+    options = [
+        click.option("--results", type=click.Path(dir_okay=False), help=f"SQLite results database [default: {DEFAULT_RESULTS}]."),
+        click.option("-t", "--task", help="The task to draw (needed when the results hold several)."),
+        click.option("--noise", metavar="[KIND:]RATES", help="Noise rates to draw (default: all, r = 0 included), e.g. 0,0.4 or symmetric:0.4."),
+        click.option("--select", type=click.Choice(["none", "val"]), default="none", show_default=True, help="val: rows chosen on validation, as on the board."),
+        click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output file: .png, .svg or .pdf."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _plot_stored(
+    kind: str, results: str | None, task: str | None, noise: str | None, select: str, out: str, metric: str | None = None, density: bool = True
+) -> None:
+    """Draw one figure of stored runs (``report.plot_figure``) into ``out``."""
+    from .leaderboard import sections
+    from .plotting import FORMATS, save_figure
+    from .report import parse_noise, pick_rates, pick_section, plot_figure
+
+    if Path(out).suffix.lstrip(".").lower() not in FORMATS:
+        raise BadInput(f"cannot write {out}: the file name must end in one of {', '.join('.' + f for f in FORMATS)}")
+    runs, curves = _report_runs(results, None, None)
+    try:
+        kind_name, rates = parse_noise(noise)
+        section = pick_section(sections(runs, select), task, kind_name)
+        rates = pick_rates(section, rates)
+        fig = plot_figure(kind, section, curves, rates, metric=metric, host=_host() if kind == "weights" else None, density=density)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    path = save_figure(fig, out)
+    lines = sum(1 for ax in fig.axes for line in ax.get_lines() if str(line.get_gid()).startswith("series-"))
+    click.echo(f"{kind} of {section.task} ({section.kind} noise): {lines} lines written to {path}", err=True)
+
+
+@plot.command(name="curves")
+@_plot_options
+@click.option("-M", "--metric", help="A per-epoch metric the runs store (default: the board's), e.g. test_acc, loss, lr, weight_focus.")
+def plot_curves(results: str | None, task: str | None, noise: str | None, select: str, out: str, metric: str | None) -> None:
+    """Per-epoch curves of stored runs: a line per board row (mean over seeds) with the seeds' range as a band."""
+    _plot_stored("curves", results, task, noise, select, out, metric)
+
+
+@plot.command(name="fit")
+@_plot_options
+def plot_fit(results: str | None, task: str | None, noise: str | None, select: str, out: str) -> None:
+    """Per epoch, the fit of the clean-labelled and of the noisy-labelled training examples."""
+    _plot_stored("fit", results, task, noise, select, out)
+
+
+@plot.command(name="cmc")
+@_plot_options
+def plot_cmc(results: str | None, task: str | None, noise: str | None, select: str, out: str) -> None:
+    """CMC curves of a retrieval task's runs (final epoch), a panel per noise rate."""
+    _plot_stored("cmc", results, task, noise, select, out)
 
 
 @plot.command(name="weights")
 @click.option(
-    "-m", "--method", "methods", multiple=True, required=True, metavar="SPEC",
+    "-m", "--method", "methods", multiple=True, metavar="SPEC",
     help="name, name@preset or name{k = v}; a list value draws one curve per value; repeatable.",
 )
+@click.option("--results", type=click.Path(dir_okay=False), help="Instead of -m: the loss methods of the rows of stored runs.")
+@click.option("-t", "--task", help="With --results: the task whose rows to draw.")
+@click.option("--noise", metavar="[KIND:]RATES", help="With --results: the noise kind whose rows to draw.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output file: .png, .svg or .pdf.")
 @click.option("--density", is_flag=True, help="Divide each curve by its integral over [0, 1] (DM's emphasis density).")
-def plot_weights(methods: tuple[str, ...], out: str, density: bool) -> None:
+def plot_weights(methods: tuple[str, ...], results: str | None, task: str | None, noise: str | None, out: str, density: bool) -> None:
     """Draw the weight curves w(p_y) of loss methods, as the GR/DM/IMAE papers' Figure 1:
-    e.g. ``benchsuite plot weights -m "gr{beta = 8, lam = [0.5, 1]}" -m imae --out w.png``."""
+    e.g. ``benchsuite plot weights -m "gr{beta = 8, lam = [0.5, 1]}" -m imae --out w.png``;
+    with ``--results``, those of the loss methods of the rows of stored runs."""
     from .grid import parse_component
     from .plotting import plot_weight_curves
     from .registry import UnknownNameError
 
+    if bool(methods) == bool(results):
+        raise BadInput("give either -m/--method SPEC (repeatable) or --results DB")
+    if results:
+        _plot_stored("weights", results, task, noise, "none", out, density=density)
+        return
     host = _host()
     try:
         instances = []

@@ -216,12 +216,15 @@ def _rate(text: str) -> float | None:
 
 
 def parse_noise(text: str) -> NoiseSpec:
-    """Parse ``kind:rate[,rate...]`` or ``none``."""
-    kind, _, rates = text.partition(":")
-    if not rates:
-        if kind.strip() == "none":
+    """Parse ``kind:rate[,rate...]``, ``none``, or the name of a kind with a variant whose labels
+    are given (``cifar10n:worst``, rate 0; ``cifar10n:worst:0`` says the same)."""
+    kind, _, rates = text.rpartition(":")
+    if not kind:
+        if text.strip() == "none":
             return NoiseSpec("none", (0.0,))
-        raise ValueError(f"noise {text!r} must look like symmetric:0,0.2,0.4 (or none)")
+        raise ValueError(f"noise {text!r} must look like symmetric:0,0.2,0.4 (or none, or cifar10n:worst)")
+    if not rates.strip()[:1].isdigit() and not rates.strip().startswith("."):
+        return NoiseSpec(text.strip(), (0.0,))
     try:
         return NoiseSpec(kind.strip(), tuple(float(r) for r in rates.split(",")))
     except ValueError:
@@ -495,7 +498,7 @@ def expand(grid: Grid, host: PluginHost) -> Expansion:
     not_applicable: dict[str, str] = {}
     rates_run: set[float] = set()
     for task in resolved_tasks:
-        for noise in _task_noise(grid, type(task), problems):
+        for noise in _task_noise(grid, task, host, problems):
             rates_run.update(noise.rates)
             for seed, rate, entry in itertools.product(grid.seeds, noise.rates, entries):
                 for method in entry.instances(rate):
@@ -546,20 +549,32 @@ def _resolve_tasks(host: PluginHost, tasks: list[ComponentSpec], problems: list[
     return resolved
 
 
-def _task_noise(grid: Grid, task_cls: type, problems: list[str]) -> list[NoiseSpec]:
+def _task_noise(grid: Grid, task: Any, host: PluginHost, problems: list[str]) -> list[NoiseSpec]:
     """The grid's noise (or the task's default) that the task accepts; the rest become problems."""
     accepted = []
+    task_cls = type(task)
     for n, noise in enumerate(grid.noise or [NoiseSpec(*task_cls.default_noise)]):
         if noise.kind not in task_cls.noise_kinds:
             problems.append(
                 f"noise[{n}].kind: task {task_cls.name!r} does not accept noise {noise.kind!r}; "
                 f"it accepts: {', '.join(task_cls.noise_kinds)}"
             )
-        elif noise.kind == "none" and any(r != 0 for r in noise.rates):
-            problems.append(f"noise[{n}]: kind 'none' takes only rate 0")
+        elif (noise.kind == "none" or not host.noise_kinds[noise.kind].takes_rate) and any(r != 0 for r in noise.rates):
+            problems.append(f"noise[{n}]: kind {noise.kind!r} gives its labels as they are and takes only rate 0")
+        elif (problem := _noise_problem(task, noise.kind)) is not None:
+            problems.append(f"noise[{n}] ({noise.kind}) on task {task_cls.name!r}: {problem}")
         else:
             accepted.append(noise)
     return accepted
+
+
+def _noise_problem(task: Any, kind: str) -> str | None:
+    """What keeps the configured ``task`` from running noise ``kind``, or None."""
+    try:
+        task.check_noise(kind)
+    except Exception as exc:  # whatever the plugin raises, it is the user's configuration
+        return str(exc)
+    return None
 
 
 def _cell(grid: Grid, method: Any, preset: str | None, task: Any, noise: NoiseSpec, rate: float, seed: int) -> CellSpec:

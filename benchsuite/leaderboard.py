@@ -360,7 +360,55 @@ def _ranks(
     return dict(zip(labels, point.tolist())), texts
 
 
-def _table(
+@dataclass
+class TableCell:
+    """One cell of a table: its text (without bold), whether it is bold, and its mean (NaN without
+    a completed run) and interval half-width, for the HTML report's sorting."""
+
+    text: str
+    bold: bool = False
+    mean: float = float("nan")
+    half_width: float = float("nan")
+    runs: int = 0
+
+
+@dataclass
+class TableRow:
+    label: str
+    cells: dict[float, TableCell]
+    rank: float = float("nan")
+    rank_text: str = ""
+    privileged: str = ""
+
+
+@dataclass
+class Table:
+    """One leaderboard table as data: rows in board order (by average rank), columns noise rates.
+    The markdown boards and the HTML report both render it, so they cannot disagree."""
+
+    column: str
+    rates: list[float]
+    rows: list[TableRow]
+    ranked: bool
+    percent: bool
+    marked: bool
+
+    def markdown(self) -> str:
+        header = ["method", *[f"r={r:g}" for r in self.rates], *(["avg rank [95 % CI]"] if self.ranked else [])]
+        header += ["privileged data"] if self.marked else []
+        aligns = [":---", *["---:"] * (len(self.rates) + self.ranked), *[":---"] * self.marked]
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(aligns) + "|"]
+        for row in self.rows:
+            texts = []
+            for rate in self.rates:
+                cell = row.cells.get(rate)
+                texts.append("–" if cell is None else f"**{cell.text}**" if cell.bold else cell.text)
+            line = [row.label, *texts, *([row.rank_text] if self.ranked else []), *([row.privileged or "–"] if self.marked else [])]
+            lines.append("| " + " | ".join(line) + " |")
+        return "\n".join(lines)
+
+
+def table(
     runs: pd.DataFrame,
     column: str,
     higher_is_better: bool,
@@ -368,28 +416,36 @@ def _table(
     ranked: bool = True,
     percent: bool | None = None,
     marks: dict[str, str] | None = None,
-) -> str:
-    """One markdown table of ``column`` by row label and noise rate. ``ranked``: bold by the paired
-    test and the average rank with its interval; ``percent``: show fractions as %, by default when
-    every value lies in [0, 1]; ``marks``: a privileged-data column, when any row has a mark."""
+) -> Table:
+    """The table of ``column`` by row label (``runs.label``) and noise rate. ``ranked``: bold by
+    the paired test and the average rank with its interval; ``percent``: show fractions as %, by
+    default when every value lies in [0, 1]; ``marks``: a privileged-data column, when any row has
+    a mark."""
     cells = _cells(runs, column)
     if percent is None:
         percent = all(0 <= v <= 1 for cell in cells.values() for v in cell.values)
-    texts = {key: cell.text(percent) for key, cell in cells.items()}
     labels = sorted({label for label, _ in cells})
     points, ranks = _ranks(cells, labels, rates, higher_is_better) if ranked else ({}, {})
-    for rate in rates if ranked else []:
-        for label in _not_worse(cells, rate, higher_is_better, percent):
-            texts[label, rate] = f"**{texts[label, rate]}**"
+    bold = {(label, rate) for rate in (rates if ranked else []) for label in _not_worse(cells, rate, higher_is_better, percent)}
     order = sorted(labels, key=lambda lab: (np.inf if np.isnan(points.get(lab, np.nan)) else points[lab], lab))
-    marked = bool(marks) and any(marks.get(label) for label in labels)
-    header = ["method", *[f"r={r:g}" for r in rates], *(["avg rank [95 % CI]"] if ranked else []), *(["privileged data"] if marked else [])]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---", *["---:"] * (len(rates) + ranked), *[":---"] * marked]) + "|"]
+    marks = marks or {}
+    rows = []
     for label in order:
-        row = [label, *[texts.get((label, r), "–") for r in rates], *([ranks[label]] if ranked else [])]
-        row += [marks.get(label) or "–"] if marked and marks else []
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+        row_cells = {}
+        for (cell_label, rate), cell in cells.items():
+            if cell_label == label:
+                values = np.asarray(cell.values, dtype=float)
+                mean = float(values.mean()) if len(values) else float("nan")
+                half = t_half_width(values) if len(values) else float("nan")
+                row_cells[rate] = TableCell(cell.text(percent), (label, rate) in bold, mean, half, len(values))
+        rows.append(TableRow(label, row_cells, points.get(label, float("nan")), ranks.get(label, ""), marks.get(label, "")))
+    marked = any(marks.get(label) for label in labels)
+    return Table(column, list(rates), rows, ranked, percent, marked)
+
+
+def _table(runs: pd.DataFrame, column: str, higher_is_better: bool, rates: list[float], **options: Any) -> str:
+    """One markdown table (see ``table``)."""
+    return table(runs, column, higher_is_better, rates, **options).markdown()
 
 
 # -- what each row was trained with ------------------------------------------------------------
@@ -441,8 +497,8 @@ def _budget_text(info: dict[str, Any], epochs: Any) -> str | None:
     return f"{int(epochs)} epochs" if pd.notna(epochs) else None
 
 
-def _budget_line(runs: pd.DataFrame) -> str:
-    """The budget of every row with a completed run, in one line that groups the rows sharing one."""
+def budget_line(runs: pd.DataFrame) -> str:
+    """The budget of every row with a completed run (``label``), in one line that groups the rows sharing one."""
     budgets: dict[str, set[str]] = {}
     for label, info, epochs, status in zip(runs.label, runs["info"], runs.epochs, runs.status):
         if status == "completed":
@@ -478,7 +534,8 @@ def _plugins(prov: pd.Series) -> str:
     return ", ".join(sorted(pairs)) or "unknown"
 
 
-def _provenance(runs: pd.DataFrame, command: str) -> list[str]:
+def header_lines(runs: pd.DataFrame, command: str) -> list[str]:
+    """The board header: the command that regenerates it, the runs, code, plugins and hardware."""
     prov = runs["provenance"].map(json.loads)
     ran = runs[runs.status != "skipped"]
     commits = prov.map(lambda p: None if not p.get("commit") else p["commit"][:12] + (" (dirty)" if p.get("dirty") else ""))
@@ -542,7 +599,7 @@ def render(
     runs = normalise_runs(runs)
     if produced_by:
         out.append(f"- Produced by: `{produced_by}`")
-    out += _provenance(runs, command)
+    out += header_lines(runs, command)
     out += ["", DEFINITIONS]
     if select == "val":
         out += [
@@ -556,8 +613,64 @@ def render(
     return "\n".join(out) + "\n"
 
 
-def _section(task: str, kind: str, group: pd.DataFrame, select: str) -> list[str]:
-    """The markdown of one task and noise kind."""
+@dataclass
+class TableBlock:
+    """A table of a section with what the board prints above it: a heading (``###``), a title
+    (bold) and a note, each optional."""
+
+    table: Table
+    heading: str | None = None
+    title: str | None = None
+    note: str | None = None
+
+
+@dataclass
+class Section:
+    """One task and noise kind of a board, as data: its runs labelled by row (``label``), the
+    runs selection chose from, its tables and the metrics the task declares."""
+
+    task: str
+    kind: str
+    runs: pd.DataFrame
+    candidates: pd.DataFrame
+    metrics: dict[str, Any]
+    table_metrics: list[str]
+    blocks: list[TableBlock]
+
+    @property
+    def heading(self) -> str:
+        return f"{self.task} — {self.kind} noise" if self.kind != "none" else f"{self.task} — no synthetic noise"
+
+    @property
+    def rates(self) -> list[float]:
+        return sorted(self.runs.noise_rate.unique().tolist())
+
+
+MEMORISATION_HEADING = (
+    "Memorisation: fraction of noisy-labelled training examples predicted as their wrong label, final epoch (lower is better)"
+)
+MEMORISATION_NOTE = (
+    "A model that predicts no better than chance also scores low here (about one in the number of classes): read "
+    "this table beside the accuracy above."
+)
+FOCUS_HEADING = (
+    "Emphasis focus: the weight-averaged p_y of the training examples, Σ w·p_y / Σ w, final epoch (0: the method's "
+    "weight lies on examples it fits poorly, 1: on those it fits well; not ranked)"
+)
+
+
+def sections(runs: pd.DataFrame, select: str = "none", tasks: list[str] | None = None) -> list[Section]:
+    """The sections of a board (one per task and noise kind), as ``render`` prints them."""
+    if tasks:
+        runs = runs[runs.task.isin(tasks)]
+    if runs.empty:
+        return []
+    runs = normalise_runs(runs)
+    return [section(task, kind, group, select) for (task, kind), group in runs.groupby(["task", "noise_kind"], sort=True)]
+
+
+def section(task: str, kind: str, group: pd.DataFrame, select: str) -> Section:
+    """The tables of one task and noise kind (``group``: its runs, as ``normalise_runs`` returns them)."""
     info = next((json.loads(i) for i in group["info"] if json.loads(i).get("task_metrics")), {})
     metrics: dict[str, Any] = info.get("task_metrics", {})
     table_metrics = info.get("leaderboard_metrics") or [m for m in metrics if m.startswith("test_")][:1]
@@ -570,40 +683,39 @@ def _section(task: str, kind: str, group: pd.DataFrame, select: str) -> list[str
         group = labelled_rows(group)
     rates = sorted(group.noise_rate.unique().tolist())
     marks = _privileged(group)
-    out = ["", f"## {task} — {kind} noise" if kind != "none" else f"## {task} — no synthetic noise", "", _budget_line(group)]
+    blocks = []
     for metric in table_metrics:
         hib = metrics.get(metric, {}).get("higher_is_better", True)
         doc = metrics.get(metric, {}).get("doc", "")
-        out += ["", f"### {metric}: {doc}" if doc else f"### {metric}"]
         views = [("Final epoch", metric), (f"Mean of the last {LAST_K} epochs", f"last{LAST_K}_{metric}")]
         if select == "none":  # a test-selected epoch would contradict a validation-selected board
             views.insert(1, ("Best epoch (selected on the test set)", f"best_{metric}"))
-        for title, column in views:
-            out += ["", f"**{title}**", "", _table(group, column, hib, rates, marks=marks)]
+        for i, (title, column) in enumerate(views):
+            heading = (f"{metric}: {doc}" if doc else metric) if i == 0 else None
+            blocks.append(TableBlock(table(group, column, hib, rates, marks=marks), heading, title))
     noisy_rates = [r for r in rates if r > 0]
     if noisy_rates and "noisy_memorised" in group:
-        out += [
-            "",
-            "### Memorisation: fraction of noisy-labelled training examples predicted as their wrong label, "
-            "final epoch (lower is better)",
-            "",
-            "A model that predicts no better than chance also scores low here (about one in the number of "
-            "classes): read this table beside the accuracy above.",
-            "",
-            _table(group[group.noise_rate > 0], "noisy_memorised", False, noisy_rates, marks=marks),
-        ]
+        memorised = table(group[group.noise_rate > 0], "noisy_memorised", False, noisy_rates, marks=marks)
+        blocks.append(TableBlock(memorised, MEMORISATION_HEADING, note=MEMORISATION_NOTE))
     focused = group.weight_focus.notna() if "weight_focus" in group else pd.Series(False, index=group.index)
     weighted = group[group.label.isin(group.label[focused])]
     if not weighted.empty:
-        out += [
-            "",
-            "### Emphasis focus: the weight-averaged p_y of the training examples, Σ w·p_y / Σ w, final epoch "
-            "(0: the method's weight lies on examples it fits poorly, 1: on those it fits well; not ranked)",
-            "",
-            _table(weighted, "weight_focus", True, rates, ranked=False, percent=False),
-        ]
+        blocks.append(TableBlock(table(weighted, "weight_focus", True, rates, ranked=False, percent=False), FOCUS_HEADING))
+    return Section(task, kind, group, candidates, metrics, list(table_metrics), blocks)
+
+
+def _section(task: str, kind: str, group: pd.DataFrame, select: str) -> list[str]:
+    """The markdown of one task and noise kind."""
+    view = section(task, kind, group, select)
+    out = ["", f"## {view.heading}", "", budget_line(view.runs)]
+    for block in view.blocks:
+        out += ["", f"### {block.heading}"] if block.heading else []
+        out += ["", f"**{block.title}**"] if block.title else []
+        out += ["", block.note] if block.note else []
+        out += ["", block.table.markdown()]
     if select == "val":
-        out += ["", "Settings chosen on validation:", "", _selection_table(candidates, group, selection_metric, rates)]
+        metric = view.table_metrics[0]
+        out += ["", "Settings chosen on validation:", "", _selection_table(view.candidates, view.runs, metric, view.rates)]
     else:
-        out += ["", "Configurations:", *_configurations(group)]
+        out += ["", "Configurations:", *_configurations(view.runs)]
     return out

@@ -262,15 +262,12 @@ class Task(Configurable, abc.ABC):
 
     @classmethod
     def check_class(cls) -> None:
-        from .noise import NOISE_KINDS
-
+        """Checks of the declaration alone; the host checks ``noise_kinds`` against the kinds
+        plugins registered (``register_noise_kinds``)."""
         if not isinstance(getattr(cls, "num_classes", None), int) or cls.num_classes < 1:
             raise ValueError("num_classes must be a positive int")
         if cls.primary_metric not in cls.metrics:
             raise ValueError(f"primary_metric {cls.primary_metric!r} is not among metrics {sorted(cls.metrics)}")
-        unknown = [k for k in cls.noise_kinds if k != "none" and k not in NOISE_KINDS]
-        if unknown:
-            raise ValueError(f"noise_kinds {unknown} are unknown; known: none, {', '.join(NOISE_KINDS)}")
         if cls.default_noise[0] not in cls.noise_kinds:
             raise ValueError(f"default_noise kind {cls.default_noise[0]!r} is not in noise_kinds")
         missing = [m for m in cls.leaderboard_metrics if m not in cls.metrics]
@@ -290,6 +287,11 @@ class Task(Configurable, abc.ABC):
         """Raise, with a message that says what is missing where and how to get it, when the data
         cannot be read (no root, wrong layout). Called when a grid is validated, before anything
         runs; keep it cheap (look for the files, don't load them)."""
+
+    def check_noise(self, kind: str) -> None:
+        """Raise, with a message that says what to set, when this configured task cannot run noise
+        ``kind`` (one of its ``noise_kinds``), e.g. because the file of a kind's human annotations
+        is not given. Called per noise kind when a grid is validated; keep it cheap."""
 
     @abc.abstractmethod
     def prepare(self, request: PrepareRequest) -> PreparedData:
@@ -396,10 +398,12 @@ def prepare_in_memory(
     ``ClassificationEval`` for ``evaluate_classification``.
 
     ``noise_inputs`` is what the task knows about its label set that some noise kinds need (e.g.
-    ``coarse_of``, the superclass of every class); each kind receives only the inputs it declares,
-    and they are not recorded (they are a property of the data set, not of the run).
+    ``coarse_of``, the superclass of every class, or a file's human annotations); to them this
+    adds ``train_index``, the position in ``y_train`` of every label left to corrupt. Each kind
+    receives only the inputs it declares, and they are not recorded (they are a property of the
+    data set, not of the run; the kind records what it decided).
     """
-    from .noise import NOISE_KINDS, corrupt_labels
+    from .noise import corrupt_labels, noise_kind
 
     info = dict(info or {})
     keep = np.arange(len(y_train))
@@ -426,13 +430,15 @@ def prepare_in_memory(
     if request.noise_kind == "none":
         noisy_labels, realised, num_noisy = clean, 0.0, 0
     else:
-        wanted = NOISE_KINDS[request.noise_kind].inputs if request.noise_kind in NOISE_KINDS else {}
-        inputs = {k: v for k, v in (noise_inputs or {}).items() if k in wanted}
+        wanted = noise_kind(request.noise_kind).inputs
+        inputs = {k: v for k, v in {**(noise_inputs or {}), "train_index": keep}.items() if k in wanted}
         noisy = corrupt_labels(
             clean, num_classes, request.noise_kind, request.noise_rate, request.seed, **{**inputs, **noise_params}
         )
         noisy_labels, realised, num_noisy = noisy.labels, noisy.realised_rate, noisy.num_noisy
-        noise_params.update(sampling=noisy.sampling, **noisy.details)
+        if noisy.sampling is not None:
+            noise_params["sampling"] = noisy.sampling
+        noise_params.update(noisy.details)
     noisy_t = torch.as_tensor(noisy_labels, dtype=torch.long)
     return PreparedData(
         train=TensorTrainSource(
