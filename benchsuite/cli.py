@@ -285,23 +285,26 @@ def _dry_run(expansion: Any, results: str, source: str, backend: Any) -> None:
     from .spec import stale_reason
     from .store import DONE_STATUSES
 
-    stored: dict[str, Any] = {}
+    stored: dict[str, tuple[str, str]] = {}
+    previous: dict[str, Any] = {}  # cell hash -> the spec of a stored run of the same experiment
     if Path(results).is_file():
         with _open_store(results) as store:
-            stored = store.specs()
-    earlier = {spec.lineage_hash(): spec for status, spec in stored.values() if status in DONE_STATUSES}
+            stored = store.states()
+            earlier = {lineage: h for h, (status, lineage) in stored.items() if status in DONE_STATUSES}
+            for cell in expansion.cells:
+                if cell.cell_hash not in stored and cell.lineage_hash() in earlier:
+                    previous[cell.cell_hash] = store.spec(earlier[cell.lineage_hash()])
     stale = 0
     for cell in expansion.cells:
-        previous = earlier.get(cell.lineage_hash()) if cell.cell_hash not in stored else None
         if cell.cell_hash in expansion.not_applicable:
             state = "n/a"
         else:
-            state = stored[cell.cell_hash][0] if cell.cell_hash in stored else "stale" if previous else "todo"
+            state = stored[cell.cell_hash][0] if cell.cell_hash in stored else "stale" if cell.cell_hash in previous else "todo"
         others = [n["method"] + (f"@{n['preset']}" if n["preset"] else "") for n in expansion.names.get(cell.cell_hash, [])[1:]]
         click.echo(f"{cell.cell_hash}  {state:<9}  {cell.label()}" + (f"  (= {', '.join(others)})" if others else ""))
         if state == "stale":
             stale += 1
-            click.echo(f"{'':16}  {'':9}  stale: {stale_reason(cell, previous)}")
+            click.echo(f"{'':16}  {'':9}  stale: {stale_reason(cell, previous[cell.cell_hash])}")
     click.echo(f"{len(expansion.cells)} cells ({source})" + (f"; {stale} stale (stored runs of older code or versions): they run again" if stale else ""))
     if backend.name in ("local", "pool"):
         from .costs import estimate
@@ -334,11 +337,12 @@ def _execute(grid: Any, expansion: Any, backend: Any, results: str, **settings: 
 
 
 def to_dataframe_or_fail(results: str) -> Any:
+    """The runs table boards render (without the full spec, which no board reads)."""
     from .results import to_dataframe
 
     if not Path(results).is_file():
         raise BadInput(f"no results database at {results}; run `benchsuite run --results {results}` first")
-    return to_dataframe(results)
+    return to_dataframe(results, spec=False)
 
 
 def _render(runs: Any, command: str, tasks: list[str] | None = None, **options: Any) -> str:
@@ -361,7 +365,6 @@ def leaderboard_cmd(
     results: str | None, export_file: str | None, grid_file: str | None, select: str | None, tasks: tuple[str, ...], out: str | None
 ) -> None:
     """Render the markdown leaderboard from a results database or its CSV export (byte-identical)."""
-    from .grid import GridError
     from .publish import leaderboard_options, read_runs_export
 
     if results and export_file:
@@ -369,7 +372,7 @@ def leaderboard_cmd(
     try:
         options = leaderboard_options(grid_file, select)
         runs = read_runs_export(export_file) if export_file else to_dataframe_or_fail(results or DEFAULT_RESULTS)
-    except (GridError, ValueError) as exc:
+    except ValueError as exc:  # a GridError too; the grid module (and torch) loads only for --grid
         raise BadInput(str(exc)) from None
     command = " ".join(
         ["benchsuite leaderboard"]
@@ -441,7 +444,7 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
             runs = runs[runs.cell_hash.isin({c.cell_hash for c in expansion.cells})]  # not the runs of older code
             pub.compact_runs(runs).to_csv(runs_csv, index=False)
             if grid.select == "none":  # a validation-selected board is a table, not a training picture
-                pub.curve_means(runs, curves_dataframe(results)).to_csv(curves_csv, index=False)
+                pub.curve_means(runs, curves_dataframe(results, runs.cell_hash)).to_csv(curves_csv, index=False)
         markdown = root / f"{board}.md"
         command = f"benchsuite leaderboard --from {runs_csv} --grid {grid_file} --out {markdown}"
         try:
@@ -470,15 +473,15 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
 @click.option("--out", type=click.Path(dir_okay=False), help="CSV of runs (default: stdout).")
 @click.option("--curves", type=click.Path(dir_okay=False), help="Also write the per-epoch curves as CSV here.")
 def export(results: str, out: str | None, curves: str | None) -> None:
-    """Export the raw numbers as CSV: one row per run (and optionally per run and epoch)."""
-    from .results import curves_dataframe, to_dataframe
+    """Export the raw numbers as CSV: one row per run (and optionally per run and epoch, streamed
+    to the file a chunk of runs at a time)."""
+    from .results import to_dataframe, write_curves_csv
 
     if not Path(results).is_file():
         raise BadInput(f"no results database at {results}")
-    runs = to_dataframe(results)
-    runs.to_csv(out or sys.stdout, index=False)
+    to_dataframe(results).to_csv(out or sys.stdout, index=False)  # not kept: the curves stream in bounded memory
     if curves:
-        curves_dataframe(results).to_csv(curves, index=False)
+        write_curves_csv(results, curves)
 
 
 @main.command()

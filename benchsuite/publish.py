@@ -19,7 +19,6 @@ from typing import Any
 
 import pandas as pd
 
-from .grid import load_grid_file
 from .leaderboard import labelled_rows, mean_ci_cell, normalise_runs
 
 #: Run columns a published export drops: the full spec repeats the identity columns beside it.
@@ -49,6 +48,8 @@ def leaderboard_options(grid_file: str | None, select: str | None) -> dict[str, 
     command that produced the runs."""
     options: dict[str, Any] = {}
     if grid_file:
+        from .grid import load_grid_file  # the grid module loads the plugin machinery (and torch): only when asked
+
         grid = load_grid_file(grid_file)
         options.update(
             select=grid.select,

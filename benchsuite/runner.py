@@ -28,7 +28,7 @@ from .plugins import get_host
 from .progress import GridProgress, cell_label
 from .provenance import provenance, utc_now
 from .spec import CellSpec, RunRecord
-from .store import ResultStore
+from .store import DONE_STATUSES, ResultStore
 
 if TYPE_CHECKING:
     from .executors import Executor
@@ -326,7 +326,7 @@ class _GridRun:
                 if claimed:
                     self.running[spec.cell_hash] = (spec, attempt)
             if not claimed:  # finished or taken by another driver meanwhile
-                if spec.cell_hash in self.store.done():
+                if self.store.status(spec.cell_hash) in DONE_STATUSES:
                     self.outcome.already_done += 1
                 else:
                     self.outcome.running_elsewhere += 1
