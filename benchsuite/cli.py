@@ -18,6 +18,8 @@ DEFAULT_RESULTS = "benchsuite-results/results.sqlite"
 #: Where ``run`` stores a grid that is not the default grid as it is (``default_results``).
 RESULTS_DIR = "benchsuite-results"
 COMMAND_LINE_RESULTS = "command-line"
+#: ``run`` prints a leaderboard of at most this many lines whole; a longer one as a summary.
+SHORT_BOARD_LINES = 60
 #: The loss methods whose weight curves a publish draws, with their default parameters.
 PLOTTED_WEIGHT_METHODS = ("cce", "mae", "mse", "gce", "sl", "gr", "dm", "imae")
 
@@ -193,7 +195,11 @@ def _invocation(ctx: click.Context) -> str:
 @click.option("--amp/--no-amp", default=None, help="Mixed precision (default: on CUDA only).")
 @click.option("--dry-run", is_flag=True, help="Validate and list the cells without running them.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar with ETA over the cells.")
-@click.option("--leaderboard/--no-leaderboard", default=True, help="Print the leaderboard and write it next to the results.")
+@click.option("--leaderboard/--no-leaderboard", default=True, help="Write the leaderboard next to the results and show it (see --print-leaderboard).")
+@click.option(
+    "--print-leaderboard", is_flag=True,
+    help=f"Print the whole leaderboard (default: the whole table when it has at most {SHORT_BOARD_LINES} lines, else a summary of the primary metric per method and noise rate, and the table's path).",
+)  # fmt: skip
 def run(
     grid_file: str | None,
     methods: tuple[str, ...],
@@ -217,6 +223,7 @@ def run(
     dry_run: bool,
     progress: bool,
     leaderboard: bool,
+    print_leaderboard: bool,
 ) -> None:
     """Run a grid (GRID_FILE, command-line options, or, with neither, the default grid on the
     embedded data), store every run, and print the leaderboard of this grid's cells (also written
@@ -234,12 +241,12 @@ def run(
         raise UnwritablePathError(f"--results {results!r}: the path is empty; give a file such as results.sqlite")
     expansion, backend = _plan(grid, results, device, amp)
     if dry_run:
-        _dry_run(expansion, results, grid.source)
+        _dry_run(expansion, results, grid.source, backend)
         return
     _prepare_process(grid)
     outcome = _execute(grid, expansion, backend, results, force=force, device=device, amp=amp, progress=progress)
     if leaderboard and not outcome.interrupted:
-        _grid_board(grid, expansion, results)
+        _grid_board(grid, expansion, results, print_leaderboard)
     if outcome.interrupted:
         sys.exit(130)
     if outcome.failures:
@@ -249,12 +256,14 @@ def run(
 def _grid(grid_file: str | None, methods: tuple[str, ...], tasks: tuple[str, ...], noises: tuple[str, ...],
           seeds: tuple[int, ...] | None, executor: str | None) -> Any:  # fmt: skip
     """The grid file's grid (or the default grid) with the cells and executor given on the command line."""
-    from .grid import grid_from_dict, load_grid_file, override_cells, parse_executor
+    from .grid import MAIN_GRID, grid_from_dict, load_grid_file, override_cells, parse_executor
 
     if grid_file:
         grid = load_grid_file(grid_file)
+    elif methods or tasks:
+        grid = grid_from_dict({}, source="command line")
     else:
-        grid = grid_from_dict({}, source="command line" if methods or tasks else "default grid")
+        grid = grid_from_dict(MAIN_GRID, source="default grid")
     override_cells(grid, methods, tasks, noises)
     if seeds:
         grid.seeds = seeds
@@ -266,15 +275,38 @@ def _grid(grid_file: str | None, methods: tuple[str, ...], tasks: tuple[str, ...
 def _plan(grid: Any, results: str, device: str, amp: bool | None) -> tuple[Any, Any]:
     """The grid's cells and its executor, both checked before anything runs: a grid that expands
     to no cell is refused, and so is a results path that cannot be written."""
-    from .executors import EXECUTORS, RunSettings
+    from .executors import RunSettings
     from .grid import GridError, expand
 
     expansion = expand(grid, _host())
     if not expansion.cells:
         raise GridError(["the grid expands to no cell: every list of values it takes must hold at least one"], grid.source)
-    backend = EXECUTORS[grid.executor.name](**grid.executor.params)
+    backend = _executor_for(grid, expansion, device)
     backend.check(RunSettings(device, amp, grid.cell_timeout, Path(results).parent))
     return expansion, backend
+
+
+def _executor_for(grid: Any, expansion: Any, device: str) -> Any:
+    """The grid's executor, or the automatic choice for its runnable cells
+    (``benchsuite.executors.automatic_executor``: a one-thread-per-worker pool on a multi-core CPU)."""
+    from .executors import EXECUTORS, automatic_executor
+
+    if grid.executor is not None:
+        name, params = grid.executor.name, grid.executor.params
+    else:
+        name, params = automatic_executor(device, len(expansion.cells) - len(expansion.not_applicable))
+    return EXECUTORS[name](**params)
+
+
+def _describe_executor(backend: Any) -> str:
+    """``pool (2 workers × 1 thread)``, ``local``."""
+    if backend.name != "pool":
+        return backend.name
+    from .executors import usable_cores
+
+    workers = backend.workers or usable_cores()
+    threads = backend.threads_per_worker or max(1, usable_cores() // workers)
+    return f"pool ({workers} worker{'s' * (workers > 1)} × {threads} thread{'s' * (threads > 1)})"
 
 
 def _override(grid: Any, **options: Any) -> None:
@@ -293,15 +325,25 @@ def _prepare_process(grid: Any) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
 
 
-def _grid_board(grid: Any, expansion: Any, results: str) -> None:
-    """Print the leaderboard of the grid just run — its cells only, whatever else the database
-    holds — and write it to leaderboard.md beside the database."""
+def _grid_board(grid: Any, expansion: Any, results: str, whole: bool = False) -> None:
+    """Write the leaderboard of the grid just run — its cells only, whatever else the database
+    holds — to leaderboard.md beside the database, and print it: whole when asked or short,
+    else the primary metric per method and noise rate (``progress.headline``)."""
+    from .progress import headline
+
     runs = to_dataframe_or_fail(results)
     runs = runs[runs.cell_hash.isin({c.cell_hash for c in expansion.cells})]
     text = _render(runs, _invocation(click.get_current_context()), select=grid.select, title=f"benchsuite leaderboard: {grid.source}")
     out = write_text(str(Path(results).with_name("leaderboard.md")), text, "the board beside --results")
-    click.echo(text)
-    click.echo(f"leaderboard of this grid written to {out}; `benchsuite leaderboard --results {results}` shows every run stored there", err=True)
+    if whole or text.count("\n") <= SHORT_BOARD_LINES:
+        click.echo(text)
+    else:
+        click.echo(headline(runs))
+    click.echo(
+        f"leaderboard of this grid ({text.count(chr(10))} lines) written to {out} (--print-leaderboard prints it); "
+        f"`benchsuite leaderboard --results {results}` shows every run stored there",
+        err=True,
+    )
 
 
 def _open_store(results: str, mode: str = "write") -> Any:
@@ -310,31 +352,41 @@ def _open_store(results: str, mode: str = "write") -> Any:
     return open_store(results, mode)  # type: ignore[arg-type]
 
 
-def _dry_run(expansion: Any, results: str, source: str) -> None:
+def _dry_run(expansion: Any, results: str, source: str, backend: Any) -> None:
     """List the cells with their state: n/a, a stored status, ``stale`` (a run of the same experiment
     is stored, but its plugin code, declared version or the host's results version has changed
     since: the cell runs again; the reason follows), or ``todo``."""
     from .spec import stale_reason
     from .store import DONE_STATUSES
 
-    stored: dict[str, Any] = {}
+    stored: dict[str, tuple[str, str]] = {}
+    previous: dict[str, Any] = {}  # cell hash -> the spec of a stored run of the same experiment
     if Path(results).is_file():
         with _open_store(results, "read") as store:  # a dry run writes nothing, creates nothing
-            stored = store.specs()
-    earlier = {spec.lineage_hash(): spec for status, spec in stored.values() if status in DONE_STATUSES}
+            stored = store.states()
+            earlier = {lineage: h for h, (status, lineage) in stored.items() if status in DONE_STATUSES}
+            for cell in expansion.cells:
+                if cell.cell_hash not in stored and cell.lineage_hash() in earlier:
+                    previous[cell.cell_hash] = store.spec(earlier[cell.lineage_hash()])
     stale = 0
     for cell in expansion.cells:
-        previous = earlier.get(cell.lineage_hash()) if cell.cell_hash not in stored else None
         if cell.cell_hash in expansion.not_applicable:
             state = "n/a"
         else:
-            state = stored[cell.cell_hash][0] if cell.cell_hash in stored else "stale" if previous else "todo"
+            state = stored[cell.cell_hash][0] if cell.cell_hash in stored else "stale" if cell.cell_hash in previous else "todo"
         others = [n["method"] + (f"@{n['preset']}" if n["preset"] else "") for n in expansion.names.get(cell.cell_hash, [])[1:]]
         click.echo(f"{cell.cell_hash}  {state:<9}  {cell.label()}" + (f"  (= {', '.join(others)})" if others else ""))
         if state == "stale":
             stale += 1
-            click.echo(f"{'':16}  {'':9}  stale: {stale_reason(cell, previous)}")
+            click.echo(f"{'':16}  {'':9}  stale: {stale_reason(cell, previous[cell.cell_hash])}")
     click.echo(f"{len(expansion.cells)} cells ({source})" + (f"; {stale} stale (stored runs of older code or versions): they run again" if stale else ""))
+    if backend.name in ("local", "pool"):
+        from .costs import estimate
+        from .executors import usable_cores
+
+        runnable = [c for c in expansion.cells if c.cell_hash not in expansion.not_applicable]
+        workers = (backend.workers or usable_cores()) if backend.name == "pool" else 1
+        click.echo(f"executor: {_describe_executor(backend)}; {estimate(runnable, workers, startup=backend.name == 'pool').describe()}")
 
 
 def _execute(grid: Any, expansion: Any, backend: Any, results: str, **settings: Any) -> Any:
@@ -344,7 +396,7 @@ def _execute(grid: Any, expansion: Any, backend: Any, results: str, **settings: 
 
     with _open_store(results) as store:
         click.echo(
-            f"{len(expansion.cells)} cells from the {grid.source}; executor: {grid.executor.name}; results: {results}", err=True
+            f"{len(expansion.cells)} cells from the {grid.source}; executor: {_describe_executor(backend)}; results: {results}", err=True
         )
         try:
             outcome = run_grid(
@@ -359,11 +411,11 @@ def _execute(grid: Any, expansion: Any, backend: Any, results: str, **settings: 
 
 
 def to_dataframe_or_fail(results: str) -> Any:
-    """The runs of the database at ``results``, opened read-only (``StoreError`` when it is
+    """The runs of the database at ``results``, opened read-only, without the full spec which no board reads (``StoreError`` when it is
     missing or not ours)."""
     from .results import to_dataframe
 
-    return to_dataframe(results)
+    return to_dataframe(results, spec=False)
 
 
 def _render(runs: Any, command: str, tasks: list[str] | None = None, **options: Any) -> str:
@@ -423,7 +475,7 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
     import pandas as pd
 
     from . import publish as pub
-    from .executors import EXECUTORS, ExecutorError, RunSettings
+    from .executors import ExecutorError, RunSettings
     from .grid import GridError, expand, load_grid_file, parse_executor
     from .plotting import plot_weight_curves
     from .results import curves_dataframe
@@ -446,7 +498,7 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
                 if executor:
                     grid.executor = parse_executor(executor)
                 expansion = expand(grid, host)
-                backend = EXECUTORS[grid.executor.name](**grid.executor.params)
+                backend = _executor_for(grid, expansion, device)
                 results = root / ".results" / f"{board}.sqlite"
                 results.parent.mkdir(parents=True, exist_ok=True)
                 backend.check(RunSettings(device, None, grid.cell_timeout, results.parent))
@@ -461,7 +513,7 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
             runs = runs[runs.cell_hash.isin({c.cell_hash for c in expansion.cells})]  # not the runs of older code
             pub.compact_runs(runs).to_csv(runs_csv, index=False)
             if grid.select == "none":  # a validation-selected board is a table, not a training picture
-                pub.curve_means(runs, curves_dataframe(results)).to_csv(curves_csv, index=False)
+                pub.curve_means(runs, curves_dataframe(results, runs.cell_hash)).to_csv(curves_csv, index=False)
         markdown = root / f"{board}.md"
         command = shlex.join(["benchsuite", "leaderboard", "--from", str(runs_csv), "--grid", str(grid_file), "--out", str(markdown)])
         markdown.write_text(_render(pub.read_runs_export(runs_csv), command, **pub.leaderboard_options(str(grid_file), None)))
@@ -469,6 +521,7 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
         if curves_csv.is_file() and grid.select == "none":
             pub.plot_board(pd.read_csv(curves_csv), root / board, board)
             click.echo(f"plots in {root / board}", err=True)
+        click.echo(pub.write_board_report(root, board, grid.select, host or _host()), err=True)
     reported = root / pub.REPORTED_FILE
     if reported.is_file():
         measured = {f.name.removesuffix(".runs.csv"): pub.read_runs_export(f) for f in sorted(root.glob("*.runs.csv"))}
@@ -483,17 +536,16 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
 @click.option("--out", type=click.Path(dir_okay=False), help="CSV of runs (default: stdout).")
 @click.option("--curves", type=click.Path(dir_okay=False), help="Also write the per-epoch curves as CSV here.")
 def export(results: str, out: str | None, curves: str | None) -> None:
-    """Export the raw numbers as CSV: one row per run (and optionally per run and epoch)."""
-    from .results import curves_dataframe, to_dataframe
+    """Export the raw numbers as CSV: one row per run (and optionally per run and epoch, streamed
+    to the file a chunk of runs at a time)."""
+    from .results import to_dataframe, write_curves_csv
 
     for path, option in ((out, "--out"), (curves, "--curves")):
         if path is not None:
             writable_file(path, option)
-    runs = to_dataframe(results)
-    curve_rows = curves_dataframe(results) if curves else None
-    runs.to_csv(out or sys.stdout, index=False)
-    if curve_rows is not None:
-        curve_rows.to_csv(curves, index=False)
+    to_dataframe(results).to_csv(out or sys.stdout, index=False)  # not kept: the curves stream in bounded memory
+    if curves:
+        write_curves_csv(results, curves)
 
 
 @main.command()
@@ -515,10 +567,10 @@ def plugins(as_json: bool, verbose: bool) -> None:
         )
         return
     rows = [
-        (p.name, p.distribution or "-", p.version or "-", ", ".join(p.methods) or "-", ", ".join(p.tasks) or "-")
+        (p.name, p.distribution or "-", p.version or "-", *(", ".join(names) or "-" for names in (p.methods, p.tasks, p.noise_kinds)))
         for p in sorted(host.plugins.values(), key=lambda p: p.name)
     ]
-    click.echo(tabulate(rows, headers=["plugin", "distribution", "version", "methods", "tasks"]))
+    click.echo(tabulate(rows, headers=["plugin", "distribution", "version", "methods", "tasks", "noise kinds"]))
     if host.failed:
         click.echo("\nFailed to load (set aside; everything else works):")
         for f in sorted(host.failed.values(), key=lambda f: f.name):
@@ -571,25 +623,137 @@ def tasks(as_json: bool) -> None:
     _describe("task", as_json)
 
 
+def _report_runs(results: str | None, export_file: str | None, curves_file: str | None) -> tuple[Any, Any]:
+    """(runs, per-epoch curves or None) from a database, or from a runs CSV and a curves CSV."""
+    import pandas as pd
+
+    from .publish import read_runs_export
+    from .results import curves_dataframe
+
+    if results and export_file:
+        raise BadInput("give either --results (a database) or --from (a CSV export), not both")
+    if curves_file and not export_file:
+        raise BadInput("--curves goes with --from (a database holds its curves)")
+    if export_file:
+        return read_runs_export(export_file), pd.read_csv(curves_file) if curves_file else None
+    results = results or DEFAULT_RESULTS
+    return to_dataframe_or_fail(results), curves_dataframe(results)
+
+
+@main.command()
+@click.option("--results", type=click.Path(dir_okay=False), help=f"SQLite results database [default: {DEFAULT_RESULTS}].")
+@click.option("--from", "export_file", type=click.Path(dir_okay=False, exists=True), help="A runs CSV (`benchsuite export`, a published board) instead of a database.")
+@click.option("--curves", "curves_file", type=click.Path(dir_okay=False, exists=True), help="With --from: per-epoch curves CSV (`export --curves`, or a board's curves.csv).")
+@click.option("--grid", "grid_file", type=click.Path(dir_okay=False, exists=True), help="The grid file the runs came from: its `select` applies.")
+@click.option("--select", type=click.Choice(["none", "val"]), help="val: per method and noise rate only the setting best on validation.")
+@click.option("-t", "--task", "tasks", multiple=True, help="Only these tasks (repeatable).")
+@click.option("--title", default="benchsuite report", show_default=True, help="The page title.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for index.html and figures/ (new, empty, or an earlier report).")
+def report(
+    results: str | None, export_file: str | None, curves_file: str | None, grid_file: str | None, select: str | None,
+    tasks: tuple[str, ...], title: str, out: str,
+) -> None:  # fmt: skip
+    """Write a static HTML report (opens from the file system): sortable, filterable leaderboards,
+    per-epoch curves with a band across seeds, CMC and weight curves, each run's provenance."""
+    from .plugins import PluginLoadError, get_host
+    from .publish import leaderboard_options
+    from .report import write_report
+
+    runs, curves = _report_runs(results, export_file, curves_file)
+    options = leaderboard_options(grid_file, select)
+    source = f"--from {export_file}" + (f" --curves {curves_file}" if curves_file else "") if export_file else f"--results {results or DEFAULT_RESULTS}"
+    command = f"benchsuite report {source} --out {out}"
+    try:
+        host = get_host()
+    except PluginLoadError:
+        host = None  # the tables and curves need no plugin; only the weight curves do
+    files = write_report(runs, out, curves=curves, command=command, title=title, select=options.get("select", "none"), tasks=list(tasks) or None, host=host)
+    click.echo(f"wrote {files.index} and {len(files.figures)} figures ({files.total_bytes / 1e6:.2f} MB)", err=True)
+
+
 @main.group()
 def plot() -> None:
-    """Figures."""
+    """Figures: of stored runs (curves, fit, cmc, weights --results) or of loss methods (weights -m)."""
+
+
+def _plot_options(f: Any) -> Any:
+    options = [
+        click.option("--results", type=click.Path(dir_okay=False), help=f"SQLite results database [default: {DEFAULT_RESULTS}]."),
+        click.option("-t", "--task", help="The task to draw (needed when the results hold several)."),
+        click.option("--noise", metavar="[KIND:]RATES", help="Noise rates to draw (default: all, r = 0 included), e.g. 0,0.4 or symmetric:0.4."),
+        click.option("--select", type=click.Choice(["none", "val"]), default="none", show_default=True, help="val: rows chosen on validation, as on the board."),
+        click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output file: .png, .svg or .pdf."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _plot_stored(
+    kind: str, results: str | None, task: str | None, noise: str | None, select: str, out: str, metric: str | None = None, density: bool = True
+) -> None:
+    """Draw one figure of stored runs (``report.plot_figure``) into ``out``."""
+    from .leaderboard import sections
+    from .plotting import FORMATS, save_figure
+    from .report import parse_noise, pick_rates, pick_section, plot_figure
+
+    if Path(out).suffix.lstrip(".").lower() not in FORMATS:
+        raise BadInput(f"cannot write {out}: the file name must end in one of {', '.join('.' + f for f in FORMATS)}")
+    runs, curves = _report_runs(results, None, None)
+    kind_name, rates = parse_noise(noise)
+    section = pick_section(sections(runs, select), task, kind_name)
+    rates = pick_rates(section, rates)
+    fig = plot_figure(kind, section, curves, rates, metric=metric, host=_host() if kind == "weights" else None, density=density)
+    path = save_figure(fig, out)
+    lines = sum(1 for ax in fig.axes for line in ax.get_lines() if str(line.get_gid()).startswith("series-"))
+    click.echo(f"{kind} of {section.task} ({section.kind} noise): {lines} lines written to {path}", err=True)
+
+
+@plot.command(name="curves")
+@_plot_options
+@click.option("-M", "--metric", help="A per-epoch metric the runs store (default: the board's), e.g. test_acc, loss, lr, weight_focus.")
+def plot_curves(results: str | None, task: str | None, noise: str | None, select: str, out: str, metric: str | None) -> None:
+    """Per-epoch curves of stored runs: a line per board row (mean over seeds) with the seeds' range as a band."""
+    _plot_stored("curves", results, task, noise, select, out, metric)
+
+
+@plot.command(name="fit")
+@_plot_options
+def plot_fit(results: str | None, task: str | None, noise: str | None, select: str, out: str) -> None:
+    """Per epoch, the fit of the clean-labelled and of the noisy-labelled training examples."""
+    _plot_stored("fit", results, task, noise, select, out)
+
+
+@plot.command(name="cmc")
+@_plot_options
+def plot_cmc(results: str | None, task: str | None, noise: str | None, select: str, out: str) -> None:
+    """CMC curves of a retrieval task's runs (final epoch), a panel per noise rate."""
+    _plot_stored("cmc", results, task, noise, select, out)
 
 
 @plot.command(name="weights")
 @click.option(
-    "-m", "--method", "methods", multiple=True, required=True, metavar="SPEC",
+    "-m", "--method", "methods", multiple=True, metavar="SPEC",
     help="name, name@preset or name{k = v}; a list value draws one curve per value; repeatable.",
 )
+@click.option("--results", type=click.Path(dir_okay=False), help="Instead of -m: the loss methods of the rows of stored runs.")
+@click.option("-t", "--task", help="With --results: the task whose rows to draw.")
+@click.option("--noise", metavar="[KIND:]RATES", help="With --results: the noise kind whose rows to draw.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output file: .png, .svg or .pdf.")
 @click.option("--density", is_flag=True, help="Divide each curve by its integral over [0, 1] (DM's emphasis density).")
-def plot_weights(methods: tuple[str, ...], out: str, density: bool) -> None:
+def plot_weights(methods: tuple[str, ...], results: str | None, task: str | None, noise: str | None, out: str, density: bool) -> None:
     """Draw the weight curves w(p_y) of loss methods, as the GR/DM/IMAE papers' Figure 1:
-    e.g. ``benchsuite plot weights -m "gr{beta = 8, lam = [0.5, 1]}" -m imae --out w.png``."""
+    e.g. ``benchsuite plot weights -m "gr{beta = 8, lam = [0.5, 1]}" -m imae --out w.png``;
+    with ``--results``, those of the loss methods of the rows of stored runs."""
     from .errors import InvalidInputError
     from .grid import parse_component
     from .plotting import plot_weight_curves
 
+    if bool(methods) == bool(results):
+        raise BadInput("give either -m/--method SPEC (repeatable) or --results DB")
+    if results:
+        _plot_stored("weights", results, task, noise, "none", out, density=density)
+        return
     host = _host()
     writable_file(out, "--out")
     instances = []

@@ -165,6 +165,8 @@ class EpochStats:
         self.pending, self.pending_elements = [], 0
 
     def summary(self) -> dict[str, float]:
+        """The epoch's memorisation fractions, mean loss and weight statistics, computed with a
+        handful of batched tensor ops and read back in one transfer (one sync on a GPU)."""
         self.fold()
         data = self.data
         seen = self.pred >= 0
@@ -174,30 +176,21 @@ class EpochStats:
         is_noisy = known & (noisy_labels != true_labels)
         hits_noisy = self.pred == noisy_labels
         hits_true = self.pred == true_labels
-
-        def frac(hits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            return (hits & mask).sum() / mask.sum().clamp_min(1)
-
+        # row i: the fraction of the examples in masks[i] that hits[i] counts (0 of 0 is left out)
         names = ["train_acc_noisy", "train_acc_true", "noisy_memorised", "noisy_corrected", "clean_fit"]
-        values = torch.stack(
-            [
-                frac(hits_noisy, seen),
-                frac(hits_true, known),
-                frac(hits_noisy, is_noisy),
-                frac(hits_true, is_noisy),
-                frac(hits_noisy, known & ~is_noisy),
-            ]
-        )
-        counts = torch.stack([seen.sum(), known.sum(), is_noisy.sum(), is_noisy.sum(), (known & ~is_noisy).sum()])
+        masks = torch.stack([seen, known, is_noisy, is_noisy, known & ~is_noisy])
+        hits = torch.stack([hits_noisy, hits_true, hits_noisy, hits_true, hits_noisy])
+        counts = masks.sum(1)
+        values = (hits & masks).sum(1) / counts.clamp_min(1)
         row = {n: v for n, v, c in zip(names, values.tolist(), counts.tolist()) if c > 0}
-        row["loss"] = torch.stack([l.float() for l in self.losses]).mean().item() if self.losses else float("nan")
+        row["loss"] = torch.stack(self.losses).float().mean().item() if self.losses else float("nan")
         if self.weights is not None:
             weighted = ~self.weights.isnan()
             w, p_y = self.weights[weighted], self.p_y[weighted]
-            total = w.sum().item()
+            total, emphasis, spread = torch.stack([w.sum(), (w * p_y).sum(), (w / w.mean()).var(unbiased=False)]).tolist()
             if total > 0:  # all-zero weights (everything pruned) have no focus
-                row["weight_focus"] = (w * p_y).sum().item() / total
-                row["weight_var"] = (w / w.mean()).var(unbiased=False).item()
+                row["weight_focus"] = emphasis / total
+                row["weight_var"] = spread
         return row
 
 

@@ -79,6 +79,21 @@ from .validation import RULES, budget_rule, check, parse_list
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_NOISE_RATES = (0.0, 0.2, 0.4, 0.6)
 
+#: The main job, what ``benchsuite run`` runs without a grid file, ``-m`` or ``-t``: every seed
+#: method with its defaults (CCE, GCE, SL, GR, DM, IMAE, IEG) and the baselines IEG's row needs
+#: beside it (the trusted subset alone, and CCE on the noisy set plus the trusted subset), on the
+#: embedded digits, without noise and at 40 % and 80 % symmetric noise, 5 seeds for the intervals.
+#: Sized to finish in minutes on two CPU cores (``benchmarks/default_grid.py`` measures it); the
+#: other methods and tasks are one ``-m``/``-t`` or one shipped grid file away (see the README).
+MAIN_GRID: dict[str, Any] = {
+    "method": ["cce", "gce", "sl", "gr", "dm", "imae", "ieg", "trusted_only", "cce_trusted"],
+    "task": ["digits"],
+    "noise": {"kind": "symmetric", "rates": [0.0, 0.4, 0.8]},
+    "seeds": [0, 1, 2, 3, 4],
+}
+
+#: A noise variant that names given labels (``cifar10n:worst``) rather than rates.
+_VARIANT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SPEC = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)(?:@([A-Za-z0-9_.\-:,]+))?\s*(\{.*\})?\s*$", re.S)
 #: The key of a preset-per-rate table that names the preset of every rate not listed.
 OTHER_RATES = "default"
@@ -142,7 +157,9 @@ class Grid:
     seeds: tuple[int, ...] = DEFAULT_SEEDS
     noise: list[NoiseSpec] | None = None
     budget: dict[str, Any] = field(default_factory=dict)
-    executor: ComponentSpec = field(default_factory=lambda: ComponentSpec("local"))
+    #: Where the cells run; None: chosen by ``benchsuite.executors.automatic_executor`` (a worker
+    #: pool with one thread per worker on a multi-core CPU machine, else in this process).
+    executor: ComponentSpec | None = None
     #: How many more times a cell whose worker was lost (killed, out of memory) is run.
     retries: int = DEFAULT_RETRIES
     #: Wall-clock seconds after which a cell is stopped and recorded as ``timeout`` (None: no limit).
@@ -218,12 +235,16 @@ def _rate(text: str) -> float | None:
 
 
 def parse_noise(text: str) -> NoiseSpec:
-    """Parse ``kind:rate[,rate...]`` or ``none``; every rate under the rule of a grid file's rates."""
-    kind, _, rates = text.partition(":")
-    if not rates:
-        if kind.strip() == "none":
+    """Parse ``kind:rate[,rate...]``, ``none``, or the name of a kind with a variant whose labels
+    are given (``cifar10n:worst``, rate 0; ``cifar10n:worst:0`` says the same); every rate under
+    the rule of a grid file's rates."""
+    kind, _, rates = text.rpartition(":")
+    if not kind:
+        if text.strip() == "none":
             return NoiseSpec("none", (0.0,))
-        raise InvalidInputError(f"{text!r} must look like symmetric:0,0.2,0.4 (or none)")
+        raise InvalidInputError(f"{text!r} must look like symmetric:0,0.2,0.4 (or none, or cifar10n:worst)")
+    if _VARIANT.fullmatch(rates.strip()) and rates.strip().lower() not in ("inf", "infinity", "nan"):
+        return NoiseSpec(text.strip(), (0.0,))
     try:
         return NoiseSpec(kind.strip(), tuple(parse_list(rates, RULES["rate"])))
     except ValueError as exc:
@@ -252,7 +273,7 @@ def grid_from_dict(raw: dict[str, Any], source: str = "grid") -> Grid:
     seeds = _seeds(raw.get("seeds", list(DEFAULT_SEEDS)), "seeds", problems)
     noise = _noise_entries(raw["noise"], problems) if "noise" in raw else None
     budget = _budget(raw.get("budget", {}), problems)
-    executor = _executor(raw.get("executor", "local"), problems)
+    executor = _executor(raw["executor"], problems) if "executor" in raw else None
     retries, cell_timeout, val_fraction, eval_ema = (
         _number(raw, key, problems) for key in ("retries", "cell_timeout", "val_fraction", "eval_ema")
     )
@@ -520,7 +541,7 @@ def expand(grid: Grid, host: PluginHost) -> Expansion:
     not_applicable: dict[str, str] = {}
     rates_run: set[float] = set()
     for task in resolved_tasks:
-        for task_noise in _task_noise(noise, type(task), problems):
+        for task_noise in _task_noise(noise, task, problems):
             rates_run.update(task_noise.rates)
             for seed, rate, entry in itertools.product(grid.seeds, task_noise.rates, entries):
                 for method in entry.instances(rate):
@@ -576,23 +597,23 @@ def _known_noise(noise: list[NoiseSpec] | None, host: PluginHost, problems: list
     with the nearest known names, however many tasks the grid has."""
     if noise is None:
         return None
-    from .noise import NOISE_KINDS
-
-    known = {"none", *NOISE_KINDS, *(k for name in host.tasks.names() for k in host.task_class(name).noise_kinds)}
+    known = {"none", *host.noise_kinds, *(k for name in host.tasks.names() for k in host.task_class(name).noise_kinds)}
     out = {}
     for n, entry in enumerate(noise):
+        given_labels = entry.kind == "none" or (entry.kind in host.noise_kinds and not host.noise_kinds[entry.kind].takes_rate)
         if entry.kind not in known:
             problems.append(f"noise[{n}].kind: unknown noise kind {entry.kind!r}; {close_matches(entry.kind, sorted(known))}")
-        elif entry.kind == "none" and any(r != 0 for r in entry.rates):
-            problems.append(f"noise[{n}]: kind 'none' takes only rate 0")
+        elif given_labels and any(r != 0 for r in entry.rates):
+            problems.append(f"noise[{n}]: kind {entry.kind!r} gives its labels as they are and takes only rate 0")
         else:
             out[n] = entry
     return out
 
 
-def _task_noise(noise: dict[int, NoiseSpec] | None, task_cls: type, problems: list[str]) -> list[NoiseSpec]:
+def _task_noise(noise: dict[int, NoiseSpec] | None, task: Any, problems: list[str]) -> list[NoiseSpec]:
     """The grid's noise (or the task's default) that the task accepts; the rest become problems."""
     accepted = []
+    task_cls = type(task)
     entries = {0: NoiseSpec(*task_cls.default_noise)} if noise is None else noise
     for n, entry in entries.items():
         if entry.kind not in task_cls.noise_kinds:
@@ -600,9 +621,20 @@ def _task_noise(noise: dict[int, NoiseSpec] | None, task_cls: type, problems: li
                 f"noise[{n}].kind: task {task_cls.name!r} does not accept noise {entry.kind!r}; "
                 f"it accepts: {', '.join(task_cls.noise_kinds)}"
             )
+        elif (problem := _noise_problem(task, entry.kind)) is not None:
+            problems.append(f"noise[{n}] ({entry.kind}) on task {task_cls.name!r}: {problem}")
         else:
             accepted.append(entry)
     return accepted
+
+
+def _noise_problem(task: Any, kind: str) -> str | None:
+    """What keeps the configured ``task`` from running noise ``kind``, or None."""
+    try:
+        task.check_noise(kind)
+    except Exception as exc:  # whatever the plugin raises, it is the user's configuration
+        return str(exc)
+    return None
 
 
 def _cell(grid: Grid, method: Any, preset: str | None, task: Any, noise: NoiseSpec, rate: float, seed: int) -> CellSpec:

@@ -8,15 +8,20 @@ A plugin is a module that implements some of these functions, marked with ``@hoo
     def register_methods(register):
         register(MyMethod)
 
-The host passes ``register``; the plugin calls it with its classes. The host validates each class
-(a method must subclass ``benchsuite.Method``, a task ``benchsuite.Task``) and owns the registry.
+The host passes ``register``; the plugin calls it with its classes (or, for noise kinds, a name
+and an instance). The host validates each, owns the registries, and stages a plugin's
+registrations so that one invalid registration leaves none of them behind. The host's own noise
+kinds come through the same hook: ``benchsuite.noise`` is registered as an internal plugin first.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pluggy
+
+if TYPE_CHECKING:
+    from .noise import NoiseKind
 
 hookspec = pluggy.HookspecMarker("benchsuite")
 hookimpl = pluggy.HookimplMarker("benchsuite")
@@ -30,3 +35,20 @@ def register_methods(register: Callable[[type], None]) -> None:
 @hookspec
 def register_tasks(register: Callable[[type], None]) -> None:
     """Register tasks (data set + model + evaluation): call ``register(TaskClass)`` once per task."""
+
+
+@hookspec
+def register_noise_kinds(register: Callable[[str, "NoiseKind"], None]) -> None:
+    """Register label-noise kinds: call ``register(name, kind)`` once per kind.
+
+    :param register: takes the kind's name, a lowercase identifier with an optional
+        ``:variant`` (``"my_noise"``, ``"cifar10n:worst"``), and an instance of a subclass of
+        ``benchsuite.noise.NoiseKind`` (``FlipNoise`` for a synthetic flip pattern,
+        ``GivenLabels`` for labels the task supplies, or your own ``draw``).
+
+    A task accepts a kind by naming it in ``Task.noise_kinds``; the kind must be registered by
+    the host, by a plugin loaded earlier, or by the task's own plugin (its kinds are staged
+    before its tasks are checked). Names are global: registering a name twice sets the second
+    plugin aside. Kinds whose ``inputs`` the task does not supply fail when the cell prepares
+    its data, with a message naming the input.
+    """

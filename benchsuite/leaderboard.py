@@ -57,6 +57,14 @@ DONE = ("completed", "diverged")
 # -- rows: settings and their names ------------------------------------------------------------
 
 
+def parsed(texts: Any) -> list[Any]:
+    """``json.loads`` of each text, each distinct text parsed once: runs repeat their setting, names,
+    info and provenance, so a board of many runs parses few texts. The parsed values are shared
+    between equal texts and must not be modified."""
+    cache: dict[str, Any] = {}
+    return [cache[text] if text in cache else cache.setdefault(text, json.loads(text)) for text in texts]
+
+
 def normalise_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with the ``names`` and ``setting`` columns, derived for exports that predate them
     (their rows are then told apart by method, parameters and task parameters only)."""
@@ -162,9 +170,10 @@ def _per_rate_rows(runs: pd.DataFrame) -> tuple[list[tuple[int, str]], dict[str,
     setting, with the parameters its presets do not set per rate; names whose rows hold the same
     runs at every rate share one row. Returns (run position, row key) pairs, settings and names."""
     entries: dict[str, dict[str, Any]] = {}
-    for position, (rate, cell, names, setting) in enumerate(zip(runs.noise_rate, runs.cell_hash, runs.names, runs.setting)):
-        rest = {k: v for k, v in json.loads(setting).items() if k != "method_params"}
-        for name in filter(_per_rate, json.loads(names)):
+    for position, (rate, cell, names, setting) in enumerate(zip(runs.noise_rate, runs.cell_hash, parsed(runs.names), parsed(runs.setting))):
+        per_rate = [name for name in names if _per_rate(name)]
+        rest = {k: v for k, v in setting.items() if k != "method_params"} if per_rate else {}
+        for name in per_rate:
             key = json.dumps({"name": [name["method"], name["preset"]], "rest": rest}, sort_keys=True)
             entry = entries.setdefault(key, {"rest": rest, "name": name, "params": {}, "positions": [], "cells": set()})
             entry["params"].setdefault(rate, []).append(name["params"])
@@ -190,10 +199,10 @@ def labelled_rows(runs: pd.DataFrame, column: str = "label") -> pd.DataFrame:
     that entry's row, which spans the rates with their different settings; a run asked for under
     a plain name too (``gr`` beside ``gr@0:cifar10_clean`` at r = 0.4) appears in both rows."""
     pairs, settings, names = _per_rate_rows(runs)
-    for position, (entries, setting) in enumerate(zip(runs.names, runs.setting)):
-        plain = [n for n in json.loads(entries) if not _per_rate(n)]
+    for position, (entries, setting, setting_dict) in enumerate(zip(parsed(runs.names), runs.setting, parsed(runs.setting))):
+        plain = [n for n in entries if not _per_rate(n)]
         if plain:
-            settings.setdefault(setting, json.loads(setting))
+            settings.setdefault(setting, setting_dict)
             known = names.setdefault(setting, [])
             known += [n for n in plain if n not in known]
             pairs.append((position, setting))
@@ -211,9 +220,9 @@ def _by_name(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per run and name it was asked for under, with that name's method, preset and
     parameters, and ``family``: the name with the rest of the setting (what selection varies within)."""
     rows = []
-    for index, (entries, setting) in enumerate(zip(runs.names, runs.setting)):
-        rest = {k: v for k, v in json.loads(setting).items() if k not in ("method", "method_params")}
-        for name in json.loads(entries):
+    for index, (entries, setting) in enumerate(zip(parsed(runs.names), parsed(runs.setting))):
+        rest = {k: v for k, v in setting.items() if k not in ("method", "method_params")}
+        for name in entries:
             family = json.dumps({**rest, "method": name["method"], "preset": name.get("preset", "")}, sort_keys=True)
             rows.append((index, name["method"], name.get("preset") or None, json.dumps(name["params"], sort_keys=True), family))
     names = pd.DataFrame(rows, columns=["position", "method", "preset", "params", "family"])
@@ -301,7 +310,7 @@ class _Cell:
         grouped: dict[int, list[float]] = {}
         for seed, value in zip(self.seeds, self.values):
             grouped.setdefault(seed, []).append(value)
-        return {seed: float(np.mean(v)) for seed, v in grouped.items()}
+        return {seed: v[0] if len(v) == 1 else float(np.mean(v)) for seed, v in grouped.items()}
 
     def text(self, percent: bool) -> str:
         diverged = self.statuses["diverged"]
@@ -318,7 +327,7 @@ def _cells(runs: pd.DataFrame, column: str) -> dict[tuple[str, float], _Cell]:
     """(row label, noise rate) -> its cell, in one pass over the runs."""
     values = runs[column].to_numpy(dtype=float) if column in runs else np.full(len(runs), np.nan)
     cells: dict[tuple[str, float], _Cell] = {}
-    for label, rate, seed, status, value in zip(runs.label, runs.noise_rate, runs.seed, runs.status, values):
+    for label, rate, seed, status, value in zip(runs.label.tolist(), runs.noise_rate.tolist(), runs.seed.tolist(), runs.status.tolist(), values):
         cell = cells.setdefault((label, rate), _Cell())
         cell.statuses[status] += 1
         if status == "completed" and not np.isnan(value):
@@ -361,7 +370,55 @@ def _ranks(
     return dict(zip(labels, point.tolist())), texts
 
 
-def _table(
+@dataclass
+class TableCell:
+    """One cell of a table: its text (without bold), whether it is bold, and its mean (NaN without
+    a completed run) and interval half-width, for the HTML report's sorting."""
+
+    text: str
+    bold: bool = False
+    mean: float = float("nan")
+    half_width: float = float("nan")
+    runs: int = 0
+
+
+@dataclass
+class TableRow:
+    label: str
+    cells: dict[float, TableCell]
+    rank: float = float("nan")
+    rank_text: str = ""
+    privileged: str = ""
+
+
+@dataclass
+class Table:
+    """One leaderboard table as data: rows in board order (by average rank), columns noise rates.
+    The markdown boards and the HTML report both render it, so they cannot disagree."""
+
+    column: str
+    rates: list[float]
+    rows: list[TableRow]
+    ranked: bool
+    percent: bool
+    marked: bool
+
+    def markdown(self) -> str:
+        header = ["method", *[f"r={r:g}" for r in self.rates], *(["avg rank [95 % CI]"] if self.ranked else [])]
+        header += ["privileged data"] if self.marked else []
+        aligns = [":---", *["---:"] * (len(self.rates) + self.ranked), *[":---"] * self.marked]
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(aligns) + "|"]
+        for row in self.rows:
+            texts = []
+            for rate in self.rates:
+                cell = row.cells.get(rate)
+                texts.append("–" if cell is None else f"**{cell.text}**" if cell.bold else cell.text)
+            line = [row.label, *texts, *([row.rank_text] if self.ranked else []), *([row.privileged or "–"] if self.marked else [])]
+            lines.append("| " + " | ".join(line) + " |")
+        return "\n".join(lines)
+
+
+def table(
     runs: pd.DataFrame,
     column: str,
     higher_is_better: bool,
@@ -369,28 +426,36 @@ def _table(
     ranked: bool = True,
     percent: bool | None = None,
     marks: dict[str, str] | None = None,
-) -> str:
-    """One markdown table of ``column`` by row label and noise rate. ``ranked``: bold by the paired
-    test and the average rank with its interval; ``percent``: show fractions as %, by default when
-    every value lies in [0, 1]; ``marks``: a privileged-data column, when any row has a mark."""
+) -> Table:
+    """The table of ``column`` by row label (``runs.label``) and noise rate. ``ranked``: bold by
+    the paired test and the average rank with its interval; ``percent``: show fractions as %, by
+    default when every value lies in [0, 1]; ``marks``: a privileged-data column, when any row has
+    a mark."""
     cells = _cells(runs, column)
     if percent is None:
         percent = all(0 <= v <= 1 for cell in cells.values() for v in cell.values)
-    texts = {key: cell.text(percent) for key, cell in cells.items()}
     labels = sorted({label for label, _ in cells})
     points, ranks = _ranks(cells, labels, rates, higher_is_better) if ranked else ({}, {})
-    for rate in rates if ranked else []:
-        for label in _not_worse(cells, rate, higher_is_better, percent):
-            texts[label, rate] = f"**{texts[label, rate]}**"
+    bold = {(label, rate) for rate in (rates if ranked else []) for label in _not_worse(cells, rate, higher_is_better, percent)}
     order = sorted(labels, key=lambda lab: (np.inf if np.isnan(points.get(lab, np.nan)) else points[lab], lab))
-    marked = bool(marks) and any(marks.get(label) for label in labels)
-    header = ["method", *[f"r={r:g}" for r in rates], *(["avg rank [95 % CI]"] if ranked else []), *(["privileged data"] if marked else [])]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---", *["---:"] * (len(rates) + ranked), *[":---"] * marked]) + "|"]
+    marks = marks or {}
+    rows = []
     for label in order:
-        row = [label, *[texts.get((label, r), "–") for r in rates], *([ranks[label]] if ranked else [])]
-        row += [marks.get(label) or "–"] if marked and marks else []
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+        row_cells = {}
+        for (cell_label, rate), cell in cells.items():
+            if cell_label == label:
+                values = np.asarray(cell.values, dtype=float)
+                mean = float(values.mean()) if len(values) else float("nan")
+                half = t_half_width(values) if len(values) else float("nan")
+                row_cells[rate] = TableCell(cell.text(percent), (label, rate) in bold, mean, half, len(values))
+        rows.append(TableRow(label, row_cells, points.get(label, float("nan")), ranks.get(label, ""), marks.get(label, "")))
+    marked = any(marks.get(label) for label in labels)
+    return Table(column, list(rates), rows, ranked, percent, marked)
+
+
+def _table(runs: pd.DataFrame, column: str, higher_is_better: bool, rates: list[float], **options: Any) -> str:
+    """One markdown table (see ``table``)."""
+    return table(runs, column, higher_is_better, rates, **options).markdown()
 
 
 # -- what each row was trained with ------------------------------------------------------------
@@ -424,8 +489,8 @@ def privileged_text(data: dict[str, Any]) -> str:
 def _privileged(runs: pd.DataFrame) -> dict[str, str]:
     """Row label -> its privileged data in words, as its runs recorded it."""
     marks: dict[str, set[str]] = {}
-    for label, info in zip(runs.label, runs["info"]):
-        text = privileged_text(json.loads(info).get("privileged") or {})
+    for label, info in zip(runs.label, parsed(runs["info"])):
+        text = privileged_text(info.get("privileged") or {})
         if text:
             marks.setdefault(label, set()).add(text)
     return {label: " / ".join(sorted(texts)) for label, texts in marks.items()}
@@ -442,12 +507,12 @@ def _budget_text(info: dict[str, Any], epochs: Any) -> str | None:
     return f"{int(epochs)} epochs" if pd.notna(epochs) else None
 
 
-def _budget_line(runs: pd.DataFrame) -> str:
-    """The budget of every row with a completed run, in one line that groups the rows sharing one."""
+def budget_line(runs: pd.DataFrame) -> str:
+    """The budget of every row with a completed run (``label``), in one line that groups the rows sharing one."""
     budgets: dict[str, set[str]] = {}
-    for label, info, epochs, status in zip(runs.label, runs["info"], runs.epochs, runs.status):
+    for label, info, epochs, status in zip(runs.label, parsed(runs["info"]), runs.epochs, runs.status):
         if status == "completed":
-            budgets.setdefault(label, set()).add(_budget_text(json.loads(info), epochs) or "not recorded")
+            budgets.setdefault(label, set()).add(_budget_text(info, epochs) or "not recorded")
     rows: dict[str, list[str]] = {}
     for label in sorted(budgets):
         rows.setdefault(" / ".join(sorted(budgets[label])), []).append(label)
@@ -479,8 +544,9 @@ def _plugins(prov: pd.Series) -> str:
     return ", ".join(sorted(pairs)) or "unknown"
 
 
-def _provenance(runs: pd.DataFrame, command: str) -> list[str]:
-    prov = runs["provenance"].map(json.loads)
+def header_lines(runs: pd.DataFrame, command: str) -> list[str]:
+    """The board header: the command that regenerates it, the runs, code, plugins and hardware."""
+    prov = pd.Series(parsed(runs["provenance"]), index=runs.index, dtype=object)
     ran = runs[runs.status != "skipped"]
     commits = prov.map(lambda p: None if not p.get("commit") else p["commit"][:12] + (" (dirty)" if p.get("dirty") else ""))
     counts = runs.status.value_counts()
@@ -543,7 +609,7 @@ def render(
     runs = normalise_runs(runs)
     if produced_by:
         out.append(f"- Produced by: `{produced_by}`")
-    out += _provenance(runs, command)
+    out += header_lines(runs, command)
     out += ["", DEFINITIONS]
     if select == "val":
         out += [
@@ -557,8 +623,64 @@ def render(
     return "\n".join(out) + "\n"
 
 
-def _section(task: str, kind: str, group: pd.DataFrame, select: str) -> list[str]:
-    """The markdown of one task and noise kind."""
+@dataclass
+class TableBlock:
+    """A table of a section with what the board prints above it: a heading (``###``), a title
+    (bold) and a note, each optional."""
+
+    table: Table
+    heading: str | None = None
+    title: str | None = None
+    note: str | None = None
+
+
+@dataclass
+class Section:
+    """One task and noise kind of a board, as data: its runs labelled by row (``label``), the
+    runs selection chose from, its tables and the metrics the task declares."""
+
+    task: str
+    kind: str
+    runs: pd.DataFrame
+    candidates: pd.DataFrame
+    metrics: dict[str, Any]
+    table_metrics: list[str]
+    blocks: list[TableBlock]
+
+    @property
+    def heading(self) -> str:
+        return f"{self.task} — {self.kind} noise" if self.kind != "none" else f"{self.task} — no synthetic noise"
+
+    @property
+    def rates(self) -> list[float]:
+        return sorted(self.runs.noise_rate.unique().tolist())
+
+
+MEMORISATION_HEADING = (
+    "Memorisation: fraction of noisy-labelled training examples predicted as their wrong label, final epoch (lower is better)"
+)
+MEMORISATION_NOTE = (
+    "A model that predicts no better than chance also scores low here (about one in the number of classes): read "
+    "this table beside the accuracy above."
+)
+FOCUS_HEADING = (
+    "Emphasis focus: the weight-averaged p_y of the training examples, Σ w·p_y / Σ w, final epoch (0: the method's "
+    "weight lies on examples it fits poorly, 1: on those it fits well; not ranked)"
+)
+
+
+def sections(runs: pd.DataFrame, select: str = "none", tasks: list[str] | None = None) -> list[Section]:
+    """The sections of a board (one per task and noise kind), as ``render`` prints them."""
+    if tasks:
+        runs = runs[runs.task.isin(tasks)]
+    if runs.empty:
+        return []
+    runs = normalise_runs(runs)
+    return [section(task, kind, group, select) for (task, kind), group in runs.groupby(["task", "noise_kind"], sort=True)]
+
+
+def section(task: str, kind: str, group: pd.DataFrame, select: str) -> Section:
+    """The tables of one task and noise kind (``group``: its runs, as ``normalise_runs`` returns them)."""
     info = next((json.loads(i) for i in group["info"] if json.loads(i).get("task_metrics")), {})
     metrics: dict[str, Any] = info.get("task_metrics", {})
     table_metrics = info.get("leaderboard_metrics") or [m for m in metrics if m.startswith("test_")][:1]
@@ -571,40 +693,39 @@ def _section(task: str, kind: str, group: pd.DataFrame, select: str) -> list[str
         group = labelled_rows(group)
     rates = sorted(group.noise_rate.unique().tolist())
     marks = _privileged(group)
-    out = ["", f"## {task} — {kind} noise" if kind != "none" else f"## {task} — no synthetic noise", "", _budget_line(group)]
+    blocks = []
     for metric in table_metrics:
         hib = metrics.get(metric, {}).get("higher_is_better", True)
         doc = metrics.get(metric, {}).get("doc", "")
-        out += ["", f"### {metric}: {doc}" if doc else f"### {metric}"]
         views = [("Final epoch", metric), (f"Mean of the last {LAST_K} epochs", f"last{LAST_K}_{metric}")]
         if select == "none":  # a test-selected epoch would contradict a validation-selected board
             views.insert(1, ("Best epoch (selected on the test set)", f"best_{metric}"))
-        for title, column in views:
-            out += ["", f"**{title}**", "", _table(group, column, hib, rates, marks=marks)]
+        for i, (title, column) in enumerate(views):
+            heading = (f"{metric}: {doc}" if doc else metric) if i == 0 else None
+            blocks.append(TableBlock(table(group, column, hib, rates, marks=marks), heading, title))
     noisy_rates = [r for r in rates if r > 0]
     if noisy_rates and "noisy_memorised" in group:
-        out += [
-            "",
-            "### Memorisation: fraction of noisy-labelled training examples predicted as their wrong label, "
-            "final epoch (lower is better)",
-            "",
-            "A model that predicts no better than chance also scores low here (about one in the number of "
-            "classes): read this table beside the accuracy above.",
-            "",
-            _table(group[group.noise_rate > 0], "noisy_memorised", False, noisy_rates, marks=marks),
-        ]
+        memorised = table(group[group.noise_rate > 0], "noisy_memorised", False, noisy_rates, marks=marks)
+        blocks.append(TableBlock(memorised, MEMORISATION_HEADING, note=MEMORISATION_NOTE))
     focused = group.weight_focus.notna() if "weight_focus" in group else pd.Series(False, index=group.index)
     weighted = group[group.label.isin(group.label[focused])]
     if not weighted.empty:
-        out += [
-            "",
-            "### Emphasis focus: the weight-averaged p_y of the training examples, Σ w·p_y / Σ w, final epoch "
-            "(0: the method's weight lies on examples it fits poorly, 1: on those it fits well; not ranked)",
-            "",
-            _table(weighted, "weight_focus", True, rates, ranked=False, percent=False),
-        ]
+        blocks.append(TableBlock(table(weighted, "weight_focus", True, rates, ranked=False, percent=False), FOCUS_HEADING))
+    return Section(task, kind, group, candidates, metrics, list(table_metrics), blocks)
+
+
+def _section(task: str, kind: str, group: pd.DataFrame, select: str) -> list[str]:
+    """The markdown of one task and noise kind."""
+    view = section(task, kind, group, select)
+    out = ["", f"## {view.heading}", "", budget_line(view.runs)]
+    for block in view.blocks:
+        out += ["", f"### {block.heading}"] if block.heading else []
+        out += ["", f"**{block.title}**"] if block.title else []
+        out += ["", block.note] if block.note else []
+        out += ["", block.table.markdown()]
     if select == "val":
-        out += ["", "Settings chosen on validation:", "", _selection_table(candidates, group, selection_metric, rates)]
+        metric = view.table_metrics[0]
+        out += ["", "Settings chosen on validation:", "", _selection_table(view.candidates, view.runs, metric, view.rates)]
     else:
-        out += ["", "Configurations:", *_configurations(group)]
+        out += ["", "Configurations:", *_configurations(view.runs)]
     return out

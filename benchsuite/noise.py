@@ -1,8 +1,12 @@
-"""Synthetic label noise, as a pure function of the labels, the kind's inputs and a seed.
+"""Label noise, as a pure function of the labels, the kind's inputs and a seed.
 
 ``corrupt_labels`` returns the noisy labels, the mask of examples whose label changed, and the
-realised rate. Kinds, and the sampling each uses by default, follow the reference
-implementations (``../shared/reference/methods.md`` §9):
+realised rate. A kind is a ``NoiseKind`` registered under a name through the plugin hook
+``register_noise_kinds``: ``FlipNoise`` draws synthetic noise from a flip pattern, ``GivenLabels``
+takes labels the task supplies per training example (human annotations such as CIFAR-N's; they
+run at rate 0 only). This module registers the built-in synthetic kinds through the same hook, as
+an internal plugin of the host. Kinds, and the sampling each uses by default, follow the
+reference implementations (``docs/reference.md`` §6):
 
 * ``symmetric`` — the label moves to one of the *other* classes, uniformly (GR, DM, IMAE, SL);
   default sampling ``exact_classbalanced`` (the SL protocol the DM/IMAE papers copy).
@@ -36,12 +40,14 @@ sizes (largest remainders get the leftovers), so balanced data gets exactly floo
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from .errors import UsageError
+from .hookspecs import hookimpl
 from .params import close_matches
 
 SAMPLINGS = ("exact_classbalanced", "exact_global", "bernoulli")
@@ -197,57 +203,152 @@ def _superclass_pairswap_plan(num_classes: int, rng: np.random.Generator, coarse
     return _pairswap(groups, num_classes, rng)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NoiseKind:
-    """A noise family: its default sampling, how it moves labels, and what it requires.
+    """A kind of label noise, registered under a name by a plugin (hook ``register_noise_kinds``).
 
-    ``plan(num_classes, rng, **inputs)`` returns the ``FlipPlan``. ``inputs`` names the
-    data-derived inputs the kind needs (supplied by the task, e.g. ``coarse_of``), with docs.
-    ``num_classes`` is the class count the kind is defined for (``None``: any).
+    ``inputs`` names the data-derived inputs the kind needs, with docs: the task supplies them
+    (e.g. ``coarse_of``; ``prepare_in_memory`` adds ``train_index``, the position of every label
+    in the task's full training set). ``num_classes`` is the class count the kind is defined for
+    (``None``: any). ``takes_rate`` is False for kinds whose labels are given rather than drawn
+    (human annotations): a grid runs them at rate 0 only, and the realised rate is what the
+    given labels hold.
     """
 
-    default_sampling: str
-    plan: Callable[..., FlipPlan]
     doc: str
     inputs: Mapping[str, str] = field(default_factory=dict)
     num_classes: int | None = None
+    takes_rate: bool = True
+
+    def draw(
+        self, clean: np.ndarray, num_classes: int, rate: float, seed: int, sampling: str | None, inputs: dict[str, Any]
+    ) -> tuple[np.ndarray, str | None, dict[str, Any]]:
+        """The noisy labels, the sampling used (``None``: the kind samples nothing) and what else
+        the draw decided, to be recorded with the run. Arguments are checked by ``corrupt_labels``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement draw()")
 
 
-NOISE_KINDS: dict[str, NoiseKind] = {
-    "symmetric": NoiseKind("exact_classbalanced", _symmetric_plan, "to one of the other classes, uniformly"),
-    "uniform": NoiseKind("bernoulli", _uniform_plan, "redrawn from all classes (may stay correct)"),
-    "cifar10_asymmetric": NoiseKind(
-        "exact_classbalanced",
-        _cifar10_plan,
-        "truck→automobile, bird→airplane, deer→horse, cat↔dog (SL; sources from the clean labels)",
+@dataclass(frozen=True, kw_only=True)
+class FlipNoise(NoiseKind):
+    """Synthetic noise: ``plan(num_classes, rng, **inputs)`` says where a corrupted label of each
+    class goes (a ``FlipPlan``); ``sampling`` (default ``default_sampling``) picks the examples."""
+
+    default_sampling: str
+    plan: Callable[..., FlipPlan]
+
+    def draw(
+        self, clean: np.ndarray, num_classes: int, rate: float, seed: int, sampling: str | None, inputs: dict[str, Any]
+    ) -> tuple[np.ndarray, str | None, dict[str, Any]]:
+        sampling = sampling or self.default_sampling
+        if sampling not in SAMPLINGS:
+            raise NoiseError(f"unknown sampling {sampling!r}; {close_matches(sampling, list(SAMPLINGS))}")
+        rng = np.random.default_rng(seed)
+        plan = self.plan(num_classes, rng, **inputs)
+        chosen = select_examples(clean, num_classes, rate, sampling, rng, sources=plan.sources)
+        return _apply(plan, clean, chosen, rng), sampling, plan.details
+
+
+@dataclass(frozen=True, kw_only=True)
+class GivenLabels(NoiseKind):
+    """Noisy labels given for every example of the task's training set, as the array ``key`` of
+    the mapping the task supplies as input ``source`` (e.g. one annotator's labels from a file of
+    human annotations). The run's labels are that array at ``train_index``: the examples left
+    after the validation split and trusted set were held out. Nothing is drawn."""
+
+    source: str
+    key: str
+    takes_rate: bool = False
+
+    def __post_init__(self) -> None:
+        if "train_index" not in self.inputs or self.source not in self.inputs:
+            raise NoiseError(f"a GivenLabels kind must declare the inputs 'train_index' and {self.source!r}")
+
+    def draw(
+        self, clean: np.ndarray, num_classes: int, rate: float, seed: int, sampling: str | None, inputs: dict[str, Any]
+    ) -> tuple[np.ndarray, str | None, dict[str, Any]]:
+        if sampling is not None:
+            raise NoiseError(f"given labels ({self.key!r} of {self.source!r}) are not sampled: drop sampling")
+        given = np.asarray(inputs[self.source][self.key])
+        index = np.asarray(inputs["train_index"], dtype=np.int64)
+        if index.shape != clean.shape or (len(index) and (index.min() < 0 or index.max() >= len(given))):
+            raise NoiseError(f"train_index must hold {len(clean)} positions in [0, {len(given)})")
+        noisy = given[index].astype(np.int64)
+        if len(noisy) and (noisy.min() < 0 or noisy.max() >= num_classes):
+            raise NoiseError(f"{self.key!r} of {self.source!r} holds labels outside [0, {num_classes})")
+        return noisy, None, {"labels": self.key}
+
+
+#: The kinds the host registers itself (through ``register_noise_kinds``, as a plugin would).
+BUILTIN_NOISE_KINDS: dict[str, NoiseKind] = {
+    "symmetric": FlipNoise(
+        default_sampling="exact_classbalanced", plan=_symmetric_plan, doc="to one of the other classes, uniformly"
+    ),
+    "uniform": FlipNoise(
+        default_sampling="bernoulli", plan=_uniform_plan, doc="redrawn from all classes (may stay correct)"
+    ),
+    "cifar10_asymmetric": FlipNoise(
+        default_sampling="exact_classbalanced",
+        plan=_cifar10_plan,
+        doc="truck→automobile, bird→airplane, deer→horse, cat↔dog (SL; sources from the clean labels)",
         num_classes=10,
     ),
-    "cifar100_block5_pairswap": NoiseKind(
-        "bernoulli",
-        _block5_pairswap_plan,
-        "two seeded classes swap within each block of 5 consecutive fine indices (SL code; blocks are not superclasses)",
+    "cifar100_block5_pairswap": FlipNoise(
+        default_sampling="bernoulli",
+        plan=_block5_pairswap_plan,
+        doc="two seeded classes swap within each block of 5 consecutive fine indices (SL code; blocks are not superclasses)",
         num_classes=100,
     ),
-    "cifar100_block5_circular": NoiseKind(
-        "bernoulli",
-        _block5_circular_plan,
-        "class i → the next class of its block of 5 consecutive fine indices (APL code; blocks are not superclasses)",
+    "cifar100_block5_circular": FlipNoise(
+        default_sampling="bernoulli",
+        plan=_block5_circular_plan,
+        doc="class i → the next class of its block of 5 consecutive fine indices (APL code; blocks are not superclasses)",
         num_classes=100,
     ),
-    "cifar100_superclass_pairswap": NoiseKind(
-        "exact_classbalanced",
-        _superclass_pairswap_plan,
-        "two seeded fine classes swap within each true superclass (ProSelfLC code)",
+    "cifar100_superclass_pairswap": FlipNoise(
+        default_sampling="exact_classbalanced",
+        plan=_superclass_pairswap_plan,
+        doc="two seeded fine classes swap within each true superclass (ProSelfLC code)",
         inputs={"coarse_of": "the superclass of every class (CIFAR-100: from the pickle's coarse labels)"},
         num_classes=100,
     ),
 }
 
+#: A noise kind's name: a lowercase identifier, optionally ``:variant`` (``cifar10n:worst``).
+NOISE_KIND_NAME = re.compile(r"^[a-z][a-z0-9_]*(:[a-z0-9_]+)?$")
+
+
+def check_noise_kind(name: object, kind: object) -> NoiseKind:
+    """Raise ``NoiseError`` unless ``kind`` can be registered under ``name``."""
+    if not isinstance(name, str) or not NOISE_KIND_NAME.match(name) or name == "none":
+        raise NoiseError(
+            f"noise kind name {name!r} must be a lowercase identifier, optionally with a ':variant' "
+            "(such as 'my_noise' or 'cifar10n:worst'), and not 'none'"
+        )
+    if not isinstance(kind, NoiseKind) or type(kind).draw is NoiseKind.draw:
+        raise NoiseError(f"noise kind {name!r}: expected an instance of a benchsuite.noise.NoiseKind subclass that implements draw(), got {kind!r}")
+    return kind
+
+
+@hookimpl
+def register_noise_kinds(register: Callable[[str, NoiseKind], None]) -> None:
+    for name, kind in BUILTIN_NOISE_KINDS.items():
+        register(name, kind)
+
+
+def noise_kind(name: str) -> NoiseKind:
+    """The kind registered under ``name`` in this process's plugin host."""
+    from .plugins import get_host  # the host imports this module: look it up at call time
+
+    kinds = get_host().noise_kinds
+    if name not in kinds:
+        raise NoiseError(f"unknown noise kind {name!r}; {close_matches(name, list(kinds))}")
+    return kinds[name]
+
 
 def corrupt_labels(
     labels: Any,
     num_classes: int,
-    kind: str,
+    kind: str | NoiseKind,
     rate: float,
     seed: int,
     sampling: str | None = None,
@@ -255,49 +356,48 @@ def corrupt_labels(
 ) -> NoisyLabels:
     """Corrupt ``labels`` (array-like of ints in [0, num_classes)) with ``kind`` noise at ``rate``.
 
-    ``kind_params`` are the kind's inputs (``NOISE_KINDS[kind].inputs``). The same arguments and
-    seed always give the same labels.
+    ``kind`` is a registered name (or the ``NoiseKind`` itself); ``kind_params`` are its inputs
+    (``NoiseKind.inputs``). The same arguments and seed always give the same labels.
     """
-    if kind not in NOISE_KINDS:
-        raise NoiseError(f"unknown noise kind {kind!r}; {close_matches(kind, list(NOISE_KINDS))}")
-    family = NOISE_KINDS[kind]
+    family = kind if isinstance(kind, NoiseKind) else noise_kind(kind)
+    name = kind if isinstance(kind, str) else type(kind).__name__
+    _check_arguments(name, family, num_classes, rate, kind_params)
+    clean = np.asarray(labels, dtype=np.int64)
+    if clean.ndim != 1 or (len(clean) and (clean.min() < 0 or clean.max() >= num_classes)):
+        raise NoiseError(f"labels must be a 1-d array of ints in [0, {num_classes})")
+    noisy, sampling, details = family.draw(clean, num_classes, float(rate), seed, sampling, kind_params)
+    is_noisy = noisy != clean
+    return NoisyLabels(
+        labels=noisy,
+        is_noisy=is_noisy,
+        realised_rate=float(is_noisy.mean()) if len(clean) else 0.0,
+        kind=name,
+        rate=float(rate),
+        seed=seed,
+        sampling=sampling,
+        details=details,
+    )
+
+
+def _check_arguments(name: str, family: NoiseKind, num_classes: int, rate: Any, kind_params: dict[str, Any]) -> None:
     if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0.0 <= rate <= 1.0:
         raise NoiseError(f"noise rate must be a number in [0, 1], got {rate!r}")
-    sampling = sampling or family.default_sampling
-    if sampling not in SAMPLINGS:
-        raise NoiseError(f"unknown sampling {sampling!r}; {close_matches(sampling, list(SAMPLINGS))}")
+    if not family.takes_rate and rate != 0:
+        raise NoiseError(f"noise kind {name!r} gives its labels as they are: it takes only rate 0, got {rate!r}")
     unknown = sorted(set(kind_params) - set(family.inputs))
     if unknown:
         accepted = ", ".join(family.inputs) or "none"
-        raise NoiseError(f"noise kind {kind!r} takes no input {unknown[0]!r}; it accepts: {accepted}")
-    missing = [name for name in family.inputs if kind_params.get(name) is None]
+        raise NoiseError(f"noise kind {name!r} takes no input {unknown[0]!r}; it accepts: {accepted}")
+    missing = [input_name for input_name in family.inputs if kind_params.get(input_name) is None]
     if missing:
         raise NoiseError(
-            f"noise kind {kind!r} needs {missing[0]!r} ({family.inputs[missing[0]]}); "
+            f"noise kind {name!r} needs {missing[0]!r} ({family.inputs[missing[0]]}); "
             "the task supplies it when its data has it"
         )
     if num_classes < 2:
         raise NoiseError("label noise needs at least 2 classes")
     if family.num_classes is not None and num_classes != family.num_classes:
         raise NoiseError(
-            f"noise kind {kind!r} is defined for {family.num_classes} classes, not {num_classes}; "
+            f"noise kind {name!r} is defined for {family.num_classes} classes, not {num_classes}; "
             "use 'symmetric' or 'uniform' for other label sets"
         )
-    clean = np.asarray(labels, dtype=np.int64)
-    if clean.ndim != 1 or (len(clean) and (clean.min() < 0 or clean.max() >= num_classes)):
-        raise NoiseError(f"labels must be a 1-d array of ints in [0, {num_classes})")
-    rng = np.random.default_rng(seed)
-    plan = family.plan(num_classes, rng, **kind_params)
-    chosen = select_examples(clean, num_classes, float(rate), sampling, rng, sources=plan.sources)
-    noisy = _apply(plan, clean, chosen, rng)
-    is_noisy = noisy != clean
-    return NoisyLabels(
-        labels=noisy,
-        is_noisy=is_noisy,
-        realised_rate=float(is_noisy.mean()) if len(clean) else 0.0,
-        kind=kind,
-        rate=float(rate),
-        seed=seed,
-        sampling=sampling,
-        details=plan.details,
-    )

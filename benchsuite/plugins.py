@@ -21,14 +21,16 @@ from typing import Any, Callable
 
 import pluggy
 
-from . import hookspecs
+from . import __version__, hookspecs, noise
 from .errors import BenchsuiteError
 from .method import Method
 from .registry import InvalidPluginError, Registry
 from .task import Task
 
 ENTRY_POINT_GROUP = "benchsuite"
-_HOOK_NAMES = ("register_methods", "register_tasks")
+_HOOK_NAMES = ("register_methods", "register_tasks", "register_noise_kinds")
+#: Modules of the host registered as plugins before any entry point (as pytest's built-ins are).
+INTERNAL_PLUGINS = {"benchsuite.noise": noise}
 
 
 class PluginLoadError(BenchsuiteError, RuntimeError):
@@ -42,6 +44,7 @@ class PluginInfo:
     version: str | None
     methods: list[str] = field(default_factory=list)
     tasks: list[str] = field(default_factory=list)
+    noise_kinds: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -66,8 +69,13 @@ class PluginHost:
         self._pm.add_hookspecs(hookspecs)
         self.methods: Registry[Method] = Registry("method", Method)
         self.tasks: Registry[Task] = Registry("task", Task)
+        #: Noise kind name -> kind, and the plugin that registered it.
+        self.noise_kinds: dict[str, noise.NoiseKind] = {}
+        self._noise_origin: dict[str, str] = {}
         self.plugins: dict[str, PluginInfo] = {}
         self.failed: dict[str, FailedPlugin] = {}
+        for name, module in INTERNAL_PLUGINS.items():
+            self.add_plugin(module, name, "benchsuite", __version__)
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -95,8 +103,8 @@ class PluginHost:
     def add_plugin(
         self, plugin: ModuleType | object, name: str, distribution: str | None = None, version: str | None = None
     ) -> bool:
-        """Register one plugin and collect its classes; on any error set it aside. True if loaded."""
-        staged: dict[str, list[type]] = {"methods": [], "tasks": []}
+        """Register one plugin and collect its noise kinds and classes; on any error set it aside.
+        True if loaded."""
         try:
             self._pm.register(plugin, name=name)
         except Exception as exc:
@@ -104,36 +112,59 @@ class PluginHost:
             return False
         try:
             self._check_hook_names(plugin)
-            for hook, kind, registry in (
-                ("register_methods", "methods", self.methods),
-                ("register_tasks", "tasks", self.tasks),
-            ):
-                caller = self._pm.subset_hook_caller(
-                    hook, remove_plugins=[p for p in self._pm.get_plugins() if p is not plugin]
-                )
-                caller(register=self._stager(staged[kind], registry))
-            for kind, registry in (("methods", self.methods), ("tasks", self.tasks)):
-                names = [cls.name for cls in staged[kind]]
-                clash = {n for n in names if names.count(n) > 1 or n in registry}
-                if clash:
-                    raise InvalidPluginError("; ".join(
-                        f"{kind[:-1]} {n!r} is already registered by plugin {registry.origin(n)!r}" if n in registry
-                        else f"{kind[:-1]} {n!r} is registered twice by this plugin"
-                        for n in sorted(clash)
-                    ))  # fmt: skip
+            kinds, staged = self._stage(plugin)
         except Exception as exc:
             self._pm.unregister(plugin)
             self._fail(name, distribution, version, str(exc) or repr(exc))
             return False
+        for kind_name, kind in kinds.items():
+            self.noise_kinds[kind_name], self._noise_origin[kind_name] = kind, name
         for cls in staged["methods"]:
             self.methods.add(cls, name)
         for cls in staged["tasks"]:
             self.tasks.add(cls, name)
         self.plugins[name] = PluginInfo(
-            name, distribution, version, [c.name for c in staged["methods"]], [c.name for c in staged["tasks"]]
+            name,
+            distribution,
+            version,
+            [c.name for c in staged["methods"]],
+            [c.name for c in staged["tasks"]],
+            list(kinds),
         )
         self.failed.pop(name, None)
         return True
+
+    def _stage(self, plugin: object) -> tuple[dict[str, noise.NoiseKind], dict[str, list[type]]]:
+        """Everything ``plugin`` registers, checked but not yet added: noise kinds first, so that
+        its tasks may accept the kinds it brings."""
+        others = [p for p in self._pm.get_plugins() if p is not plugin]
+        kinds: dict[str, noise.NoiseKind] = {}
+
+        def register_kind(kind_name: str, kind: noise.NoiseKind) -> None:
+            noise.check_noise_kind(kind_name, kind)
+            if kind_name in kinds or kind_name in self.noise_kinds:
+                owner = self._noise_origin.get(kind_name)
+                raise InvalidPluginError(f"noise kind {kind_name!r} already registered" + (f" by plugin {owner!r}" if owner else ""))
+            kinds[kind_name] = kind
+
+        self._pm.subset_hook_caller("register_noise_kinds", remove_plugins=others)(register=register_kind)
+        staged: dict[str, list[type]] = {"methods": [], "tasks": []}
+        for hook, kind, registry in (("register_methods", "methods", self.methods), ("register_tasks", "tasks", self.tasks)):
+            self._pm.subset_hook_caller(hook, remove_plugins=others)(register=self._stager(staged[kind], registry))
+            names = [cls.name for cls in staged[kind]]
+            clash = {n for n in names if names.count(n) > 1 or n in registry}
+            if clash:
+                raise InvalidPluginError("; ".join(
+                    f"{kind[:-1]} {n!r} is already registered by plugin {registry.origin(n)!r}" if n in registry
+                    else f"{kind[:-1]} {n!r} is registered twice by this plugin"
+                    for n in sorted(clash)
+                ))  # fmt: skip
+        for task in staged["tasks"]:
+            unknown = [k for k in task.noise_kinds if k != "none" and k not in kinds and k not in self.noise_kinds]
+            if unknown:
+                known = ", ".join(["none", *sorted({*self.noise_kinds, *kinds})])
+                raise InvalidPluginError(f"task {task.name!r} accepts noise kinds {unknown} that no plugin registered; known: {known}")
+        return kinds, staged
 
     def remove_plugin(self, name: str) -> None:
         """Unregister a plugin and everything it registered (used by tests and plugin authors)."""
@@ -142,6 +173,8 @@ class PluginHost:
             self._pm.unregister(plugin)
         self.methods.remove_origin(name)
         self.tasks.remove_origin(name)
+        for kind_name in [k for k, origin in self._noise_origin.items() if origin == name]:
+            del self.noise_kinds[kind_name], self._noise_origin[kind_name]
         self.plugins.pop(name, None)
         self.failed.pop(name, None)
 

@@ -23,7 +23,6 @@ from typing import Any, get_args
 import pandas as pd
 
 from .errors import InvalidExportError
-from .grid import load_grid_file
 from .leaderboard import labelled_rows, mean_ci_cell, normalise_runs
 from .results import RUN_COLUMNS
 from .spec import RunStatus
@@ -55,6 +54,8 @@ def leaderboard_options(grid_file: str | None, select: str | None) -> dict[str, 
     command that produced the runs."""
     options: dict[str, Any] = {}
     if grid_file:
+        from .grid import load_grid_file  # the grid module loads the plugin machinery (and torch): only when asked
+
         grid = load_grid_file(grid_file)
         options.update(
             select=grid.select,
@@ -172,16 +173,42 @@ def curve_means(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_board(means: pd.DataFrame, folder: Path, board: str) -> None:
-    """Per noise rate > 0: the test metric per epoch, and the clean- and noisy-subset fit per epoch
+    """Per noise rate (r = 0 too): the test metric per epoch, and the clean- and noisy-subset fit per epoch
     (when the task tracks it), from ``curve_means`` output."""
     from .plotting import plot_epoch_curves
 
     metric = next(c for c in means if c.startswith("test_"))
     fit = [("clean_fit", "clean-labelled examples fitted"), ("noisy_memorised", "noisy-labelled examples fitted to their wrong label")]
-    for rate in sorted(r for r in means.noise_rate.unique() if r > 0):
+    for rate in sorted(means.noise_rate.unique()):
         plot_epoch_curves(means, [(metric, metric)], rate, folder / f"{metric}_r{rate:g}.png", f"{board}: {metric} per epoch, noise {rate:g}")
         if "clean_fit" in means:
             plot_epoch_curves(means, fit, rate, folder / f"fit_r{rate:g}.png", f"{board}: fit of the clean and the noisy subset per epoch, noise {rate:g}")
+
+
+def write_board_report(root: Path, board: str, select: str, host: Any) -> str:
+    """The board's HTML report (``benchsuite.report``) from its committed exports, into
+    ``<root>/<board>/report/`` when it is at most ``report.PUBLISH_LIMIT_BYTES``; a larger one is
+    not kept (the returned message gives the command that writes it anywhere)."""
+    import shutil
+    import tempfile
+
+    from .report import PUBLISH_LIMIT_BYTES, prepare_output, write_report
+
+    runs_csv, curves_csv, target = root / f"{board}.runs.csv", root / f"{board}.curves.csv", root / board / "report"
+    command = f"benchsuite report --from {runs_csv}" + (f" --curves {curves_csv}" if curves_csv.is_file() else "") + f" --out {target}"
+    curves = pd.read_csv(curves_csv) if curves_csv.is_file() else None
+    with tempfile.TemporaryDirectory(dir=root) as scratch:
+        files = write_report(
+            read_runs_export(runs_csv), Path(scratch) / "report", curves=curves, command=command,
+            title=f"benchsuite report: {board}", select=select, host=host,
+        )  # fmt: skip
+        size = files.total_bytes
+        if size > PUBLISH_LIMIT_BYTES:
+            return f"the report of {board} is {size / 1e6:.2f} MB, above {PUBLISH_LIMIT_BYTES / 1e6:g} MB: not kept; `{command}` writes it"
+        prepare_output(target)  # refuses a folder that is not an earlier report
+        shutil.rmtree(target)
+        shutil.move(str(Path(scratch) / "report"), target)
+    return f"wrote {target / 'index.html'} ({size / 1e6:.2f} MB)"
 
 
 def render_reported(reported: pd.DataFrame, measured: dict[str, pd.DataFrame] | None = None) -> str:

@@ -77,13 +77,20 @@ def kernel_settings(deterministic: bool, device: torch.device) -> Iterator[None]
     if deterministic and device.type == "cuda":
         # read by torch when it sets up cuBLAS workspaces; without it deterministic mode refuses cuBLAS calls
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
-    torch.use_deterministic_algorithms(deterministic)
+    _deterministic_algorithms(deterministic, warn_only=False)
     cudnn.deterministic, cudnn.benchmark = deterministic, False
     try:
         yield
     finally:
         enabled, warn_only, cudnn.deterministic, cudnn.benchmark = previous
-        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+        _deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+def _deterministic_algorithms(mode: bool, warn_only: bool) -> None:
+    """``torch.use_deterministic_algorithms``, called only when the setting changes: the call
+    imports torch's compiler stack (``torch._inductor``, seconds per process) to set its flag."""
+    if (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()) != (mode, warn_only):
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
 
 
 def conditions(deterministic: bool) -> dict[str, Any]:

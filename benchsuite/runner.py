@@ -12,7 +12,6 @@ is kept and re-running the same command runs only what is missing.
 from __future__ import annotations
 
 import os
-import sys
 import signal
 import threading
 import time
@@ -23,11 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from .costs import cell_cost, estimate
 from .grid import DEFAULT_RETRIES, Expansion
 from .plugins import get_host
+from .progress import GridProgress, cell_label
 from .provenance import provenance, utc_now
 from .spec import CellSpec, RunRecord
-from .store import ResultStore
+from .store import DONE_STATUSES, ResultStore
 
 if TYPE_CHECKING:
     from .executors import Executor
@@ -156,8 +157,12 @@ class GridOutcome:
     #: (label, first line of the error) of every cell that ended failed or timed out.
     failures: list[tuple[str, str]] = field(default_factory=list)
     interrupted: bool = False
+    #: Wall seconds of the run, from the first look at the store to the last record.
+    elapsed: float | None = None
 
     def summary(self) -> str:
+        from .costs import format_duration
+
         ran = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items())) or "nothing"
         parts = [f"{self.cells} cells: ran {ran}", f"{self.already_done} already done"]
         if self.not_applicable:
@@ -168,6 +173,8 @@ class GridOutcome:
             parts.append(f"{self.retried} retried after losing their worker")
         if self.interrupted:
             parts.append("interrupted: re-run the same command to run the missing cells")
+        if self.elapsed is not None:
+            parts.append(f"wall time {format_duration(self.elapsed)}")
         return "; ".join(parts)
 
 
@@ -241,92 +248,128 @@ def run_grid(
     A cell whose worker is lost (killed, out of memory, node failure) is run again, up to
     ``retries`` more times, then recorded as ``failed`` with the cause; a cell that raises is not
     retried (it would raise again). A cell over ``cell_timeout`` seconds is stopped and recorded
-    as ``timeout``. Failed and timed-out cells run again on the next ``run_grid``.
+    as ``timeout``. Failed and timed-out cells run again on the next ``run_grid``. With
+    ``progress``, the expected duration is printed first and the running cells are shown live
+    (``benchsuite.progress``).
     """
-    from tqdm import tqdm
+    from .executors import LocalExecutor
 
-    from .executors import LocalExecutor, RunSettings
+    run = _GridRun(expansion, store, executor or LocalExecutor(), force=force, retries=retries)
+    return run.execute(device, amp, cell_timeout, progress)
 
-    executor = executor or LocalExecutor()
-    outcome = GridOutcome(cells=len(expansion.cells))
-    store.add_names(expansion.names)
-    stored = store.statuses()
-    for spec in expansion.cells:  # re-evaluated every time: cheap, and a plugin update may change it
-        if spec.cell_hash in expansion.not_applicable:
-            if stored.get(spec.cell_hash) != "skipped":  # recorded once, so a re-run rewrites nothing
-                store.save(RunRecord(spec, "skipped", error=expansion.not_applicable[spec.cell_hash], finished_at=utc_now()))
-            outcome.not_applicable += 1
-    done = set() if force else store.done()
-    todo = [c for c in expansion.cells if c.cell_hash not in done and c.cell_hash not in expansion.not_applicable]
-    outcome.already_done = len(expansion.cells) - outcome.not_applicable - len(todo)
 
-    bar = tqdm(total=len(todo), unit="cell", disable=not progress, dynamic_ncols=True, mininterval=0.5)
+class _GridRun:
+    """The driver's side of one ``run_grid``: the queue of cells, their claims, the records."""
 
-    def on_progress(spec: CellSpec, epoch: int, epochs: int) -> None:
-        bar.set_postfix_str(f"{spec.label()} · epoch {epoch}/{epochs}", refresh=False)
+    def __init__(self, expansion: Expansion, store: ResultStore, executor: Executor, force: bool, retries: int) -> None:
+        self.expansion, self.store, self.executor = expansion, store, executor
+        self.force, self.retries = force, retries
+        self.outcome = GridOutcome(cells=len(expansion.cells))
+        #: (cell, attempt) not yet submitted; cells running now by hash, with their attempt.
+        self.queue: deque[tuple[CellSpec, int]] = deque()
+        self.running: dict[str, tuple[CellSpec, int]] = {}
+        self.display = GridProgress({}, 1, enabled=False)  # the real one once the executor has started
+        self._began = time.monotonic()
 
-    settings = RunSettings(device, amp, cell_timeout, store.path.parent, on_progress)
-    executor.check(settings)
-    queue: deque[tuple[CellSpec, int]] = deque((spec, 1) for spec in todo)  # (cell, attempt)
-    running: dict[str, tuple[CellSpec, int]] = {}
-    finished = False
-    try:
-        with _Heartbeat(store.path) as beats:
-            executor.start(settings)
-            while queue or running:
-                batch: list[CellSpec] = []
-                while queue and executor.free_slots() > len(batch):
-                    with _held_interrupt():  # a claim is never made without being tracked
-                        spec, attempt = queue.popleft()
-                        claimed = attempt > 1 or store.claim(spec, force=force)
-                        if claimed:
-                            running[spec.cell_hash] = (spec, attempt)
-                    if not claimed:  # finished or taken by another driver meanwhile
-                        if spec.cell_hash in store.done():
-                            outcome.already_done += 1
-                        else:
-                            outcome.running_elsewhere += 1
-                        bar.update(1)
-                        continue
-                    batch.append(spec)
-                    beats.add(spec.cell_hash)
-                if batch:
-                    executor.submit(batch)
-                if not running:
-                    continue
-                for result in executor.wait(POLL_SECONDS):
-                    spec, attempt = running[result.spec.cell_hash]
-                    if result.lost is not None and attempt <= retries:
-                        outcome.retried += 1
-                        bar.write(f"RETRY {spec.label()}: {result.lost}; attempt {attempt + 1} of {retries + 1}", file=sys.stderr)
-                        with _held_interrupt():
-                            queue.appendleft((spec, attempt + 1))  # keeps its claim
-                            del running[spec.cell_hash]
-                        continue
-                    record = result.record or RunRecord(spec, "failed", error=f"{result.lost} (attempt {attempt} of {retries + 1})")
-                    record.finished_at = record.finished_at or utc_now()
-                    record.provenance.update(executor=executor.name, attempt=attempt)
-                    with _held_interrupt():  # a record that has arrived is stored, even on Ctrl-C
-                        store.save(record)
-                        del running[spec.cell_hash]
-                    beats.discard(spec.cell_hash)
-                    outcome.statuses[record.status] += 1
-                    if record.status in ("failed", "timeout"):
-                        first_line = (record.error or "").splitlines()[0] if record.error else record.status
-                        outcome.failures.append((spec.label(), first_line))
-                        bar.write(f"{record.status.upper()} {spec.label()}: {first_line}", file=sys.stderr)
-                    bar.update(1)
+    def execute(self, device: str, amp: bool | None, cell_timeout: float | None, progress: bool) -> GridOutcome:
+        from .executors import RunSettings
+
+        todo = self._todo()
+        self.queue.extend((spec, 1) for spec in todo)
+        settings = RunSettings(device, amp, cell_timeout, self.store.path.parent, lambda *epoch: self.display.epoch(*epoch))
+        self.executor.check(settings)
+        finished = False
+        try:
+            with _Heartbeat(self.store.path) as self.beats:
+                self.executor.start(settings)
+                self.display = GridProgress({spec.cell_hash: cell_cost(spec) for spec in todo}, self._workers(todo), enabled=progress)
+                if progress and todo and self.executor.name in ("local", "pool"):  # the costs are this machine's
+                    self.display.message(estimate(todo, self._workers(todo), startup=self.executor.name != "local").describe())
+                while self.queue or self.running:
+                    self._dispatch()
+                    if self.running:
+                        for result in self.executor.wait(POLL_SECONDS):
+                            self._receive(result)
             finished = True
-    except KeyboardInterrupt:
-        outcome.interrupted = True
-    finally:
+        except KeyboardInterrupt:
+            self.outcome.interrupted = True
+        finally:
+            self._shut_down(finished)
+        return self.outcome
+
+    def _todo(self) -> list[CellSpec]:
+        """Record the cells that cannot run (once), and return those the store does not hold."""
+        expansion, store = self.expansion, self.store
+        store.add_names(expansion.names)
+        stored = store.statuses()
+        for spec in expansion.cells:  # re-evaluated every time: cheap, and a plugin update may change it
+            if spec.cell_hash in expansion.not_applicable:
+                if stored.get(spec.cell_hash) != "skipped":  # recorded once, so a re-run rewrites nothing
+                    store.save(RunRecord(spec, "skipped", error=expansion.not_applicable[spec.cell_hash], finished_at=utc_now()))
+                self.outcome.not_applicable += 1
+        done = set() if self.force else store.done()
+        todo = [c for c in expansion.cells if c.cell_hash not in done and c.cell_hash not in expansion.not_applicable]
+        self.outcome.already_done = len(expansion.cells) - self.outcome.not_applicable - len(todo)
+        return todo
+
+    def _workers(self, todo: list[CellSpec]) -> int:
+        """How many cells run at once: the executor's free slots when it starts, at most one per cell."""
+        return max(1, min(self.executor.free_slots(), len(todo)))
+
+    def _dispatch(self) -> None:
+        """Claim and submit as many queued cells as the executor takes now."""
+        batch: list[CellSpec] = []
+        while self.queue and self.executor.free_slots() > len(batch):
+            with _held_interrupt():  # a claim is never made without being tracked
+                spec, attempt = self.queue.popleft()
+                claimed = attempt > 1 or self.store.claim(spec, force=self.force)
+                if claimed:
+                    self.running[spec.cell_hash] = (spec, attempt)
+            if not claimed:  # finished or taken by another driver meanwhile
+                if self.store.status(spec.cell_hash) in DONE_STATUSES:
+                    self.outcome.already_done += 1
+                else:
+                    self.outcome.running_elsewhere += 1
+                self.display.skipped(spec)
+                continue
+            batch.append(spec)
+            self.beats.add(spec.cell_hash)
+            self.display.started(spec)
+        if batch:
+            self.executor.submit(batch)
+
+    def _receive(self, result: Any) -> None:
+        """Store a cell's record, or queue it again when its worker was lost and retries remain."""
+        spec, attempt = self.running[result.spec.cell_hash]
+        if result.lost is not None and attempt <= self.retries:
+            self.outcome.retried += 1
+            self.display.message(f"RETRY {cell_label(spec)}: {result.lost}; attempt {attempt + 1} of {self.retries + 1}")
+            with _held_interrupt():
+                self.queue.appendleft((spec, attempt + 1))  # keeps its claim
+                del self.running[spec.cell_hash]
+            return
+        record = result.record or RunRecord(spec, "failed", error=f"{result.lost} (attempt {attempt} of {self.retries + 1})")
+        record.finished_at = record.finished_at or utc_now()
+        record.provenance.update(executor=self.executor.name, attempt=attempt)
+        with _held_interrupt():  # a record that has arrived is stored, even on Ctrl-C
+            self.store.save(record)
+            del self.running[spec.cell_hash]
+        self.beats.discard(spec.cell_hash)
+        self.outcome.statuses[record.status] += 1
+        if record.status in ("failed", "timeout"):
+            first_line = (record.error or "").splitlines()[0] if record.error else record.status
+            self.outcome.failures.append((cell_label(spec), first_line))
+            self.display.message(f"{record.status.upper()} {cell_label(spec)}: {first_line}")
+        self.display.finished(spec, record.status, record.duration_s)
+
+    def _shut_down(self, finished: bool) -> None:
         try:
             if not finished:
-                executor.cancel()
-            executor.close()
+                self.executor.cancel()
+            self.executor.close()
         finally:
             # Cells still running or waiting for a retry: give them back for a restart or another driver.
             with _held_interrupt():
-                store.release(list(running) + [spec.cell_hash for spec, attempt in queue if attempt > 1])
-            bar.close()
-    return outcome
+                self.store.release(list(self.running) + [spec.cell_hash for spec, attempt in self.queue if attempt > 1])
+            self.display.close()
+            self.outcome.elapsed = time.monotonic() - self._began

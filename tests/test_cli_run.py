@@ -102,7 +102,8 @@ def test_dry_run_lists_cells_and_their_state(tmp_path):
     result = run_cli("run", *SMALL, "--seeds", "0,1", "--results", str(results), "--dry-run")
     lines = result.stdout.splitlines()
     assert sum("completed" in l for l in lines) == 1 and sum(" todo " in l for l in lines) == 1
-    assert lines[-1] == "2 cells (command line)"
+    assert lines[-2] == "2 cells (command line)"
+    assert lines[-1].startswith("executor: ") and "expected duration: about" in lines[-1]  # before anything runs
 
 
 @pytest.mark.parametrize(

@@ -39,15 +39,18 @@ def register_tasks(register):
 
 def test_ieg_is_in_the_default_grid_and_runs_there_end_to_end(tmp_path):
     results = tmp_path / "results.sqlite"
-    dry = run_cli("run", "--dry-run", "--results", str(results))
+    dry = run_cli("run", "--dry-run", "--results", str(results))  # the main job
     assert dry.exit_code == 0, dry.stderr
     ieg = [line.split() for line in dry.stdout.splitlines() if "ieg(" in line]
-    on_digits = [cell for cell in ieg if cell[4] == "digits"]
-    assert len(on_digits) == 12 and all(cell[1] == "todo" for cell in on_digits)  # 4 rates × 3 seeds
+    assert len(ieg) == 15 and all(cell[1] == "todo" and cell[4] == "digits" for cell in ieg)  # 3 rates × 5 seeds
+    everywhere = run_cli("run", "-m", "ieg", "--dry-run", "--results", str(results))  # every default task
+    ieg = [line.split() for line in everywhere.stdout.splitlines() if "ieg(" in line]
+    assert {cell[4] for cell in ieg} > {"digits"}
     assert all(cell[1] == "n/a" for cell in ieg if cell[4] != "digits")  # no strong view or trusted set
 
     # the default grid's methods on its digits task, shortened
-    run = run_cli("run", "-t", "digits", "--epochs", "2", "--seeds", "0", "--results", str(results), "--no-progress")
+    run = run_cli("run", "-t", "digits", "--epochs", "2", "--seeds", "0", "--results", str(results), "--no-progress",
+                  "--print-leaderboard")  # fmt: skip
     assert run.exit_code == 0, run.stderr
     runs = to_dataframe(results)
     mine = runs[runs.method == "ieg"]
@@ -65,7 +68,7 @@ def test_ieg_is_not_applicable_without_a_trusted_set_or_a_strong_view(tmp_path, 
     results = tmp_path / "results.sqlite"
     args = ["-m", "ieg", "-m", "cce", "-t", "untrusted_digits{width = 16}", "-t", "plain_digits{width = 16}"]
     run = run_cli("run", *args, "--noise", "symmetric:0.4", "--seeds", "0", "--epochs", "1", "--results", str(results),
-                  "--no-progress")  # fmt: skip
+                  "--no-progress", "--print-leaderboard")  # fmt: skip
     assert run.exit_code == 0, run.stderr
     assert "2 not applicable (n/a)" in run.stderr
     runs = to_dataframe(results).set_index(["method", "task"])

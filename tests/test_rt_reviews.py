@@ -131,7 +131,8 @@ def test_runs_through_the_cli(fake_corpus, tmp_path):
     try:
         result = CliRunner().invoke(
             main,
-            ["run", "-m", "cce", "-t", "rt_reviews", "--batch-size", "16", "--seeds", "0", "--results", str(results), "--no-progress"],
+            ["run", "-m", "cce", "-t", "rt_reviews", "--batch-size", "16", "--seeds", "0", "--results", str(results), "--no-progress",
+             "--executor", "local"],  # in this process, where the fake corpus is patched in
         )
     finally:
         torch.set_num_threads(threads)

@@ -46,16 +46,36 @@ def _exit_with_parent(parent: int) -> None:
             os._exit(1)
 
 
+#: The environment variables that size the thread pools of the numeric libraries a worker may load
+#: (OpenMP, MKL, OpenBLAS, NumExpr): set to the worker's thread count before any of them starts.
+THREAD_ENVIRONMENT = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def limit_threads(threads: int) -> None:
+    """Size every compute thread pool of this process to ``threads``: the environment for libraries
+    not yet loaded, torch's intra-op pool, and its inter-op pool where torch still allows it (only
+    before its first parallel work; a worker calls this first thing, so it does)."""
+    for name in THREAD_ENVIRONMENT:
+        os.environ[name] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:  # the inter-op pool has started already: its size is fixed for the process
+        pass
+
+
 def _worker_main(conn: Connection, device: str, threads: int, amp: bool | None, timeout: float | None, parent: int) -> None:
     """A worker: run the cells the driver sends, one at a time, until it sends None or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    limit_threads(threads)
     import torch
 
     from ..plugins import get_host
     from ..runner import execute_cell
 
-    torch.set_num_threads(threads)
     if device.startswith("cuda"):
         torch.cuda.set_device(torch.device(device))
     get_host()  # plugins load with the worker, not inside its first cell's timeout
@@ -110,7 +130,9 @@ class PoolExecutor(Executor):
     def start(self, settings: RunSettings) -> None:
         super().start(settings)
         devices = worker_devices(settings.device)
-        cores = os.cpu_count() or 1
+        from . import usable_cores
+
+        cores = usable_cores()
         count = self.workers or (len(devices) if devices[0].startswith("cuda") else cores)
         self._threads = self.threads_per_worker or max(1, cores // count)
         self._slots = [_Slot(i, devices[i % len(devices)]) for i in range(count)]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .release import RELEASES, Which
+from .cifar_n import CIFAR10N, CIFAR100N
+from .release import RELEASES, Which, read_cifar
 
 CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -102,3 +103,39 @@ def _cifar10_batch(label: str, data: np.ndarray, labels: np.ndarray) -> dict:
         "data": data,
         "filenames": [f"fake_{i}.png" for i in range(len(labels))],
     }
+
+
+#: Noise rate of each label key in the fake CIFAR-N files (exact: floor(rate · N) labels change).
+FAKE_HUMAN_RATES = {
+    "aggre_label": 0.1,
+    "random_label1": 0.2,
+    "random_label2": 0.2,
+    "random_label3": 0.3,
+    "worse_label": 0.4,
+    "noisy_label": 0.4,
+}
+
+
+def write_fake_cifar_n(path: str | Path, root: str | Path, which: Which, seed: int = 0) -> Path:
+    """Write a fake CIFAR-N file at ``path`` over the fake ``which`` release under ``root``, in the
+    release's format: ``torch.save`` of a dict of int64 numpy arrays (CIFAR-100N's coarse labels
+    as lists), with the keys of the real file. Each noisy key changes exactly floor(rate · N)
+    labels (``FAKE_HUMAN_RATES``) to another class, drawn from ``seed``."""
+    import torch
+
+    release = CIFAR10N if which == "cifar10" else CIFAR100N
+    clean = read_cifar(which, root).y_train
+    rng = np.random.default_rng(seed)
+    content: dict[str, object] = {release.clean_key: clean.copy()}
+    for key in release.variants.values():
+        noisy = clean.copy()
+        changed = rng.choice(len(clean), size=int(FAKE_HUMAN_RATES[key] * len(clean) + 1e-9), replace=False)
+        noisy[changed] = (clean[changed] + rng.integers(1, release.num_classes, size=len(changed))) % release.num_classes
+        content[key] = noisy
+    if which == "cifar100":
+        coarse = np.asarray(CIFAR100_COARSE_OF_FINE)
+        content["clean_coarse_label"] = coarse[clean].tolist()
+        content["noisy_coarse_label"] = coarse[content["noisy_label"]].tolist()
+    path = Path(path)
+    torch.save(content, path)
+    return path

@@ -18,7 +18,10 @@ accuracy, against 98% with the noise alone.
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,19 +37,36 @@ STRONG_NOISE_STD = 0.1
 STRONG_DROPOUT = 0.05
 
 
+#: The fixed split's indices into scikit-learn's digits, in the order train_test_split returns them.
+SPLIT_FILE = Path(__file__).with_name("digits_split.txt")
+
+
+def digits_file() -> Path:
+    """scikit-learn's own copy of the digits (a gzipped CSV inside the installed package), found
+    without importing scikit-learn: its import (SciPy, pandas, joblib) costs seconds per process."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the digits task reads the digits shipped with scikit-learn: pip install scikit-learn")
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+
+
+def split_indices() -> dict[str, np.ndarray]:
+    """The shipped split (``train``/``test`` -> indices): what
+    ``train_test_split(..., test_size=TEST_FRACTION, stratify=y, random_state=SPLIT_SEED)`` returns,
+    read from a file so that no process imports scikit-learn to recompute it."""
+    rows = [line.split() for line in SPLIT_FILE.read_text().splitlines() if line and not line.startswith("#")]
+    return {name: np.array(values, dtype=np.int64) for name, *values in rows}
+
+
 @lru_cache(maxsize=1)
 def load_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x_train, y_train, x_test, y_test); pixels scaled to [0, 1]. Cached per process."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32)
-    y = digits.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=TEST_FRACTION, stratify=y, random_state=SPLIT_SEED
-    )
-    return x_train, y_train, x_test, y_test
+    with gzip.open(digits_file(), "rt") as f:
+        table = np.loadtxt(f, delimiter=",")
+    x = (table[:, :-1] / 16.0).astype(np.float32)
+    y = table[:, -1].astype(np.int64)
+    split = split_indices()
+    return x[split["train"]], y[split["train"]], x[split["test"]], y[split["test"]]
 
 
 def strong_view(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from torch import nn
 
 from .googlenet import googlenet_cifar
-from .resnet import CifarResNet, Shortcut
+from .resnet import CifarResNet, ResNet34, Shortcut
 from .wide_resnet import WideResNet
 
-CIFAR_MODELS = ("resnet20", "resnet32", "resnet44", "resnet56", "wrn28_10", "googlenet")
+CIFAR_MODELS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet34", "wrn28_10", "googlenet")
 
 
 def build_cifar_model(name: str, num_classes: int, shortcut: Shortcut = "A") -> nn.Module:
@@ -19,4 +19,6 @@ def build_cifar_model(name: str, num_classes: int, shortcut: Shortcut = "A") -> 
         return WideResNet(num_classes, depth=28, width=10)
     if name == "googlenet":
         return googlenet_cifar(num_classes)
+    if name == "resnet34":
+        return ResNet34(num_classes)
     return CifarResNet(int(name.removeprefix("resnet")), num_classes, shortcut)

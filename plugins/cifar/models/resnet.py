@@ -83,3 +83,28 @@ class CifarResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(F.relu(self.bn1(self.conv1(x))))
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class ResNet34(nn.Module):
+    """ResNet-34 (He et al. 2016, Table 1: four stages of 3/4/6/3 basic blocks, 64–512 channels)
+    for 32×32 inputs: a 3×3 stride-1 stem without max-pooling, so the stages see 32/16/8/4 pixels;
+    projection shortcuts (option B) where shapes change. The network the CIFAR-N paper trains."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        stages: list[nn.Module] = []
+        in_planes = 64
+        for planes, stride, count in ((64, 1, 3), (128, 2, 4), (256, 2, 6), (512, 2, 3)):
+            blocks = []
+            for i in range(count):
+                blocks.append(BasicBlock(in_planes, planes, stride if i == 0 else 1, "B"))
+                in_planes = planes
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.fc = nn.Linear(512, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(F.relu(self.bn1(self.conv1(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
