@@ -1,6 +1,6 @@
 """Time of ``benchsuite.toolkit.retrieval`` beside a straightforward per-query Python evaluator, MARS-size.
 
-The synthetic problem has MARS's shape (``../shared/reference/tasks.md`` §1.9): 1,980 queries,
+The synthetic problem has MARS's shape (``docs/reference.md`` §7): 1,980 queries,
 9,330 gallery tracklets (6,082 of 620 identities plus 3,248 distractors with pid 0), 6 cameras,
 1,024-d features built as identity centre + camera offset + per-tracklet noise. The per-query
 evaluator is the torchreid rules written the plain way (NumPy argsort of the matrix, then a

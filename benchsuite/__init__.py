@@ -7,6 +7,15 @@ Public API (a stable contract)::
     method = benchsuite.load_method("gce", q=0.7)
     task = benchsuite.load_task("digits")
 
+For method plugins: ``Method``, ``LossMethod``, ``LossOutput``, ``StepOutput``, ``Canonical``,
+``TrainContext`` (what ``Method.train_step`` receives) and ``Batch`` (one training batch); for task
+plugins: ``Task``, ``Metric``, ``Recipe``, ``PrepareRequest`` (what ``Task.prepare`` is asked),
+``PreparedData``, ``NoiseRecord``, ``TensorTrainSource``, ``prepare_in_memory`` (validation split,
+trusted set and label noise of an in-memory data set, in that order) and
+``evaluate_classification``; for both: ``Param``, ``Preset``, ``ParameterError``, ``hookimpl``.
+``benchsuite.checks`` holds the contract checks of method plugins; ``benchsuite.toolkit`` the data
+sources, networks and augmentation that task authors share.
+
 Names are imported lazily so that ``import benchsuite`` (and its pytest plugin) stays cheap.
 """
 
@@ -32,6 +41,12 @@ _LAZY = {
     "Recipe": "benchsuite.task",
     "PreparedData": "benchsuite.task",
     "TensorTrainSource": "benchsuite.task",
+    "PrepareRequest": "benchsuite.task",
+    "NoiseRecord": "benchsuite.task",
+    "Batch": "benchsuite.task",
+    "prepare_in_memory": "benchsuite.task",
+    "evaluate_classification": "benchsuite.task",
+    "TrainContext": "benchsuite.engine",
     "UnknownNameError": "benchsuite.registry",
 }
 
@@ -40,7 +55,19 @@ if TYPE_CHECKING:
     from .method import Canonical, LossMethod, LossOutput, Method, StepOutput
     from .params import Param, ParameterError, Preset
     from .registry import UnknownNameError
-    from .task import Metric, PreparedData, Recipe, Task, TensorTrainSource
+    from .engine import TrainContext
+    from .task import (
+        Batch,
+        Metric,
+        NoiseRecord,
+        PreparedData,
+        PrepareRequest,
+        Recipe,
+        Task,
+        TensorTrainSource,
+        evaluate_classification,
+        prepare_in_memory,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -11,6 +11,9 @@ from typing import Any
 
 import click
 
+from .errors import UnwritablePathError, UsageError
+from .validation import RULES, Number, budget_rule, parse_list
+
 DEFAULT_RESULTS = "benchsuite-results/results.sqlite"
 #: Where ``run`` stores a grid that is not the default grid as it is (``default_results``).
 RESULTS_DIR = "benchsuite-results"
@@ -27,6 +30,78 @@ class BadInput(click.ClickException):
     """Invalid user input (grid, names, parameters): exit status 2, message only."""
 
     exit_code = 2
+
+
+class _Main(click.Group):
+    """The command group: a ``UsageError`` from any command is the user's mistake (exit 2, its
+    message, no traceback); Ctrl-C exits 130 wherever it lands, rendering included. Any other
+    exception is a bug and keeps its traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            raise BadInput(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)
+            ctx.exit(130)
+
+
+class _Checked(click.ParamType):
+    """A number option under the rule of the grid key it overrides (``validation.RULES``)."""
+
+    def __init__(self, rule: Number) -> None:
+        self.rule = rule
+        self.name = "integer" if rule.kind is int else "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.rule.parse(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _seeds_option(ctx: click.Context, param: click.Parameter, text: str | None) -> tuple[int, ...] | None:
+    """``--seeds 0,1,2``: distinct seeds, each under the rule of a grid file's seeds."""
+    if text is None:
+        return None
+    try:
+        seeds = tuple(int(s) for s in parse_list(text, RULES["seed"]))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+    if len(set(seeds)) != len(seeds):
+        raise click.BadParameter(f"{text!r} has duplicates", ctx, param)
+    return seeds
+
+
+def writable_file(path: str, option: str) -> Path:
+    """``path`` as an output file of ``option``, refused up front (naming both) when its folder is
+    missing or read-only or the name is taken by a folder."""
+    out = Path(path)
+    folder = out.parent
+    problem = (
+        "the path is empty" if not path
+        else "it is a folder" if out.is_dir()
+        else f"the folder {folder} does not exist" if not folder.is_dir()
+        else f"the folder {folder} is not writable" if not os.access(folder, os.W_OK | os.X_OK)
+        else "the file is read-only" if out.exists() and not os.access(out, os.W_OK)
+        else None
+    )  # fmt: skip
+    if problem:
+        raise UnwritablePathError(f"{option} {path!r}: cannot write there: {problem}")
+    return out
+
+
+def write_text(path: str, text: str, option: str) -> Path:
+    """Write ``text`` to ``path`` (checked by ``writable_file``); an OS refusal names the path too."""
+    out = writable_file(path, option)
+    try:
+        out.write_text(text)
+    except OSError as exc:
+        raise UnwritablePathError(f"{option} {path!r}: cannot write there: {exc.strerror}") from None
+    return out
 
 
 def _host() -> Any:
@@ -48,7 +123,7 @@ def _results_option(f: Any) -> Any:
     )(f)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="benchsuite")
 def main() -> None:
     """Benchmark robust training methods under label noise: run grids, store results, publish leaderboards."""
@@ -83,13 +158,15 @@ def _invocation(ctx: click.Context) -> str:
             continue
         value = ctx.params[param.name or ""]
         if isinstance(param, click.Argument):
-            words.append(shlex.quote(str(value)))
+            words.append(str(value))
         elif isinstance(param, click.Option) and param.is_flag:
             words.append(param.opts[0] if value or not param.secondary_opts else param.secondary_opts[0])
+        elif param.multiple:
+            for item in value:
+                words += [param.opts[-1], str(item)]
         else:
-            for item in value if isinstance(value, tuple) else (value,):
-                words += [param.opts[-1], shlex.quote(str(item))]
-    return " ".join(words)
+            words += [param.opts[-1], ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+    return shlex.join(words)
 
 
 @main.command()
@@ -97,13 +174,13 @@ def _invocation(ctx: click.Context) -> str:
 @click.option("-m", "--method", "methods", multiple=True, metavar="SPEC", help="name, name@preset or name{k = v, k2 = [a, b]}; repeatable.")
 @click.option("-t", "--task", "tasks", multiple=True, metavar="SPEC", help="Task spec, same forms as --method; repeatable.")
 @click.option("--noise", "noises", multiple=True, metavar="KIND:RATES", help="e.g. symmetric:0,0.2,0.4 or none; repeatable.")
-@click.option("--seeds", metavar="0,1,2", help="Comma-separated seeds.")
-@click.option("--epochs", type=click.IntRange(min=1), help="Override the recipe's number of epochs.")
-@click.option("--iterations", type=click.IntRange(min=1), help="Override the recipe's number of steps.")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Override the recipe's batch size.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the recipe's learning rate.")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), help="Clean validation split carved from the training set.")
-@click.option("--eval-ema", type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="DECAY", help="Score every method on an EMA of its weights, e.g. 0.999 (default: the weights themselves).")
+@click.option("--seeds", metavar="0,1,2", callback=_seeds_option, help="Comma-separated seeds.")
+@click.option("--epochs", type=_Checked(budget_rule("epochs", int)), help="Override the recipe's number of epochs.")
+@click.option("--iterations", type=_Checked(budget_rule("iterations", int)), help="Override the recipe's number of steps.")
+@click.option("--batch-size", type=_Checked(budget_rule("batch_size", int)), help="Override the recipe's batch size.")
+@click.option("--lr", type=_Checked(budget_rule("lr", float)), help="Override the recipe's learning rate.")
+@click.option("--val-fraction", type=_Checked(RULES["val_fraction"]), help="Clean validation split carved from the training set.")
+@click.option("--eval-ema", type=_Checked(RULES["eval_ema"]), metavar="DECAY", help="Score every method on an EMA of its weights, e.g. 0.999 (default: the weights themselves).")
 @click.option("--deterministic", is_flag=True, default=None, help="Deterministic kernels (CUDA: slower; see the README).")
 @click.option(
     "--results",
@@ -114,11 +191,11 @@ def _invocation(ctx: click.Context) -> str:
 )
 @click.option("--force", is_flag=True, help="Re-run cells that are already in the database.")
 @click.option("--executor", metavar="SPEC", help="Where cells run: local (default), pool, ray, slurm, with options as in pool{workers = 4}.")
-@click.option("--retries", type=click.IntRange(min=0), help="Reruns of a cell whose worker was lost (killed, out of memory); default 1.")
-@click.option("--cell-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Stop a cell after this long and record it as timeout.")
+@click.option("--retries", type=_Checked(RULES["retries"]), help="Reruns of a cell whose worker was lost (killed, out of memory); default 1.")
+@click.option("--cell-timeout", type=_Checked(RULES["cell_timeout"]), metavar="SECONDS", help="Stop a cell after this long and record it as timeout.")
 @click.option(
     "--checkpoint-every",
-    type=click.FloatRange(min=0),
+    type=_Checked(Number(float, low=0, unit="minutes")),
     default=10.0,
     show_default=True,
     metavar="MINUTES",
@@ -144,7 +221,7 @@ def run(
     methods: tuple[str, ...],
     tasks: tuple[str, ...],
     noises: tuple[str, ...],
-    seeds: str | None,
+    seeds: tuple[int, ...] | None,
     epochs: int | None,
     iterations: int | None,
     batch_size: int | None,
@@ -175,31 +252,15 @@ def run(
     some failed or timed out, 2 on bad input, 3 when cells are left to other drivers (--no-wait),
     130 on Ctrl-C.
     """
-    from .executors import ExecutorError, RunSettings
-    from .grid import MAIN_GRID, GridError, expand, grid_from_dict, load_grid_file, parse_executor
-
-    host = _host()
-    try:
-        if grid_file:
-            grid = load_grid_file(grid_file)
-        elif methods or tasks:
-            grid = grid_from_dict({}, source="command line")
-        else:
-            grid = grid_from_dict(MAIN_GRID, source="default grid")
-        _set_cells(grid, methods, tasks, noises, seeds)
-        overrides = {"epochs": epochs, "iterations": iterations, "batch_size": batch_size, "lr": lr}
-        grid.budget.update({k: v for k, v in overrides.items() if v is not None})
-        _override(grid, val_fraction=val_fraction, eval_ema=eval_ema, deterministic=deterministic or None,
-                  retries=retries, cell_timeout=cell_timeout)  # fmt: skip
-        if executor is not None:
-            grid.executor = parse_executor(executor)
-        results = results or default_results(grid_file, _grid_options_given(click.get_current_context()))
-        expansion = expand(grid, host)
-        backend = _executor_for(grid, expansion, device)
-        backend.check(RunSettings(device, amp, grid.cell_timeout, Path(results).parent))
-    except (GridError, ValueError, ExecutorError) as exc:
-        raise BadInput(str(exc)) from None
-
+    ctx = click.get_current_context()
+    grid = _grid(grid_file, methods, tasks, noises, seeds, executor)
+    grid.budget.update({k: v for k, v in {"epochs": epochs, "iterations": iterations, "batch_size": batch_size, "lr": lr}.items() if v is not None})
+    _override(grid, val_fraction=val_fraction, eval_ema=eval_ema, deterministic=deterministic or None,
+              retries=retries, cell_timeout=cell_timeout)  # fmt: skip
+    results = default_results(grid_file, _grid_options_given(ctx)) if results is None else results
+    if not results.strip():
+        raise UnwritablePathError(f"--results {results!r}: the path is empty; give a file such as results.sqlite")
+    expansion, backend = _plan(grid, results, device, amp)
     if dry_run:
         _dry_run(expansion, results, grid.source, backend)
         return
@@ -219,6 +280,39 @@ def run(
         for label in outcome.missing:
             click.echo(f"  {label}", err=True)
         sys.exit(MISSING_CELLS_EXIT)
+
+
+def _grid(grid_file: str | None, methods: tuple[str, ...], tasks: tuple[str, ...], noises: tuple[str, ...],
+          seeds: tuple[int, ...] | None, executor: str | None) -> Any:  # fmt: skip
+    """The grid file's grid (or the default grid) with the cells and executor given on the command line."""
+    from .grid import MAIN_GRID, grid_from_dict, load_grid_file, override_cells, parse_executor
+
+    if grid_file:
+        grid = load_grid_file(grid_file)
+    elif methods or tasks:
+        grid = grid_from_dict({}, source="command line")
+    else:
+        grid = grid_from_dict(MAIN_GRID, source="default grid")
+    override_cells(grid, methods, tasks, noises)
+    if seeds:
+        grid.seeds = seeds
+    if executor is not None:
+        grid.executor = parse_executor(executor)
+    return grid
+
+
+def _plan(grid: Any, results: str, device: str, amp: bool | None) -> tuple[Any, Any]:
+    """The grid's cells and its executor, both checked before anything runs: a grid that expands
+    to no cell is refused, and so is a results path that cannot be written."""
+    from .executors import RunSettings
+    from .grid import GridError, expand
+
+    expansion = expand(grid, _host())
+    if not expansion.cells:
+        raise GridError(["the grid expands to no cell: every list of values it takes must hold at least one"], grid.source)
+    backend = _executor_for(grid, expansion, device)
+    backend.check(RunSettings(device, amp, grid.cell_timeout, Path(results).parent))
+    return expansion, backend
 
 
 def _executor_for(grid: Any, expansion: Any, device: str) -> Any:
@@ -260,22 +354,6 @@ def _prepare_process(grid: Any) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
 
 
-def _set_cells(grid: Any, methods: tuple[str, ...], tasks: tuple[str, ...], noises: tuple[str, ...], seeds: str | None) -> None:
-    """Replace the grid's methods, tasks, noise and seeds by those given on the command line."""
-    from .grid import parse_component, parse_noise
-
-    if methods:
-        grid.methods = [parse_component(m) for m in methods]
-    if tasks:
-        grid.tasks = [parse_component(t) for t in tasks]
-    if noises:
-        grid.noise = [parse_noise(n) for n in noises]
-    if seeds:
-        grid.seeds = tuple(int(s) for s in seeds.split(","))
-        if min(grid.seeds) < 0 or len(set(grid.seeds)) != len(grid.seeds):
-            raise ValueError(f"--seeds {seeds}: seeds must be distinct non-negative integers")
-
-
 def _grid_board(grid: Any, expansion: Any, results: str, whole: bool = False) -> None:
     """Write the leaderboard of the grid just run — its cells only, whatever else the database
     holds — to leaderboard.md beside the database, and print it: whole when asked or short,
@@ -285,8 +363,7 @@ def _grid_board(grid: Any, expansion: Any, results: str, whole: bool = False) ->
     runs = to_dataframe_or_fail(results)
     runs = runs[runs.cell_hash.isin({c.cell_hash for c in expansion.cells})]
     text = _render(runs, _invocation(click.get_current_context()), select=grid.select, title=f"benchsuite leaderboard: {grid.source}")
-    out = Path(results).with_name("leaderboard.md")
-    out.write_text(text)
+    out = write_text(str(Path(results).with_name("leaderboard.md")), text, "the board beside --results")
     if whole or text.count("\n") <= SHORT_BOARD_LINES:
         click.echo(text)
     else:
@@ -298,13 +375,10 @@ def _grid_board(grid: Any, expansion: Any, results: str, whole: bool = False) ->
     )
 
 
-def _open_store(results: str) -> Any:
-    from .store import ResultStore, StoreError
+def _open_store(results: str, mode: str = "write") -> Any:
+    from .store import open_store
 
-    try:
-        return ResultStore(results)
-    except StoreError as exc:
-        raise BadInput(str(exc)) from None
+    return open_store(results, mode)  # type: ignore[arg-type]
 
 
 def _dry_run(expansion: Any, results: str, source: str, backend: Any) -> None:
@@ -314,23 +388,26 @@ def _dry_run(expansion: Any, results: str, source: str, backend: Any) -> None:
     from .spec import stale_reason
     from .store import DONE_STATUSES
 
-    stored: dict[str, Any] = {}
+    stored: dict[str, tuple[str, str]] = {}
+    previous: dict[str, Any] = {}  # cell hash -> the spec of a stored run of the same experiment
     if Path(results).is_file():
-        with _open_store(results) as store:
-            stored = store.specs()
-    earlier = {spec.lineage_hash(): spec for status, spec in stored.values() if status in DONE_STATUSES}
+        with _open_store(results, "read") as store:  # a dry run writes nothing, creates nothing
+            stored = store.states()
+            earlier = {lineage: h for h, (status, lineage) in stored.items() if status in DONE_STATUSES}
+            for cell in expansion.cells:
+                if cell.cell_hash not in stored and cell.lineage_hash() in earlier:
+                    previous[cell.cell_hash] = store.spec(earlier[cell.lineage_hash()])
     stale = 0
     for cell in expansion.cells:
-        previous = earlier.get(cell.lineage_hash()) if cell.cell_hash not in stored else None
         if cell.cell_hash in expansion.not_applicable:
             state = "n/a"
         else:
-            state = stored[cell.cell_hash][0] if cell.cell_hash in stored else "stale" if previous else "todo"
+            state = stored[cell.cell_hash][0] if cell.cell_hash in stored else "stale" if cell.cell_hash in previous else "todo"
         others = [n["method"] + (f"@{n['preset']}" if n["preset"] else "") for n in expansion.names.get(cell.cell_hash, [])[1:]]
         click.echo(f"{cell.cell_hash}  {state:<9}  {cell.label()}" + (f"  (= {', '.join(others)})" if others else ""))
         if state == "stale":
             stale += 1
-            click.echo(f"{'':16}  {'':9}  stale: {stale_reason(cell, previous)}")
+            click.echo(f"{'':16}  {'':9}  stale: {stale_reason(cell, previous[cell.cell_hash])}")
     click.echo(f"{len(expansion.cells)} cells ({source})" + (f"; {stale} stale (stored runs of older code or versions): they run again" if stale else ""))
     if backend.name in ("local", "pool"):
         from .costs import estimate
@@ -363,20 +440,17 @@ def _execute(grid: Any, expansion: Any, backend: Any, results: str, **settings: 
 
 
 def to_dataframe_or_fail(results: str) -> Any:
+    """The runs of the database at ``results``, opened read-only, without the full spec which no board reads (``StoreError`` when it is
+    missing or not ours)."""
     from .results import to_dataframe
 
-    if not Path(results).is_file():
-        raise BadInput(f"no results database at {results}; run `benchsuite run --results {results}` first")
-    return to_dataframe(results)
+    return to_dataframe(results, spec=False)
 
 
 def _render(runs: Any, command: str, tasks: list[str] | None = None, **options: Any) -> str:
     from .leaderboard import render
 
-    try:
-        return render(runs, command=command, tasks=tasks, **options)
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
+    return render(runs, command=command, tasks=tasks, **options)
 
 
 @main.command(name="leaderboard")
@@ -390,27 +464,25 @@ def leaderboard_cmd(
     results: str | None, export_file: str | None, grid_file: str | None, select: str | None, tasks: tuple[str, ...], out: str | None
 ) -> None:
     """Render the markdown leaderboard from a results database or its CSV export (byte-identical)."""
-    from .grid import GridError
     from .publish import leaderboard_options, read_runs_export
 
     if results and export_file:
         raise BadInput("give either --results (a database) or --from (a CSV export), not both")
-    try:
-        options = leaderboard_options(grid_file, select)
-        runs = read_runs_export(export_file) if export_file else to_dataframe_or_fail(results or DEFAULT_RESULTS)
-    except (GridError, ValueError) as exc:
-        raise BadInput(str(exc)) from None
-    command = " ".join(
-        ["benchsuite leaderboard"]
-        + ([f"--from {export_file}"] if export_file else [f"--results {results or DEFAULT_RESULTS}"])
-        + ([f"--grid {grid_file}"] if grid_file else [])
-        + ([f"--select {select}"] if select else [])
-        + [f"-t {t}" for t in tasks]
-        + ([f"--out {out}"] if out else [])
+    if out is not None:
+        writable_file(out, "--out")
+    options = leaderboard_options(grid_file, select)
+    runs = read_runs_export(export_file) if export_file else to_dataframe_or_fail(results or DEFAULT_RESULTS)
+    command = shlex.join(
+        ["benchsuite", "leaderboard"]
+        + (["--from", export_file] if export_file else ["--results", results or DEFAULT_RESULTS])
+        + (["--grid", grid_file] if grid_file else [])
+        + (["--select", select] if select else [])
+        + [word for t in tasks for word in ("-t", t)]
+        + (["--out", out] if out else [])
     )
     text = _render(runs, command, tasks=list(tasks) or None, **options)
     if out:
-        Path(out).write_text(text)
+        write_text(out, text, "--out")
         click.echo(f"wrote {out}", err=True)
     else:
         click.echo(text, nl=False)
@@ -429,11 +501,11 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
 
     Finished cells are kept in DIR/.results/<board>.sqlite, so an interrupted publish resumes.
     """
-    from .grid import GridError, expand, load_grid_file, parse_executor
-    from .executors import ExecutorError, RunSettings
     import pandas as pd
 
     from . import publish as pub
+    from .executors import ExecutorError, RunSettings
+    from .grid import GridError, expand, load_grid_file, parse_executor
     from .plotting import plot_weight_curves
     from .results import curves_dataframe
 
@@ -459,7 +531,7 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
                 results = root / ".results" / f"{board}.sqlite"
                 results.parent.mkdir(parents=True, exist_ok=True)
                 backend.check(RunSettings(device, None, grid.cell_timeout, results.parent))
-        except (GridError, ValueError, ExecutorError) as exc:
+        except (GridError, ExecutorError) as exc:
             raise BadInput(str(exc)) from None
         if not render_only:
             _prepare_process(grid)
@@ -470,21 +542,15 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
             runs = runs[runs.cell_hash.isin({c.cell_hash for c in expansion.cells})]  # not the runs of older code
             pub.compact_runs(runs).to_csv(runs_csv, index=False)
             if grid.select == "none":  # a validation-selected board is a table, not a training picture
-                pub.curve_means(runs, curves_dataframe(results)).to_csv(curves_csv, index=False)
+                pub.curve_means(runs, curves_dataframe(results, runs.cell_hash)).to_csv(curves_csv, index=False)
         markdown = root / f"{board}.md"
-        command = f"benchsuite leaderboard --from {runs_csv} --grid {grid_file} --out {markdown}"
-        try:
-            markdown.write_text(_render(pub.read_runs_export(runs_csv), command, **pub.leaderboard_options(str(grid_file), None)))
-        except ValueError as exc:
-            raise BadInput(str(exc)) from None
+        command = shlex.join(["benchsuite", "leaderboard", "--from", str(runs_csv), "--grid", str(grid_file), "--out", str(markdown)])
+        markdown.write_text(_render(pub.read_runs_export(runs_csv), command, **pub.leaderboard_options(str(grid_file), None)))
         click.echo(f"wrote {markdown}", err=True)
         if curves_csv.is_file() and grid.select == "none":
             pub.plot_board(pd.read_csv(curves_csv), root / board, board)
             click.echo(f"plots in {root / board}", err=True)
-        try:
-            click.echo(pub.write_board_report(root, board, grid.select, host or _host()), err=True)
-        except ValueError as exc:
-            raise BadInput(str(exc)) from None
+        click.echo(pub.write_board_report(root, board, grid.select, host or _host()), err=True)
     reported = root / pub.REPORTED_FILE
     if reported.is_file():
         measured = {f.name.removesuffix(".runs.csv"): pub.read_runs_export(f) for f in sorted(root.glob("*.runs.csv"))}
@@ -499,15 +565,16 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
 @click.option("--out", type=click.Path(dir_okay=False), help="CSV of runs (default: stdout).")
 @click.option("--curves", type=click.Path(dir_okay=False), help="Also write the per-epoch curves as CSV here.")
 def export(results: str, out: str | None, curves: str | None) -> None:
-    """Export the raw numbers as CSV: one row per run (and optionally per run and epoch)."""
-    from .results import curves_dataframe, to_dataframe
+    """Export the raw numbers as CSV: one row per run (and optionally per run and epoch, streamed
+    to the file a chunk of runs at a time)."""
+    from .results import to_dataframe, write_curves_csv
 
-    if not Path(results).is_file():
-        raise BadInput(f"no results database at {results}")
-    runs = to_dataframe(results)
-    runs.to_csv(out or sys.stdout, index=False)
+    for path, option in ((out, "--out"), (curves, "--curves")):
+        if path is not None:
+            writable_file(path, option)
+    to_dataframe(results).to_csv(out or sys.stdout, index=False)  # not kept: the curves stream in bounded memory
     if curves:
-        curves_dataframe(results).to_csv(curves, index=False)
+        write_curves_csv(results, curves)
 
 
 @main.command()
@@ -596,11 +663,8 @@ def _report_runs(results: str | None, export_file: str | None, curves_file: str 
         raise BadInput("give either --results (a database) or --from (a CSV export), not both")
     if curves_file and not export_file:
         raise BadInput("--curves goes with --from (a database holds its curves)")
-    try:
-        if export_file:
-            return read_runs_export(export_file), pd.read_csv(curves_file) if curves_file else None
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
+    if export_file:
+        return read_runs_export(export_file), pd.read_csv(curves_file) if curves_file else None
     results = results or DEFAULT_RESULTS
     return to_dataframe_or_fail(results), curves_dataframe(results)
 
@@ -620,26 +684,19 @@ def report(
 ) -> None:  # fmt: skip
     """Write a static HTML report (opens from the file system): sortable, filterable leaderboards,
     per-epoch curves with a band across seeds, CMC and weight curves, each run's provenance."""
-    from .grid import GridError
     from .plugins import PluginLoadError, get_host
     from .publish import leaderboard_options
     from .report import write_report
 
     runs, curves = _report_runs(results, export_file, curves_file)
-    try:
-        options = leaderboard_options(grid_file, select)
-    except (GridError, ValueError) as exc:
-        raise BadInput(str(exc)) from None
+    options = leaderboard_options(grid_file, select)
     source = f"--from {export_file}" + (f" --curves {curves_file}" if curves_file else "") if export_file else f"--results {results or DEFAULT_RESULTS}"
     command = f"benchsuite report {source} --out {out}"
     try:
         host = get_host()
     except PluginLoadError:
         host = None  # the tables and curves need no plugin; only the weight curves do
-    try:
-        files = write_report(runs, out, curves=curves, command=command, title=title, select=options.get("select", "none"), tasks=list(tasks) or None, host=host)
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
+    files = write_report(runs, out, curves=curves, command=command, title=title, select=options.get("select", "none"), tasks=list(tasks) or None, host=host)
     click.echo(f"wrote {files.index} and {len(files.figures)} figures ({files.total_bytes / 1e6:.2f} MB)", err=True)
 
 
@@ -672,13 +729,10 @@ def _plot_stored(
     if Path(out).suffix.lstrip(".").lower() not in FORMATS:
         raise BadInput(f"cannot write {out}: the file name must end in one of {', '.join('.' + f for f in FORMATS)}")
     runs, curves = _report_runs(results, None, None)
-    try:
-        kind_name, rates = parse_noise(noise)
-        section = pick_section(sections(runs, select), task, kind_name)
-        rates = pick_rates(section, rates)
-        fig = plot_figure(kind, section, curves, rates, metric=metric, host=_host() if kind == "weights" else None, density=density)
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
+    kind_name, rates = parse_noise(noise)
+    section = pick_section(sections(runs, select), task, kind_name)
+    rates = pick_rates(section, rates)
+    fig = plot_figure(kind, section, curves, rates, metric=metric, host=_host() if kind == "weights" else None, density=density)
     path = save_figure(fig, out)
     lines = sum(1 for ax in fig.axes for line in ax.get_lines() if str(line.get_gid()).startswith("series-"))
     click.echo(f"{kind} of {section.task} ({section.kind} noise): {lines} lines written to {path}", err=True)
@@ -720,9 +774,9 @@ def plot_weights(methods: tuple[str, ...], results: str | None, task: str | None
     """Draw the weight curves w(p_y) of loss methods, as the GR/DM/IMAE papers' Figure 1:
     e.g. ``benchsuite plot weights -m "gr{beta = 8, lam = [0.5, 1]}" -m imae --out w.png``;
     with ``--results``, those of the loss methods of the rows of stored runs."""
+    from .errors import InvalidInputError
     from .grid import parse_component
     from .plotting import plot_weight_curves
-    from .registry import UnknownNameError
 
     if bool(methods) == bool(results):
         raise BadInput("give either -m/--method SPEC (repeatable) or --results DB")
@@ -730,15 +784,13 @@ def plot_weights(methods: tuple[str, ...], results: str | None, task: str | None
         _plot_stored("weights", results, task, noise, "none", out, density=density)
         return
     host = _host()
-    try:
-        instances = []
-        for text in methods:
-            component = parse_component(text)
-            if component.rate_presets:
-                raise ValueError(f"{text!r}: a weight curve takes one preset, not one per noise rate")
-            cls = host.method_class(component.name)
-            instances += [cls(preset=component.preset, **values) for values in component.settings()]
-        path = plot_weight_curves(instances, out, density=density)
-    except (ValueError, UnknownNameError) as exc:
-        raise BadInput(str(exc)) from None
+    writable_file(out, "--out")
+    instances = []
+    for text in methods:
+        component = parse_component(text)
+        if component.rate_presets:
+            raise InvalidInputError(f"{text!r}: a weight curve takes one preset, not one per noise rate")
+        cls = host.method_class(component.name)
+        instances += [cls(preset=component.preset, **values) for values in component.settings()]
+    path = plot_weight_curves(instances, out, density=density)
     click.echo(f"weight curves of {len(instances)} settings written to {path}", err=True)

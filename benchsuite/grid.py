@@ -66,6 +66,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from .errors import InvalidInputError, UsageError
 from .executors import EXECUTORS
 from .fingerprint import code_fingerprint
 from .params import ParameterError, close_matches
@@ -73,6 +74,7 @@ from .plugins import PluginHost
 from .registry import UnknownNameError
 from .spec import RESULTS_VERSION, CellSpec
 from .task import Recipe
+from .validation import RULES, budget_rule, check, parse_list
 
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_NOISE_RATES = (0.0, 0.2, 0.4, 0.6)
@@ -90,6 +92,8 @@ MAIN_GRID: dict[str, Any] = {
     "seeds": [0, 1, 2, 3, 4],
 }
 
+#: A noise variant that names given labels (``cifar10n:worst``) rather than rates.
+_VARIANT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SPEC = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)(?:@([A-Za-z0-9_.\-:,]+))?\s*(\{.*\})?\s*$", re.S)
 #: The key of a preset-per-rate table that names the preset of every rate not listed.
 OTHER_RATES = "default"
@@ -101,7 +105,7 @@ SELECT_MODES = ("none", "val")
 DEFAULT_RETRIES = 1
 
 
-class GridError(ValueError):
+class GridError(UsageError, ValueError):
     """The grid is invalid; the message lists every problem with its key path."""
 
     def __init__(self, problems: list[str], source: str = "grid") -> None:
@@ -175,14 +179,14 @@ def parse_component(text: str) -> ComponentSpec:
     """Parse ``name``, ``name@preset``, ``name{k = v, k2 = [a, b]}`` (a TOML inline table)."""
     match = _SPEC.match(text)
     if not match:
-        raise ValueError(f"{text!r} is not of the form name, name@preset or name{{key = value, ...}}")
+        raise InvalidInputError(f"{text!r} is not of the form name, name@preset or name{{key = value, ...}}")
     name, preset_text, table = match.groups()
     params: dict[str, Any] = {}
     if table:
         try:
             params = tomllib.loads(f"_ = {table}")["_"]
         except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{text!r}: the parameters {table} are not a TOML inline table ({exc})") from None
+            raise InvalidInputError(f"{text!r}: the parameters {table} are not a TOML inline table ({exc})") from None
     preset, rate_presets = parse_presets(preset_text) if preset_text else (None, {})
     return ComponentSpec(name, preset, params, rate_presets)
 
@@ -195,12 +199,12 @@ def parse_presets(text: str) -> tuple[str | None, dict[float, str]]:
         key = rate or OTHER_RATES
         if not name or key in table:
             what = "an empty item" if not name else f"two presets for {'rate ' + rate if rate else 'the other rates'}"
-            raise ValueError(f"preset {text!r} has {what}; write RATE:PRESET items and at most one bare PRESET")
+            raise InvalidInputError(f"preset {text!r} has {what}; write RATE:PRESET items and at most one bare PRESET")
         table[key] = name
     problems: list[str] = []
     presets = _preset_table(table, "preset", problems)
     if problems:
-        raise ValueError(f"preset {text!r}: " + "; ".join(problems))
+        raise InvalidInputError(f"preset {text!r}: " + "; ".join(problems))
     return presets
 
 
@@ -232,18 +236,19 @@ def _rate(text: str) -> float | None:
 
 def parse_noise(text: str) -> NoiseSpec:
     """Parse ``kind:rate[,rate...]``, ``none``, or the name of a kind with a variant whose labels
-    are given (``cifar10n:worst``, rate 0; ``cifar10n:worst:0`` says the same)."""
+    are given (``cifar10n:worst``, rate 0; ``cifar10n:worst:0`` says the same); every rate under
+    the rule of a grid file's rates."""
     kind, _, rates = text.rpartition(":")
     if not kind:
         if text.strip() == "none":
             return NoiseSpec("none", (0.0,))
-        raise ValueError(f"noise {text!r} must look like symmetric:0,0.2,0.4 (or none, or cifar10n:worst)")
-    if not rates.strip()[:1].isdigit() and not rates.strip().startswith("."):
+        raise InvalidInputError(f"{text!r} must look like symmetric:0,0.2,0.4 (or none, or cifar10n:worst)")
+    if _VARIANT.fullmatch(rates.strip()) and rates.strip().lower() not in ("inf", "infinity", "nan"):
         return NoiseSpec(text.strip(), (0.0,))
     try:
-        return NoiseSpec(kind.strip(), tuple(float(r) for r in rates.split(",")))
-    except ValueError:
-        raise ValueError(f"noise {text!r}: rates must be numbers separated by commas") from None
+        return NoiseSpec(kind.strip(), tuple(parse_list(rates, RULES["rate"])))
+    except ValueError as exc:
+        raise InvalidInputError(f"{text!r}: {exc}") from None
 
 
 def load_grid_file(path: str | Path) -> Grid:
@@ -260,88 +265,92 @@ def load_grid_file(path: str | Path) -> Grid:
 
 
 def grid_from_dict(raw: dict[str, Any], source: str = "grid") -> Grid:
-    problems: list[str] = []
-    for key in sorted(set(raw) - _TOP_KEYS):
-        problems.append(f"{key}: unknown key; {close_matches(key, sorted(_TOP_KEYS))}")
-
+    """A grid from a parsed grid file (or ``{}``: the default grid); every key is validated and
+    every problem reported at once, with its key path (``GridError``)."""
+    problems = [f"{key}: unknown key; {close_matches(key, sorted(_TOP_KEYS))}" for key in sorted(set(raw) - _TOP_KEYS)]
     methods = _components(raw.get("method"), "method", problems)
     tasks = _components(raw.get("task"), "task", problems)
-
-    seeds = raw.get("seeds", list(DEFAULT_SEEDS))
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
-        problems.append(f"seeds: {seeds!r} must be a non-empty list of non-negative integers")
-        seeds = list(DEFAULT_SEEDS)
-    elif len(set(seeds)) != len(seeds):
-        problems.append(f"seeds: {seeds!r} has duplicates")
-
-    noise = None
-    if "noise" in raw:
-        entries = raw["noise"] if isinstance(raw["noise"], list) else [raw["noise"]]
-        noise = [n for i, entry in enumerate(entries) if (n := _noise(entry, f"noise[{i}]" if len(entries) > 1 else "noise", problems))]
-
-    budget = raw.get("budget", {})
-    if not isinstance(budget, dict):
-        problems.append("budget: must be a table, e.g. [budget] epochs = 10")
-        budget = {}
-    problems += validate_budget(budget)
-
+    seeds = _seeds(raw.get("seeds", list(DEFAULT_SEEDS)), "seeds", problems)
+    noise = _noise_entries(raw["noise"], problems) if "noise" in raw else None
+    budget = _budget(raw.get("budget", {}), problems)
     executor = _executor(raw["executor"], problems) if "executor" in raw else None
-
-    retries = raw.get("retries", DEFAULT_RETRIES)
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        problems.append(f"retries: {retries!r} must be a non-negative integer")
-        retries = DEFAULT_RETRIES
-
-    cell_timeout = raw.get("cell_timeout")
-    if cell_timeout is not None and (isinstance(cell_timeout, bool) or not isinstance(cell_timeout, (int, float)) or cell_timeout <= 0):
-        problems.append(f"cell_timeout: {cell_timeout!r} must be a positive number of seconds")
-        cell_timeout = None
-
-    val_fraction = raw.get("val_fraction", 0.0)
-    if not isinstance(val_fraction, (int, float)) or isinstance(val_fraction, bool) or not 0 <= val_fraction < 1:
-        problems.append(f"val_fraction: {val_fraction!r} must be a number in [0, 1)")
-        val_fraction = 0.0
-
-    select = raw.get("select", "none")
-    if select not in SELECT_MODES:
-        problems.append(f"select: {select!r} must be one of {', '.join(repr(m) for m in SELECT_MODES)}")
-        select = "none"
-    elif select == "val" and not val_fraction:
-        problems.append('select: "val" needs a validation split to select on: set val_fraction, e.g. val_fraction = 0.2')
-
-    eval_ema = raw.get("eval_ema")
-    problems += validate_eval_ema(eval_ema, "eval_ema")
-
+    retries, cell_timeout, val_fraction, eval_ema = (
+        _number(raw, key, problems) for key in ("retries", "cell_timeout", "val_fraction", "eval_ema")
+    )
+    select = _select(raw.get("select", "none"), val_fraction, problems)
     deterministic = raw.get("deterministic", False)
     if not isinstance(deterministic, bool):
         problems.append(f"deterministic: {deterministic!r} must be true or false")
-
     if problems:
         raise GridError(problems, source)
     return Grid(
-        methods,
-        tasks,
-        tuple(seeds),
-        noise,
-        budget,
-        executor,
-        retries,
-        None if cell_timeout is None else float(cell_timeout),
-        float(val_fraction),
-        select,
-        source,
-        None if eval_ema is None else float(eval_ema),
+        methods, tasks, seeds, noise, budget, executor,
+        DEFAULT_RETRIES if retries is None else retries, cell_timeout, val_fraction or 0.0, select, source, eval_ema,
         deterministic,
-    )
+    )  # fmt: skip
 
 
-def validate_eval_ema(decay: Any, where: str) -> list[str]:
-    """Problems with an EMA decay for evaluation: None (off) or a number in (0, 1)."""
-    if decay is None:
-        return []
-    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
-        return [f"{where}: {decay!r} must be an EMA decay in (0, 1), e.g. 0.999; leave it out to score the weights themselves"]
-    return []
+def _number(raw: dict[str, Any], key: str, problems: list[str]) -> Any:
+    """The grid's number at ``key`` under its rule (``validation.RULES``), None when absent or invalid."""
+    value = raw.get(key)
+    return None if value is None else check(RULES[key], value, key, problems)
+
+
+def _seeds(seeds: Any, where: str, problems: list[str]) -> tuple[int, ...]:
+    """A non-empty list of distinct seeds, each under the seed rule (the defaults when invalid)."""
+    if not isinstance(seeds, list) or not seeds:
+        problems.append(f"{where}: {seeds!r} must be a non-empty list of integers, x ≥ 0")
+        return DEFAULT_SEEDS
+    before = len(problems)
+    for i, seed in enumerate(seeds):
+        check(RULES["seed"], seed, f"{where}[{i}]", problems)
+    if len(problems) == before and len(set(seeds)) != len(seeds):
+        problems.append(f"{where}: {seeds!r} has duplicates")
+    return tuple(seeds) if len(problems) == before else DEFAULT_SEEDS
+
+
+def _noise_entries(value: Any, problems: list[str]) -> list[NoiseSpec]:
+    entries = value if isinstance(value, list) else [value]
+    if not entries:
+        problems.append("noise: [] must be a table with kind and rates, or a non-empty list of them")
+    wheres = [f"noise[{i}]" if len(entries) > 1 else "noise" for i in range(len(entries))]
+    return [n for entry, where in zip(entries, wheres) if (n := _noise(entry, where, problems))]
+
+
+def _budget(budget: Any, problems: list[str]) -> dict[str, Any]:
+    if not isinstance(budget, dict):
+        problems.append("budget: must be a table, e.g. [budget] epochs = 10")
+        return {}
+    problems += validate_budget(budget)
+    return budget
+
+
+def _select(select: Any, val_fraction: float | None, problems: list[str]) -> str:
+    if select not in SELECT_MODES:
+        problems.append(f"select: {select!r} must be one of {', '.join(repr(m) for m in SELECT_MODES)}")
+        return "none"
+    if select == "val" and not val_fraction:
+        problems.append('select: "val" needs a validation split to select on: set val_fraction, e.g. val_fraction = 0.2')
+    return select
+
+
+def override_cells(grid: Grid, methods: tuple[str, ...], tasks: tuple[str, ...], noises: tuple[str, ...]) -> None:
+    """Replace the grid's methods, tasks and noise by specs given on the command line, checked by
+    the rules of a grid file's; a problem names the option and the spec as typed."""
+    problems: list[str] = []
+    if methods:
+        grid.methods = _components(list(methods), "method", problems, option="--method")
+    if tasks:
+        grid.tasks = _components(list(tasks), "task", problems, option="--task")
+    if noises:
+        grid.noise = []
+        for text in noises:
+            try:
+                grid.noise.append(parse_noise(text))
+            except InvalidInputError as exc:
+                problems.append(f"--noise {exc}")
+    if problems:
+        raise GridError(problems, "command line")
 
 
 def parse_executor(text: str) -> ComponentSpec:
@@ -385,53 +394,72 @@ def _executor(value: Any, problems: list[str]) -> ComponentSpec:
 
 
 def validate_budget(budget: dict[str, Any], prefix: str = "budget") -> list[str]:
-    problems = []
+    """Problems with recipe overrides, each under its ``validation.budget_rule``."""
+    problems: list[str] = []
     for key, value in budget.items():
         kind = Recipe.OVERRIDABLE.get(key)
         if kind is None:
-            problems.append(f"{prefix}.{key}: unknown budget key; allowed: {', '.join(Recipe.OVERRIDABLE)}")
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-            problems.append(f"{prefix}.{key}: {value!r} must be {'an int' if kind is int else 'a number'}")
-        elif value <= 0 and key != "weight_decay" or value < 0:
-            problems.append(f"{prefix}.{key}: {value!r} must be positive")
+            problems.append(f"{prefix}.{key}: unknown budget key; {close_matches(key, list(Recipe.OVERRIDABLE))}")
+        else:
+            check(budget_rule(key, kind), value, f"{prefix}.{key}", problems)
     return problems
 
 
-def _components(value: Any, kind: str, problems: list[str]) -> list[ComponentSpec]:
+def _components(value: Any, kind: str, problems: list[str], option: str | None = None) -> list[ComponentSpec]:
+    """The method or task entries of a grid (tables or spec strings); ``option`` names the
+    command-line option the specs came from, for the messages."""
     if value is None:
         return []
     entries = value if isinstance(value, list) else [value]
     out = []
     for i, entry in enumerate(entries):
-        where = f"{kind}[{i}]"
+        where = f"{option} {entry!r}" if option else f"{kind}[{i}]"
         if isinstance(entry, str):
-            try:
-                out.append(parse_component(entry))
-            except ValueError as exc:
-                problems.append(f"{where}: {exc}")
-                continue
-            if out[-1].rate_presets and kind != "method":
-                problems.append(f"{where}: {entry!r}: presets per noise rate are for methods; a {kind} takes one preset")
+            component = _component_from_text(entry, kind, where, problems)
         elif isinstance(entry, dict):
-            unknown = set(entry) - {"name", "preset", "params"}
-            if unknown:
-                problems.append(f"{where}: unknown keys {sorted(unknown)}; allowed: name, preset, params")
-            name, preset, params = entry.get("name"), entry.get("preset"), entry.get("params", {})
-            rate_presets: dict[float, str] = {}
-            if isinstance(preset, dict) and kind == "method":
-                preset, rate_presets = _preset_table(preset, f"{where}.preset", problems)
-            if not isinstance(name, str):
-                problems.append(f"{where}.name: missing or not a string")
-            elif preset is not None and not isinstance(preset, str):
-                per_rate = ", or a table of presets per noise rate" if kind == "method" else ""
-                problems.append(f"{where}.preset: must be a string{per_rate}")
-            elif not isinstance(params, dict):
-                problems.append(f"{where}.params: must be a table, e.g. params = {{ q = 0.7 }}")
-            else:
-                out.append(ComponentSpec(name, preset, params, rate_presets))
+            component = _component_from_table(entry, kind, where, problems)
         else:
             problems.append(f"{where}: must be a table or a string such as \"gce{{q = 0.7}}\"")
+            continue
+        if component is None:
+            continue
+        empty = [key for key, values in component.params.items() if values == []]
+        for key in empty:
+            problems.append(f"{where}.params.{key}: [] expands to no setting; give at least one value")
+        if not empty:
+            out.append(component)
     return out
+
+
+def _component_from_text(entry: str, kind: str, where: str, problems: list[str]) -> ComponentSpec | None:
+    try:
+        component = parse_component(entry)
+    except InvalidInputError as exc:
+        problems.append(f"{where}: {exc}")
+        return None
+    if component.rate_presets and kind != "method":
+        problems.append(f"{where}: {entry!r}: presets per noise rate are for methods; a {kind} takes one preset")
+    return component
+
+
+def _component_from_table(entry: dict[str, Any], kind: str, where: str, problems: list[str]) -> ComponentSpec | None:
+    unknown = set(entry) - {"name", "preset", "params"}
+    if unknown:
+        problems.append(f"{where}: unknown keys {sorted(unknown)}; allowed: name, preset, params")
+    name, preset, params = entry.get("name"), entry.get("preset"), entry.get("params", {})
+    rate_presets: dict[float, str] = {}
+    if isinstance(preset, dict) and kind == "method":
+        preset, rate_presets = _preset_table(preset, f"{where}.preset", problems)
+    if not isinstance(name, str):
+        problems.append(f"{where}.name: missing or not a string")
+    elif preset is not None and not isinstance(preset, str):
+        per_rate = ", or a table of presets per noise rate" if kind == "method" else ""
+        problems.append(f"{where}.preset: must be a string{per_rate}")
+    elif not isinstance(params, dict):
+        problems.append(f"{where}.params: must be a table, e.g. params = {{ q = 0.7 }}")
+    else:
+        return ComponentSpec(name, preset, params, rate_presets)
+    return None
 
 
 def _noise(entry: Any, where: str, problems: list[str]) -> NoiseSpec | None:
@@ -446,13 +474,12 @@ def _noise(entry: Any, where: str, problems: list[str]) -> NoiseSpec | None:
         problems.append(f"{where}.kind: missing or not a string")
         return None
     if not isinstance(rates, list) or not rates:
-        problems.append(f"{where}.rates: must be a non-empty list of numbers in [0, 1]")
+        problems.append(f"{where}.rates: {rates!r} must be a non-empty list of rates, each {RULES['rate'].describe()}")
         return None
-    ok = True
+    before = len(problems)
     for j, rate in enumerate(rates):
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-            problems.append(f"{where}.rates[{j}]: {rate!r} must be a number in [0, 1]")
-            ok = False
+        check(RULES["rate"], rate, f"{where}.rates[{j}]", problems)
+    ok = len(problems) == before
     if not isinstance(params, dict):
         problems.append(f"{where}.params: must be a table")
         ok = False
@@ -508,16 +535,17 @@ def expand(grid: Grid, host: PluginHost) -> Expansion:
         problems.append("task: no task given and no available task joins the default grid")
     entries = [entry for i, comp in enumerate(methods) if (entry := _resolve_method(host, i, comp, problems))]
     resolved_tasks = _resolve_tasks(host, tasks, problems)
+    noise = _known_noise(grid.noise, host, problems)
 
     cells: list[CellSpec] = []
     not_applicable: dict[str, str] = {}
     rates_run: set[float] = set()
     for task in resolved_tasks:
-        for noise in _task_noise(grid, task, host, problems):
-            rates_run.update(noise.rates)
-            for seed, rate, entry in itertools.product(grid.seeds, noise.rates, entries):
+        for task_noise in _task_noise(noise, task, problems):
+            rates_run.update(task_noise.rates)
+            for seed, rate, entry in itertools.product(grid.seeds, task_noise.rates, entries):
                 for method in entry.instances(rate):
-                    cell = _cell(grid, method, entry.component.preset_label(), task, noise, rate, seed)
+                    cell = _cell(grid, method, entry.component.preset_label(), task, task_noise, rate, seed)
                     cells.append(cell)
                     if (why := method.applicability(task)) is not None:
                         not_applicable[cell.cell_hash] = why
@@ -554,7 +582,7 @@ def _resolve_tasks(host: PluginHost, tasks: list[ComponentSpec], problems: list[
         if cls is not None and (why := cls.available()) is not None:
             problems.append(f"task[{i}] {comp.name!r} is not available here: {why}")
             continue
-        for task in _resolve(host, "task", i, comp, problems):
+        for task in _instances(cls, "task", i, comp, problems) if cls is not None else []:
             try:
                 task.check_data()
             except Exception as exc:  # whatever the plugin raises, it is the user's data problem
@@ -564,22 +592,39 @@ def _resolve_tasks(host: PluginHost, tasks: list[ComponentSpec], problems: list[
     return resolved
 
 
-def _task_noise(grid: Grid, task: Any, host: PluginHost, problems: list[str]) -> list[NoiseSpec]:
+def _known_noise(noise: list[NoiseSpec] | None, host: PluginHost, problems: list[str]) -> dict[int, NoiseSpec] | None:
+    """The grid's noise entries (by position) whose kind exists; an unknown kind is one problem,
+    with the nearest known names, however many tasks the grid has."""
+    if noise is None:
+        return None
+    known = {"none", *host.noise_kinds, *(k for name in host.tasks.names() for k in host.task_class(name).noise_kinds)}
+    out = {}
+    for n, entry in enumerate(noise):
+        given_labels = entry.kind == "none" or (entry.kind in host.noise_kinds and not host.noise_kinds[entry.kind].takes_rate)
+        if entry.kind not in known:
+            problems.append(f"noise[{n}].kind: unknown noise kind {entry.kind!r}; {close_matches(entry.kind, sorted(known))}")
+        elif given_labels and any(r != 0 for r in entry.rates):
+            problems.append(f"noise[{n}]: kind {entry.kind!r} gives its labels as they are and takes only rate 0")
+        else:
+            out[n] = entry
+    return out
+
+
+def _task_noise(noise: dict[int, NoiseSpec] | None, task: Any, problems: list[str]) -> list[NoiseSpec]:
     """The grid's noise (or the task's default) that the task accepts; the rest become problems."""
     accepted = []
     task_cls = type(task)
-    for n, noise in enumerate(grid.noise or [NoiseSpec(*task_cls.default_noise)]):
-        if noise.kind not in task_cls.noise_kinds:
+    entries = {0: NoiseSpec(*task_cls.default_noise)} if noise is None else noise
+    for n, entry in entries.items():
+        if entry.kind not in task_cls.noise_kinds:
             problems.append(
-                f"noise[{n}].kind: task {task_cls.name!r} does not accept noise {noise.kind!r}; "
+                f"noise[{n}].kind: task {task_cls.name!r} does not accept noise {entry.kind!r}; "
                 f"it accepts: {', '.join(task_cls.noise_kinds)}"
             )
-        elif (noise.kind == "none" or not host.noise_kinds[noise.kind].takes_rate) and any(r != 0 for r in noise.rates):
-            problems.append(f"noise[{n}]: kind {noise.kind!r} gives its labels as they are and takes only rate 0")
-        elif (problem := _noise_problem(task, noise.kind)) is not None:
-            problems.append(f"noise[{n}] ({noise.kind}) on task {task_cls.name!r}: {problem}")
+        elif (problem := _noise_problem(task, entry.kind)) is not None:
+            problems.append(f"noise[{n}] ({entry.kind}) on task {task_cls.name!r}: {problem}")
         else:
-            accepted.append(noise)
+            accepted.append(entry)
     return accepted
 
 
@@ -641,10 +686,8 @@ def _lookup(host: PluginHost, kind: str, i: int, comp: ComponentSpec, problems: 
         return None
 
 
-def _resolve(host: PluginHost, kind: str, i: int, comp: ComponentSpec, problems: list[str]) -> Iterable[Any]:
-    cls = _lookup(host, kind, i, comp, problems)
-    if cls is None:
-        return []
+def _instances(cls: type, kind: str, i: int, comp: ComponentSpec, problems: list[str]) -> Iterable[Any]:
+    """One instance of ``cls`` per parameter setting of the grid entry (problems for the invalid ones)."""
     out = []
     for values in comp.settings():
         try:

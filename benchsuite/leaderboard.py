@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .errors import InvalidInputError
 from .results import LAST_K
 from .stats import (
     ALPHA,
@@ -54,6 +55,14 @@ DONE = ("completed", "diverged")
 
 
 # -- rows: settings and their names ------------------------------------------------------------
+
+
+def parsed(texts: Any) -> list[Any]:
+    """``json.loads`` of each text, each distinct text parsed once: runs repeat their setting, names,
+    info and provenance, so a board of many runs parses few texts. The parsed values are shared
+    between equal texts and must not be modified."""
+    cache: dict[str, Any] = {}
+    return [cache[text] if text in cache else cache.setdefault(text, json.loads(text)) for text in texts]
 
 
 def normalise_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -161,9 +170,10 @@ def _per_rate_rows(runs: pd.DataFrame) -> tuple[list[tuple[int, str]], dict[str,
     setting, with the parameters its presets do not set per rate; names whose rows hold the same
     runs at every rate share one row. Returns (run position, row key) pairs, settings and names."""
     entries: dict[str, dict[str, Any]] = {}
-    for position, (rate, cell, names, setting) in enumerate(zip(runs.noise_rate, runs.cell_hash, runs.names, runs.setting)):
-        rest = {k: v for k, v in json.loads(setting).items() if k != "method_params"}
-        for name in filter(_per_rate, json.loads(names)):
+    for position, (rate, cell, names, setting) in enumerate(zip(runs.noise_rate, runs.cell_hash, parsed(runs.names), parsed(runs.setting))):
+        per_rate = [name for name in names if _per_rate(name)]
+        rest = {k: v for k, v in setting.items() if k != "method_params"} if per_rate else {}
+        for name in per_rate:
             key = json.dumps({"name": [name["method"], name["preset"]], "rest": rest}, sort_keys=True)
             entry = entries.setdefault(key, {"rest": rest, "name": name, "params": {}, "positions": [], "cells": set()})
             entry["params"].setdefault(rate, []).append(name["params"])
@@ -189,10 +199,10 @@ def labelled_rows(runs: pd.DataFrame, column: str = "label") -> pd.DataFrame:
     that entry's row, which spans the rates with their different settings; a run asked for under
     a plain name too (``gr`` beside ``gr@0:cifar10_clean`` at r = 0.4) appears in both rows."""
     pairs, settings, names = _per_rate_rows(runs)
-    for position, (entries, setting) in enumerate(zip(runs.names, runs.setting)):
-        plain = [n for n in json.loads(entries) if not _per_rate(n)]
+    for position, (entries, setting, setting_dict) in enumerate(zip(parsed(runs.names), runs.setting, parsed(runs.setting))):
+        plain = [n for n in entries if not _per_rate(n)]
         if plain:
-            settings.setdefault(setting, json.loads(setting))
+            settings.setdefault(setting, setting_dict)
             known = names.setdefault(setting, [])
             known += [n for n in plain if n not in known]
             pairs.append((position, setting))
@@ -210,9 +220,9 @@ def _by_name(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per run and name it was asked for under, with that name's method, preset and
     parameters, and ``family``: the name with the rest of the setting (what selection varies within)."""
     rows = []
-    for index, (entries, setting) in enumerate(zip(runs.names, runs.setting)):
-        rest = {k: v for k, v in json.loads(setting).items() if k not in ("method", "method_params")}
-        for name in json.loads(entries):
+    for index, (entries, setting) in enumerate(zip(parsed(runs.names), parsed(runs.setting))):
+        rest = {k: v for k, v in setting.items() if k not in ("method", "method_params")}
+        for name in entries:
             family = json.dumps({**rest, "method": name["method"], "preset": name.get("preset", "")}, sort_keys=True)
             rows.append((index, name["method"], name.get("preset") or None, json.dumps(name["params"], sort_keys=True), family))
     names = pd.DataFrame(rows, columns=["position", "method", "preset", "params", "family"])
@@ -227,7 +237,7 @@ def select_on_validation(runs: pd.DataFrame, metric: str, higher_is_better: bool
     names whose choices are the same runs at every rate share one row (``a = b``)."""
     column = validation_column(metric)
     if column not in runs or runs[column].isna().all():
-        raise ValueError(
+        raise InvalidInputError(
             f"select = \"val\" needs the validation metric {column!r}, which these runs do not report: "
             "run the grid with val_fraction > 0 on a task that evaluates a validation split"
         )
@@ -300,7 +310,7 @@ class _Cell:
         grouped: dict[int, list[float]] = {}
         for seed, value in zip(self.seeds, self.values):
             grouped.setdefault(seed, []).append(value)
-        return {seed: float(np.mean(v)) for seed, v in grouped.items()}
+        return {seed: v[0] if len(v) == 1 else float(np.mean(v)) for seed, v in grouped.items()}
 
     def text(self, percent: bool) -> str:
         diverged = self.statuses["diverged"]
@@ -317,7 +327,7 @@ def _cells(runs: pd.DataFrame, column: str) -> dict[tuple[str, float], _Cell]:
     """(row label, noise rate) -> its cell, in one pass over the runs."""
     values = runs[column].to_numpy(dtype=float) if column in runs else np.full(len(runs), np.nan)
     cells: dict[tuple[str, float], _Cell] = {}
-    for label, rate, seed, status, value in zip(runs.label, runs.noise_rate, runs.seed, runs.status, values):
+    for label, rate, seed, status, value in zip(runs.label.tolist(), runs.noise_rate.tolist(), runs.seed.tolist(), runs.status.tolist(), values):
         cell = cells.setdefault((label, rate), _Cell())
         cell.statuses[status] += 1
         if status == "completed" and not np.isnan(value):
@@ -479,8 +489,8 @@ def privileged_text(data: dict[str, Any]) -> str:
 def _privileged(runs: pd.DataFrame) -> dict[str, str]:
     """Row label -> its privileged data in words, as its runs recorded it."""
     marks: dict[str, set[str]] = {}
-    for label, info in zip(runs.label, runs["info"]):
-        text = privileged_text(json.loads(info).get("privileged") or {})
+    for label, info in zip(runs.label, parsed(runs["info"])):
+        text = privileged_text(info.get("privileged") or {})
         if text:
             marks.setdefault(label, set()).add(text)
     return {label: " / ".join(sorted(texts)) for label, texts in marks.items()}
@@ -500,9 +510,9 @@ def _budget_text(info: dict[str, Any], epochs: Any) -> str | None:
 def budget_line(runs: pd.DataFrame) -> str:
     """The budget of every row with a completed run (``label``), in one line that groups the rows sharing one."""
     budgets: dict[str, set[str]] = {}
-    for label, info, epochs, status in zip(runs.label, runs["info"], runs.epochs, runs.status):
+    for label, info, epochs, status in zip(runs.label, parsed(runs["info"]), runs.epochs, runs.status):
         if status == "completed":
-            budgets.setdefault(label, set()).add(_budget_text(json.loads(info), epochs) or "not recorded")
+            budgets.setdefault(label, set()).add(_budget_text(info, epochs) or "not recorded")
     rows: dict[str, list[str]] = {}
     for label in sorted(budgets):
         rows.setdefault(" / ".join(sorted(budgets[label])), []).append(label)
@@ -536,7 +546,7 @@ def _plugins(prov: pd.Series) -> str:
 
 def header_lines(runs: pd.DataFrame, command: str) -> list[str]:
     """The board header: the command that regenerates it, the runs, code, plugins and hardware."""
-    prov = runs["provenance"].map(json.loads)
+    prov = pd.Series(parsed(runs["provenance"]), index=runs.index, dtype=object)
     ran = runs[runs.status != "skipped"]
     commits = prov.map(lambda p: None if not p.get("commit") else p["commit"][:12] + (" (dirty)" if p.get("dirty") else ""))
     counts = runs.status.value_counts()

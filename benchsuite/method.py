@@ -213,7 +213,7 @@ class LossMethod(Method):
     """A method defined by its loss on the logits."""
 
     #: How the batch loss combines the examples (see ``BatchReduction``); checked by
-    #: ``benchsuite.testing``, and it fixes how reported weights relate to the batch gradient.
+    #: ``benchsuite.checks``, and it fixes how reported weights relate to the batch gradient.
     batch_reduction: ClassVar[BatchReduction] = "mean"
 
     @abc.abstractmethod
@@ -226,7 +226,7 @@ class LossMethod(Method):
 
     def example_gradient(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
         """Optional closed form of ∇_z ℓ_i, each example's own loss gradient (N, C), before the batch
-        reduction. When given, the contract checks (``benchsuite.testing``) compare it in float64
+        reduction. When given, the contract checks (``benchsuite.checks``) compare it in float64
         with autograd of ``loss`` (scaled as ``batch_reduction`` says), and the reported weights
         with its per-example L1 norms. ``None``: not declared, those checks are skipped."""
         return None

@@ -6,7 +6,7 @@ realised rate. A kind is a ``NoiseKind`` registered under a name through the plu
 takes labels the task supplies per training example (human annotations such as CIFAR-N's; they
 run at rate 0 only). This module registers the built-in synthetic kinds through the same hook, as
 an internal plugin of the host. Kinds, and the sampling each uses by default, follow the
-reference implementations (``../shared/reference/methods.md`` §9):
+reference implementations (``docs/reference.md`` §6):
 
 * ``symmetric`` — the label moves to one of the *other* classes, uniformly (GR, DM, IMAE, SL);
   default sampling ``exact_classbalanced`` (the SL protocol the DM/IMAE papers copy).
@@ -46,13 +46,14 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from .errors import UsageError
 from .hookspecs import hookimpl
 from .params import close_matches
 
 SAMPLINGS = ("exact_classbalanced", "exact_global", "bernoulli")
 
 
-class NoiseError(ValueError):
+class NoiseError(UsageError, ValueError):
     """Invalid noise kind, rate, sampling, kind input or labels."""
 
 

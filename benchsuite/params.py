@@ -12,8 +12,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
+from .errors import UsageError
+from .validation import range_text
 
-class ParameterError(ValueError):
+
+class ParameterError(UsageError, ValueError):
     """A plugin parameter is unknown, of the wrong type or out of range."""
 
 
@@ -62,14 +65,10 @@ class Param:
         """What values are allowed, in words (used in error messages and ``benchsuite methods``)."""
         if self.choices is not None:
             return "one of " + ", ".join(repr(c) for c in self.choices)
-        parts = [_TYPE_NAMES.get(self.kind, self.kind.__name__)]
-        if self.low is not None:
-            parts.append(("> " if self.low_open else ">= ") + repr(self.low))
-        if self.high is not None:
-            parts.append(("< " if self.high_open else "<= ") + repr(self.high))
-        if self.nullable:
-            parts.append("or None")
-        return " ".join(parts)
+        text = _TYPE_NAMES.get(self.kind, self.kind.__name__)
+        if self.low is not None or self.high is not None:
+            text += ", " + range_text(self.low, self.high, self.low_open, self.high_open)
+        return text + (" or None" if self.nullable else "")
 
     def validate(self, owner: str, name: str, value: Any) -> Any:
         """Return ``value`` coerced to the declared type, or raise ``ParameterError``."""

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import pandas as pd
 
+from .errors import InvalidInputError
+
 if TYPE_CHECKING:
     import torch
 
@@ -73,7 +75,7 @@ def save_figure(fig: Any, out: str | Path) -> Path:
     out = Path(out)
     fmt = out.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
-        raise ValueError(f"cannot write {out}: the file name must end in one of {', '.join('.' + f for f in FORMATS)}")
+        raise InvalidInputError(f"cannot write {out}: the file name must end in one of {', '.join('.' + f for f in FORMATS)}")
     out.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"Date": None} if fmt == "svg" else {}
     # a short font list: SVG text names its fonts on every label, and the default list is 12 long
@@ -98,7 +100,7 @@ def weight_curve(method: LossMethod, p: torch.Tensor, num_classes: int = 10) -> 
     logits, targets = logits_for_target_prob(p, num_classes)
     weights = method.compute(logits, targets).weights
     if weights is None:
-        raise ValueError(
+        raise InvalidInputError(
             f"method {method.name!r} reports no per-example weights (LossOutput.weights is None), "
             "so it has no weight curve; return the L1 norm of each example's logit gradient"
         )
@@ -121,13 +123,13 @@ def plot_weight_curves(
     of p_y alone the curve does not depend on ``num_classes``; for others (the full MSE) the
     non-target probability is spread evenly over the other classes.
     """
-    from .testing import method_id, resolve_method
+    from .checks import method_id, resolve_method
 
     if Path(out).suffix.lstrip(".").lower() not in FORMATS:
-        raise ValueError(f"cannot write {out}: the file name must end in one of {', '.join('.' + f for f in FORMATS)}")
+        raise InvalidInputError(f"cannot write {out}: the file name must end in one of {', '.join('.' + f for f in FORMATS)}")
     instances = [resolve_method(m) for m in methods]
     if not instances:
-        raise ValueError("plot_weight_curves needs at least one method")
+        raise InvalidInputError("plot_weight_curves needs at least one method")
     labelled = [(method_id(m), m) for m in instances]
     fig = weight_figure(labelled, num_points=num_points, num_classes=num_classes, density=density, title=title)
     return save_figure(fig, out)
@@ -153,7 +155,7 @@ def weight_figure(
     styles = series_styles([label for label, _ in methods])
     for i, (label, method) in enumerate(methods):
         if not isinstance(method, LossMethod):
-            raise ValueError(f"{method.name} is a step-level method; only loss methods have a weight curve w(p_y)")
+            raise InvalidInputError(f"{method.name} is a step-level method; only loss methods have a weight curve w(p_y)")
         w = weight_curve(method, p, num_classes)
         if density:
             w = w / torch.trapezoid(w, p)
@@ -275,7 +277,7 @@ def cmc_figure(labelled: pd.DataFrame, rates: list[float], labels: list[str], ti
 
     ranks = cmc_ranks(labelled)
     if not ranks:
-        raise ValueError("these runs store no CMC points (test_rank<k> metrics): only retrieval tasks do")
+        raise InvalidInputError("these runs store no CMC points (test_rank<k> metrics): only retrieval tasks do")
     styles = series_styles(labels)
     completed = labelled[labelled.status == "completed"]
     fig = Figure(figsize=(1.6 + 3.6 * len(rates), 3.6), layout="constrained")
@@ -310,7 +312,7 @@ def plot_epoch_curves(means: Any, columns: list[tuple[str, str]], rate: float, o
     frame = mean_curves(means)
     at_rate = frame[(frame.noise_rate - rate).abs() < 1e-9]
     if at_rate.empty:
-        raise ValueError(f"no curves at noise rate {rate:g} to plot")
+        raise InvalidInputError(f"no curves at noise rate {rate:g} to plot")
     labels = sorted(set(frame.label))
     panels = present_panels(at_rate, columns)
     fig = epoch_figure(at_rate, [(c, label) for c, label in columns if (c, label) in panels], [rate], labels, title)

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import pluggy
 
 from . import __version__, hookspecs, noise
+from .errors import BenchsuiteError
 from .method import Method
 from .registry import InvalidPluginError, Registry
 from .task import Task
@@ -32,7 +33,7 @@ _HOOK_NAMES = ("register_methods", "register_tasks", "register_noise_kinds")
 INTERNAL_PLUGINS = {"benchsuite.noise": noise}
 
 
-class PluginLoadError(RuntimeError):
+class PluginLoadError(BenchsuiteError, RuntimeError):
     """A plugin could not be loaded and strict loading was asked for."""
 
 
@@ -153,8 +154,11 @@ class PluginHost:
             names = [cls.name for cls in staged[kind]]
             clash = {n for n in names if names.count(n) > 1 or n in registry}
             if clash:
-                owner = {n: registry.origin(n) for n in clash if n in registry}
-                raise InvalidPluginError(f"{kind} already registered: {sorted(clash)} {owner or ''}".strip())
+                raise InvalidPluginError("; ".join(
+                    f"{kind[:-1]} {n!r} is already registered by plugin {registry.origin(n)!r}" if n in registry
+                    else f"{kind[:-1]} {n!r} is registered twice by this plugin"
+                    for n in sorted(clash)
+                ))  # fmt: skip
         for task in staged["tasks"]:
             unknown = [k for k in task.noise_kinds if k != "none" and k not in kinds and k not in self.noise_kinds]
             if unknown:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import platform
+import shlex
 import socket
 import subprocess
 import sys
@@ -79,4 +80,4 @@ def provenance(device: str, plugins: dict[str, dict[str, Any]]) -> dict[str, Any
     count is read now, not cached with the machine: a process may change it between cells."""
     import torch
 
-    return {**machine(device), "torch_threads": torch.get_num_threads(), "plugins": plugins, "command": " ".join(sys.argv)}
+    return {**machine(device), "torch_threads": torch.get_num_threads(), "plugins": plugins, "command": shlex.join(sys.argv)}

@@ -13,14 +13,19 @@ ours wherever a board measured the same task, noise and method.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pandas as pd
 
-from .grid import load_grid_file
+from .errors import InvalidExportError
 from .leaderboard import labelled_rows, mean_ci_cell, normalise_runs
+from .results import RUN_COLUMNS
+from .spec import RunStatus
 
 #: Run columns a published export drops: the full spec repeats the identity columns beside it.
 DROPPED_COLUMNS = ("spec",)
@@ -49,6 +54,8 @@ def leaderboard_options(grid_file: str | None, select: str | None) -> dict[str, 
     command that produced the runs."""
     options: dict[str, Any] = {}
     if grid_file:
+        from .grid import load_grid_file  # the grid module loads the plugin machinery (and torch): only when asked
+
         grid = load_grid_file(grid_file)
         options.update(
             select=grid.select,
@@ -72,18 +79,83 @@ def compact_runs(runs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+#: The columns a runs export must have (older exports lack ``names`` and ``setting``: derived).
+REQUIRED_COLUMNS = ("method", "params", "task", "task_params", "noise_kind", "noise_rate", "seed", "status", "info", "provenance")
+#: Columns holding JSON, and the numeric columns of the run itself (every column after the run
+#: columns of ``results.RUN_COLUMNS`` is a metric, numeric too).
+JSON_COLUMNS = ("params", "task_params", "info", "provenance", "names", "setting")
+NUMERIC_COLUMNS = ("noise_rate", "seed", "epochs", "diverged_epoch", "duration_s")
+STATUSES = get_args(RunStatus)
+
+
 def read_runs_export(path: str | Path) -> pd.DataFrame:
-    """A runs CSV (``benchsuite export`` or a published board) as the renderer's input. Exports
+    """A runs CSV (``benchsuite export`` or a published board) as the renderer's input, checked
+    against the export's schema first: the columns, a complete row per line, numbers where numbers
+    belong, JSON where JSON belongs, known statuses. A file that does not match is refused with its
+    name and first bad line (``InvalidExportError``), never rendered into a wrong board. Exports
     written before the ``names`` and ``setting`` columns are read too: their rows are told apart
     by method, parameters and task parameters only (``leaderboard.normalise_runs``)."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"no runs export at {path}; `benchsuite export --out {path}` or `benchsuite publish` writes one")
+        raise InvalidExportError(f"no runs export at {path}; `benchsuite export --out {path}` or `benchsuite publish` writes one")
+    lines = _export_lines(path)
     runs = pd.read_csv(path, dtype={"preset": "string", "error": "string"})
-    missing = {"method", "params", "task", "task_params", "noise_kind", "noise_rate", "seed", "status", "info", "provenance"} - set(runs)
-    if missing:
-        raise ValueError(f"{path} is not a benchsuite runs export: it lacks the columns {', '.join(sorted(missing))}")
+    problems = [(int(bad.to_numpy().argmax()), why) for bad, why in _cell_checks(runs) if bad.any()]
+    if problems:
+        row, why = min(problems, key=lambda problem: problem[0])
+        raise InvalidExportError(f"{path}:{lines[row]}: {why(runs.iloc[row])}; not a benchsuite runs export as written")
     return runs.assign(preset=runs.preset.astype(object).where(runs.preset.notna(), None))
+
+
+def _export_lines(path: Path) -> list[int]:
+    """The line of each record of the CSV (records may span lines), after checking the header and
+    that every record is complete."""
+    text = path.read_text(errors="replace")
+    if not text.strip():
+        raise InvalidExportError(f"{path}: the file is empty; not a benchsuite runs export")
+    if not text.endswith("\n"):
+        raise InvalidExportError(f"{path}:{text.count(chr(10)) + 1}: the last line is cut off (no line end): a truncated export")
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader)
+    missing = sorted(set(REQUIRED_COLUMNS) - set(header))
+    if missing:
+        raise InvalidExportError(f"{path}:1: not a benchsuite runs export: the header lacks the columns {', '.join(missing)}")
+    lines = []
+    try:
+        for record in reader:
+            if len(record) != len(header):
+                raise InvalidExportError(
+                    f"{path}:{reader.line_num}: {len(record)} fields where the header has {len(header)}: a cut-off or damaged row"
+                )
+            lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise InvalidExportError(f"{path}:{reader.line_num}: not a well-formed CSV row ({exc})") from None
+    return lines
+
+
+def _cell_checks(runs: pd.DataFrame) -> Iterator[tuple[pd.Series, Callable[[pd.Series], str]]]:
+    """Per rule of the export's schema: the mask of the rows that break it, and what to say about
+    such a row. Checked column by column, so a published board's few hundred rows cost little."""
+    for column in REQUIRED_COLUMNS[:5]:
+        yield runs[column].isna(), lambda row, c=column: f"{c} is empty"
+    yield ~runs.status.isin(STATUSES), lambda row: f"status {row['status']!r} is not one of {', '.join(STATUSES)}"
+    for column in ("seed", "noise_rate"):
+        yield runs[column].isna(), lambda row, c=column: f"{c} is empty"
+    run_columns = set(RUN_COLUMNS)
+    for column in runs.columns:
+        values = runs[column]
+        if (column in NUMERIC_COLUMNS or column not in run_columns) and not pd.api.types.is_numeric_dtype(values):
+            yield values.notna() & pd.to_numeric(values, errors="coerce").isna(), lambda row, c=column: f"{c} = {row[c]!r} is not a number"
+        if column in JSON_COLUMNS:
+            yield values.notna() & ~values.map(_is_json, na_action="ignore").astype(bool), lambda row, c=column: f"{c} is not valid JSON"
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.loads(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def curve_means(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:

@@ -6,6 +6,7 @@ import inspect
 import re
 from typing import Generic, TypeVar
 
+from .errors import BenchsuiteError, UsageError
 from .params import Configurable, ParameterError, close_matches
 
 T = TypeVar("T", bound=Configurable)
@@ -13,14 +14,14 @@ T = TypeVar("T", bound=Configurable)
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-class UnknownNameError(LookupError):
+class UnknownNameError(UsageError, LookupError):
     """No method or task of that name is registered."""
 
     def __str__(self) -> str:  # LookupError would quote the message
         return str(self.args[0])
 
 
-class InvalidPluginError(TypeError):
+class InvalidPluginError(BenchsuiteError, TypeError):
     """A plugin registered something that is not a valid method or task class."""
 
 

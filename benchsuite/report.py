@@ -28,6 +28,7 @@ import pandas as pd
 
 from . import leaderboard as lb
 from . import plotting
+from .errors import InvalidInputError
 
 #: Marks a folder as written by ``write_report``: only such a folder (or an empty one) is written into.
 GENERATOR = "benchsuite report"
@@ -53,14 +54,14 @@ def prepare_output(out: Path) -> None:
     figures are removed). Any other content is refused: a report never overwrites files it did
     not write."""
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; the report is a folder (index.html and figures/)")
+        raise InvalidInputError(f"--out {out} is a file; the report is a folder (index.html and figures/)")
     if not out.exists():
         out.mkdir(parents=True)
         return
     index, figures = out / "index.html", out / FIGURES
     ours = index.is_file() and f'<meta name="generator" content="{GENERATOR}">' in index.read_text(errors="replace")
     if any(out.iterdir()) and not ours:
-        raise ValueError(f"--out {out} holds files that are not a benchsuite report; give a new or empty folder")
+        raise InvalidInputError(f"--out {out} holds files that are not a benchsuite report; give a new or empty folder")
     if ours:
         index.unlink()
         for svg in figures.glob("*.svg") if figures.is_dir() else []:
@@ -321,7 +322,7 @@ def parse_noise(text: str | None) -> tuple[str | None, list[float] | None]:
         return kind or None, [float(r) for r in rates.split(",")]
     except ValueError:
         if ":" in text:
-            raise ValueError(f"--noise {text!r}: the rates after ':' must be numbers, e.g. symmetric:0,0.4") from None
+            raise InvalidInputError(f"--noise {text!r}: the rates after ':' must be numbers, e.g. symmetric:0,0.4") from None
         return text, None
 
 
@@ -332,8 +333,8 @@ def pick_section(views: list[lb.Section], task: str | None, kind: str | None) ->
         return matching[0]
     known = ", ".join(f"{v.task} ({v.kind} noise)" for v in views) or "none"
     if not matching:
-        raise ValueError(f"no runs of task {task or 'any'} with {kind or 'any'} noise; the results hold: {known}")
-    raise ValueError(f"the results hold several tasks or noise kinds ({known}): choose one with --task and --noise KIND:RATES")
+        raise InvalidInputError(f"no runs of task {task or 'any'} with {kind or 'any'} noise; the results hold: {known}")
+    raise InvalidInputError(f"the results hold several tasks or noise kinds ({known}): choose one with --task and --noise KIND:RATES")
 
 
 def pick_rates(section: lb.Section, rates: list[float] | None) -> list[float]:
@@ -342,7 +343,7 @@ def pick_rates(section: lb.Section, rates: list[float] | None) -> list[float]:
         return section.rates
     missing = [r for r in rates if not any(abs(r - s) < 1e-9 for s in section.rates)]
     if missing:
-        raise ValueError(
+        raise InvalidInputError(
             f"no runs at noise rate {', '.join(map(_rate, missing))} of {section.task}; it has {', '.join(map(_rate, section.rates))}"
         )
     return [s for s in section.rates if any(abs(r - s) < 1e-9 for r in rates)]
@@ -373,19 +374,19 @@ def plot_figure(
     if kind == "weights":
         methods = _loss_methods(section, labels, host)
         if not methods:
-            raise ValueError(f"no row of {section.task} trains a loss method with one setting at every rate: no weight curve to draw")
+            raise InvalidInputError(f"no row of {section.task} trains a loss method with one setting at every rate: no weight curve to draw")
         what = "emphasis density" if density else "weight curves"
         return plotting.weight_figure(methods, density=density, title=f"{title}: {what} of the rows' loss methods")
     frame = plotting.run_curves(at_rates, curves) if curves is not None else pd.DataFrame()
     if kind == "fit":
         panels = plotting.present_panels(frame, plotting.FIGURE_PANELS["fit"])
         if not panels:
-            raise ValueError(f"the runs of {section.task} store no fit curves (clean_fit, noisy_memorised)")
+            raise InvalidInputError(f"the runs of {section.task} store no fit curves (clean_fit, noisy_memorised)")
     else:
         metrics = [metric] if metric else section.table_metrics
         stored = sorted(c for c in frame if c not in ("cell_hash", "epoch", "label", "noise_rate", "seed") and frame[c].notna().any())
         unknown = [m for m in metrics if m not in stored]
         if unknown:
-            raise ValueError(f"no per-epoch metric {', '.join(unknown)} in the runs of {section.task}; stored: {', '.join(stored) or 'none'}")
+            raise InvalidInputError(f"no per-epoch metric {', '.join(unknown)} in the runs of {section.task}; stored: {', '.join(stored) or 'none'}")
         panels = [(m, m) for m in metrics]
     return plotting.epoch_figure(frame, panels, rates, labels, f"{title}: " + ", ".join(c for c, _ in panels) + " per epoch")

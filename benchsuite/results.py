@@ -8,37 +8,38 @@ best value over epochs (``best_<metric>``) and the mean of the last ``LAST_K`` e
 ``setting`` is the cell's identity without seed and noise rate (runs with equal settings, and
 only they, share a leaderboard row) and ``names`` every name the cell was asked for under
 (``[{"method", "preset", "params"}, ...]``: ``dm`` and ``gr`` with their defaults are one cell).
+
+It reads the per-run summaries the store computed when each run was written, never the curves,
+so its cost grows with the number of runs, not epochs. ``curves_dataframe`` reads curves: only
+for the runs asked for, and ``iter_curves`` a bounded number of runs at a time.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
 
-from .spec import CellSpec
-from .store import ResultStore
+from .store import CURVE_CHUNK_RUNS, LAST_K, open_store
 
-LAST_K = 5
+__all__ = ["LAST_K", "RUN_COLUMNS", "curves_dataframe", "iter_curves", "to_dataframe", "write_curves_csv"]
+
 RUN_COLUMNS = [
     "cell_hash", "method", "preset", "params", "names", "setting", "task", "task_params", "noise_kind", "noise_rate",
     "seed", "status", "error", "diverged_epoch", "epochs", "started_at", "finished_at", "duration_s",
     "spec", "info", "provenance",
 ]  # fmt: skip
+_RUN_COLUMNS_READ = [
+    "r.cell_hash", "r.method", "r.preset", "r.spec", "r.task", "r.noise_kind", "r.noise_rate", "r.seed", "r.status", "r.error",
+    "r.diverged_epoch", "r.epochs", "r.started_at", "r.finished_at", "r.duration_s", "r.info", "r.provenance",
+    "s.params", "s.task_params", "s.setting",
+]  # fmt: skip
 
 
-def _canonical(value: object) -> str:
-    return json.dumps(value, sort_keys=True)
-
-
-def curves_dataframe(path: str | Path) -> pd.DataFrame:
-    """Per-epoch metrics: one row per (run, epoch), one column per metric."""
-    with ResultStore(path) as store:
-        rows = store.query(
-            "SELECT r.cell_hash, c.epoch, c.key, c.value FROM curves c JOIN runs r ON r.id = c.run_id"
-        )
-    long = pd.DataFrame([tuple(r) for r in rows], columns=["cell_hash", "epoch", "key", "value"])
+def _wide(long: pd.DataFrame) -> pd.DataFrame:
+    """Long (cell_hash, epoch, key, value) rows as one row per (run, epoch), one column per metric."""
     if long.empty:
         return pd.DataFrame(columns=["cell_hash", "epoch"])
     wide = long.pivot_table(index=["cell_hash", "epoch"], columns="key", values="value", aggfunc="first")
@@ -46,46 +47,71 @@ def curves_dataframe(path: str | Path) -> pd.DataFrame:
     return wide.reset_index().sort_values(["cell_hash", "epoch"], kind="stable").reset_index(drop=True)
 
 
-def to_dataframe(path: str | Path) -> pd.DataFrame:
-    """One row per run (see the module docstring for the columns)."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no results database at {path}; `benchsuite run --results {path}` creates one")
-    with ResultStore(path) as store:
-        rows = store.query(
-            "SELECT cell_hash, method, preset, spec, task, noise_kind, noise_rate, seed, status, error, "
-            "diverged_epoch, epochs, started_at, finished_at, duration_s, info, provenance, final FROM runs"
-        )
+def iter_curves(path: str | Path, cell_hashes: Iterable[str] | None = None, chunk_runs: int = CURVE_CHUNK_RUNS) -> Iterator[pd.DataFrame]:
+    """Per-epoch metrics of the runs asked for (all by default), ``chunk_runs`` runs at a time, in
+    cell-hash order: each chunk is ``curves_dataframe``'s table for those runs. Memory is bounded
+    by the chunk, whatever the size of the database."""
+    with open_store(path, "read") as store:
+        wanted = None if cell_hashes is None else set(cell_hashes)
+        runs = [(h, i) for h, i in store.query("SELECT cell_hash, id FROM runs ORDER BY cell_hash") if wanted is None or h in wanted]
+        for start in range(0, len(runs), chunk_runs):
+            chunk = {run_id: cell_hash for cell_hash, run_id in runs[start : start + chunk_runs]}
+            placeholders = ",".join("?" * len(chunk))
+            rows = store.query(f"SELECT run_id, epoch, key, value FROM curves WHERE run_id IN ({placeholders})", tuple(chunk))
+            long = pd.DataFrame([tuple(r) for r in rows], columns=["run_id", "epoch", "key", "value"])
+            long.insert(0, "cell_hash", long.pop("run_id").map(chunk))
+            yield _wide(long)
+
+
+def curves_dataframe(path: str | Path, cell_hashes: Iterable[str] | None = None) -> pd.DataFrame:
+    """Per-epoch metrics: one row per (run, epoch), one column per metric; only the runs in
+    ``cell_hashes`` when given (a plot of one board reads only that board's curves)."""
+    chunks = [c for c in iter_curves(path, cell_hashes) if not c.empty]
+    if not chunks:
+        return pd.DataFrame(columns=["cell_hash", "epoch"])
+    wide = pd.concat(chunks, ignore_index=True)
+    metrics = sorted(c for c in wide if c not in ("cell_hash", "epoch"))
+    return wide[["cell_hash", "epoch", *metrics]]
+
+
+def write_curves_csv(path: str | Path, out: str | Path, cell_hashes: Iterable[str] | None = None) -> int:
+    """Stream the curves of the runs asked for (all by default) to a CSV file, chunk by chunk, in
+    bounded memory; the columns are every metric stored (one pass over the keys first). Returns
+    the number of rows written."""
+    with open_store(path, "read") as store:
+        keys = sorted(row[0] for row in store.query("SELECT DISTINCT key FROM curves"))
+    columns = ["cell_hash", "epoch", *keys]
+    written = 0
+    with open(out, "w", newline="") as handle:
+        handle.write(",".join(columns) + "\n")
+        for chunk in iter_curves(path, cell_hashes):
+            chunk.reindex(columns=columns).to_csv(handle, header=False, index=False)
+            written += len(chunk)
+    return written
+
+
+def to_dataframe(path: str | Path, spec: bool = True) -> pd.DataFrame:
+    """One row per run (see the module docstring for the columns); ``spec=False`` leaves out the
+    full spec, which no board reads (the largest text of a run, one per run)."""
+    columns = [c for c in _RUN_COLUMNS_READ if spec or c != "spec"]
+    query = f"SELECT {', '.join(columns)}, s.requested_name, s.board FROM runs r JOIN summaries s ON s.run_id = r.id"
+    names = [c.split(".")[-1] for c in columns] + ["names"]
+    shared: dict[str, str] = {}  # equal texts (info, provenance, settings, names of many runs) held once
+    records, boards = [], []
+    with open_store(path, "read") as store:
         recorded_names = store.names()
-    records = []
-    for r in rows:
-        spec = CellSpec.from_dict(json.loads(r["spec"]))
-        record = {k: r[k] for k in r.keys() if k != "final"}
-        record["params"] = _canonical(spec.method_params)
-        record["task_params"] = _canonical(spec.task_params)
-        record["setting"] = _canonical(spec.setting())
-        names = {_canonical(n) for n in [spec.requested_name(), *recorded_names.get(r["cell_hash"], [])]}
-        record["names"] = "[" + ", ".join(sorted(names)) + "]"
-        record["error"] = (r["error"] or "").splitlines()[0] if r["error"] else None
-        record.update(json.loads(r["final"]))
-        records.append(record)
-    runs = pd.DataFrame.from_records(records)
-    if runs.empty:
+        for row in store.rows(query):
+            values = [shared.setdefault(v, v) if type(v) is str and len(v) > 24 else v for v in row[:-2]]
+            canonical = {row[-2], *(json.dumps(n, sort_keys=True) for n in recorded_names.get(row[0], []))}
+            text = "[" + ", ".join(sorted(canonical)) + "]"
+            records.append((*values, shared.setdefault(text, text)))
+            boards.append(json.loads(row[-1]))
+    if not records:
         return pd.DataFrame(columns=RUN_COLUMNS)
-    runs = runs.drop(columns=["epoch"], errors="ignore")
-    curves = curves_dataframe(path)
-    summaries = []
-    for cell_hash, group in curves.groupby("cell_hash", sort=True):
-        info = json.loads(runs.loc[runs.cell_hash == cell_hash, "info"].iloc[0])
-        summary = {"cell_hash": cell_hash}
-        for metric, meta in info.get("task_metrics", {}).items():
-            if metric in group:
-                values = group[metric].dropna()
-                if len(values):
-                    summary[f"best_{metric}"] = values.max() if meta["higher_is_better"] else values.min()
-                    summary[f"last{LAST_K}_{metric}"] = values.iloc[-LAST_K:].mean()
-        summaries.append(summary)
-    if summaries:
-        runs = runs.merge(pd.DataFrame(summaries), on="cell_hash", how="left")
+    runs = pd.DataFrame.from_records(records, columns=names)
+    runs["error"] = [error.splitlines()[0] if isinstance(error, str) and error else None for error in runs.error]
+    numbers = pd.DataFrame.from_records(boards)
+    runs = pd.concat([runs.drop(columns=[c for c in numbers if c in runs]), numbers], axis=1)
     first = [c for c in RUN_COLUMNS if c in runs]
     rest = sorted(c for c in runs if c not in first)
     return runs[first + rest].sort_values(["task", "noise_kind", "method", "params", "noise_rate", "seed"], kind="stable").reset_index(drop=True)

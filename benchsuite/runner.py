@@ -378,7 +378,7 @@ class _GridRun:
     def _passed_over(self, spec: CellSpec) -> None:
         """A cell whose claim failed: finished meanwhile (counted done), or held by another live
         driver (waited for, or left to it)."""
-        if spec.cell_hash in self.store.done():
+        if self.store.status(spec.cell_hash) in DONE_STATUSES:
             self.outcome.already_done += 1
         elif self.wait_for_others:
             self.held_elsewhere[spec.cell_hash] = spec

@@ -15,6 +15,7 @@ Every test is two-sided at ``ALPHA`` = 5 %, with no correction for the number of
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import warnings
 from typing import Iterator, Mapping
@@ -34,7 +35,13 @@ def t_half_width(values: np.ndarray, confidence: float = CONFIDENCE) -> float:
     if n < 2:
         return math.nan
     sd = float(np.std(values, ddof=1))
-    return float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    return _t_quantile(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
+
+
+@functools.lru_cache(maxsize=256)
+def _t_quantile(probability: float, degrees_of_freedom: int) -> float:
+    """Student's t quantile, computed once per degrees of freedom (a board asks for a few, thousands of times)."""
+    return float(sps.t.ppf(probability, degrees_of_freedom))
 
 
 def significantly_worse(

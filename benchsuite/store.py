@@ -1,12 +1,16 @@
 """The results database: SQLite in WAL mode, one transaction per finished run.
 
 Tables: ``runs`` (one row per cell hash: spec, status, timings, provenance, final metrics),
-``curves`` (per-epoch metrics, long format), ``claims`` (cells being computed right now, so that
+``summaries`` (per run, what the boards read: best epoch, last-k and final of its metrics and the
+derived identity columns, computed once when the run is stored, indexed by task, noise kind and
+setting), ``curves`` (per-epoch metrics, long format, read only when curves are asked for), ``claims`` (cells being computed right now, so that
 several ``benchsuite run`` processes on one database share the work instead of duplicating it),
 ``names`` (every name a cell was asked for under: ``dm`` and ``gr`` with their defaults are one
 cell, and the boards say so).
 
-A run is written with its curves in one transaction, so a killed process never leaves half a run.
+A run is written with its summary and curves in one transaction, so a killed process never leaves
+half a run. A database of an older schema is migrated when opened (after a backup copy of the file);
+one written by a newer benchsuite is refused before anything is written to it.
 A claim whose owner has stopped beating for ``STALE_CLAIM_SECONDS`` is stale on any host, whatever
 its PID (a dead driver's PID may have been reused), and on the same host a claim whose process is
 gone is stale at once; a stale claim is taken over, so restarting an interrupted grid runs
@@ -20,14 +24,24 @@ import math
 import os
 import socket
 import sqlite3
+import sys
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Literal
+from urllib.parse import quote
 
+from .errors import UsageError
 from .spec import CellSpec, RunRecord
 
-SCHEMA_VERSION = "1"
+#: 1: runs, curves, names, claims. 2: per-run summaries (``summaries``), computed when a run is stored.
+SCHEMA_VERSION = "2"
+#: Epochs averaged by the ``last<k>_<metric>`` columns (all epochs if a run has fewer).
+LAST_K = 5
+#: Runs whose curves are read (or summarised, when migrating) per query: bounds the memory of a
+#: curves export or a migration whatever the size of the database.
+CURVE_CHUNK_RUNS = 500
 #: Cells with these statuses are finished; ``failed`` and ``timeout`` cells run again on the next run.
 DONE_STATUSES = ("completed", "diverged")
 #: A claim with no heartbeat for this long is abandoned, on any host and whatever its PID (drivers
@@ -58,6 +72,19 @@ CREATE TABLE IF NOT EXISTS runs (
     duration_s REAL
 );
 CREATE INDEX IF NOT EXISTS runs_by_task ON runs (task, noise_kind);
+CREATE TABLE IF NOT EXISTS summaries (
+    run_id INTEGER PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+    task TEXT NOT NULL,
+    noise_kind TEXT NOT NULL,
+    setting TEXT NOT NULL,
+    params TEXT NOT NULL,
+    task_params TEXT NOT NULL,
+    requested_name TEXT NOT NULL,
+    lineage_hash TEXT NOT NULL,
+    board TEXT NOT NULL,
+    metrics TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS summaries_by_board ON summaries (task, noise_kind, setting);
 CREATE TABLE IF NOT EXISTS curves (
     run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     epoch INTEGER NOT NULL,
@@ -80,12 +107,154 @@ CREATE TABLE IF NOT EXISTS claims (
 """
 
 
-class StoreError(RuntimeError):
-    """The results file is not a benchsuite database (or has an incompatible schema)."""
+class StoreError(UsageError, RuntimeError):
+    """The results file is not a benchsuite database (or has an incompatible schema), or its path
+    cannot be written."""
+
+
+#: How a store is opened: ``write`` creates the database when it is missing; ``read`` never
+#: writes (an SQLite read-only connection), so it works on read-only media and leaves foreign
+#: files as they are.
+Mode = Literal["read", "write"]
+
+
+def open_store(path: str | Path, mode: Mode = "write") -> "ResultStore":
+    """The results database at ``path``, checked before anything is written to it: a file that is
+    not an SQLite database, an SQLite database of another application and a database of another
+    schema version are refused (``StoreError`` naming the path), as are paths that cannot hold a
+    database (an empty path, a folder that cannot be created or written)."""
+    return ResultStore(path, mode)
+
+
+def _check_path(path: Path, mode: Mode) -> None:
+    """Refuse, naming the path, what cannot be a results database before anything touches it.
+
+    The file itself is never opened here, only through SQLite: closing any other descriptor of a
+    database file drops the POSIX locks this process's SQLite connections hold on it, after which
+    another process would checkpoint and delete the write-ahead log under a running grid."""
+    if not str(path) or str(path) == ".":
+        raise StoreError("the results path is empty: give a file such as results.sqlite")
+    if path.exists() and not path.is_file():
+        raise StoreError(f"{path} is not a file")
+    if mode == "read" and not path.is_file():
+        raise StoreError(f"no results database at {path}; `benchsuite run --results {path}` creates one")
+    if mode == "write":
+        _check_folder(path)
+
+
+def _check_folder(path: Path) -> None:
+    """The database's folder exists (made here if missing) and is writable (SQLite writes its
+    journal beside the database)."""
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise StoreError(f"cannot create the folder of {path}: a part of {folder} is a file, not a folder") from None
+    except OSError as exc:
+        raise StoreError(f"cannot create the folder {folder} for {path}: {exc.strerror}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot write {path}: the folder {folder} is not writable")
+    if path.is_file() and not os.access(path, os.W_OK):
+        raise StoreError(f"cannot write {path}: the file is read-only")
+
+
+def _read_only_connection(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write and creates no file. Without a ``-wal`` file beside it, no
+    process has the database open (the last one to close checkpoints and removes it), so it is
+    opened as immutable: SQLite then adds no ``-wal``/``-shm`` files either, and reads work on
+    read-only media. With one, a run may be writing: a plain read-only connection sees its
+    committed cells (immutable again if the folder is read-only and the shared memory missing)."""
+    uri = "file:" + quote(str(path.resolve())) + "?mode=ro"
+    if not Path(f"{path}-wal").exists():
+        return sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(uri, uri=True, timeout=120, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        conn.close()
+        if os.access(path.parent, os.W_OK):
+            raise
+        conn = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+    return conn
+
+
+def _schema_version(conn: sqlite3.Connection, path: Path) -> str | None:
+    """The schema version of the database behind ``conn`` (None: an empty database); refuses an
+    SQLite file of another application, read without writing."""
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables:
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if "meta" in tables else None
+    if row is None:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StoreError(
+            f"{path} is not a benchsuite results database: it is an SQLite database of something else "
+            f"(tables: {shown}); it is left as it is: choose another --results path"
+        )
+    return str(row[0])
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def summarise(
+    curves: Iterable[tuple[int, str, float | None]], final: dict[str, Any], task_metrics: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A run's summary from its stored curves (``(epoch, key, value)``, values as stored: ``None``
+    for a non-finite one), its final metrics and its task's declared metrics.
+
+    Returns ``(board, metrics)``. ``board`` is the flat per-run numbers of ``to_dataframe``: the
+    final value of every metric and, for the declared metrics, ``best_<m>`` (the best over epochs)
+    and ``last<k>_<m>`` (the mean of the last ``LAST_K`` finite values). ``metrics`` keeps, for every
+    metric, ``final``, ``last_k`` and, where its direction is known (a declared metric and its
+    ``val_`` counterpart, the selection metric), ``best`` and ``best_epoch`` (the first epoch
+    reaching it).
+    """
+    series: dict[str, list[tuple[int, float]]] = {}
+    for epoch, key, value in sorted(curves, key=lambda row: row[0]):
+        if value is not None:
+            series.setdefault(key, []).append((int(epoch), float(value)))
+    directions = {m: bool(meta.get("higher_is_better", True)) for m, meta in task_metrics.items()}
+    directions.update({"val_" + m.removeprefix("test_"): d for m, d in list(directions.items())})
+    board = {k: v for k, v in final.items() if k != "epoch"}
+    metrics: dict[str, Any] = {}
+    for key, points in sorted(series.items()):
+        values = [v for _, v in points]
+        entry: dict[str, Any] = {"final": values[-1], "last_k": float(_mean(values[-LAST_K:]))}
+        if key in directions:
+            pick = max if directions[key] else min
+            best = pick(values)
+            entry.update(best=best, best_epoch=next(e for e, v in points if v == best))
+        metrics[key] = entry
+        if key in task_metrics:
+            board[f"best_{key}"] = entry["best"]
+            board[f"last{LAST_K}_{key}"] = entry["last_k"]
+    return board, metrics
+
+
+def _mean(values: list[float]) -> float:
+    """The mean as pandas computes it (a float64 sum in order), so stored summaries equal the
+    numbers earlier versions computed from the curves."""
+    import numpy as np
+
+    return float(np.asarray(values, dtype=np.float64).mean())
+
+
+def _derived(spec: CellSpec) -> tuple[str, str, str, str, str]:
+    """The identity columns boards read, computed once: setting, method and task parameters,
+    the requested name (all canonical JSON) and the lineage hash (``run --dry-run``'s staleness)."""
+    return (
+        _canonical(spec.setting()),
+        _canonical(spec.method_params),
+        _canonical(spec.task_params),
+        _canonical(spec.requested_name()),
+        spec.lineage_hash(),
+    )
 
 
 def _finite_or_none(value: Any) -> float | None:
@@ -100,24 +269,136 @@ class ResultStore:
     """A results database; safe to share between processes on one machine (and on shared disks
     that support SQLite locking)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, mode: Mode = "write") -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.mode = mode
         self._host = socket.gethostname()
-        self._conn = sqlite3.connect(self.path, timeout=120, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA foreign_keys = ON")
+        _check_path(self.path, mode)
         try:
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn = self._connect()
+        except sqlite3.DatabaseError as exc:
+            what = "not an SQLite file" if "file is not a database" in str(exc) else f"unreadable: {exc}"
+            raise StoreError(f"{self.path} is not a benchsuite results database ({what}); it is left as it is") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        """Check what the file holds through a read-only connection, then (``write``) open it for
+        writing: nothing is written to a file that is not a benchsuite database of a known schema.
+        A schema-1 database (ours, older) is migrated first, with a backup, even for reading."""
+        existing = self.path.is_file() and self.path.stat().st_size > 0
+        if existing or self.mode == "read":
+            conn = _read_only_connection(self.path)
+            try:
+                version = _schema_version(conn, self.path)
+                self._refuse_unknown_version(version)
+            except BaseException:
+                conn.close()
+                raise
+            if self.mode == "read" and version != "1":
+                return conn
+            conn.close()
+            if self.mode == "read":
+                self._migrate_for_reading()
+                return _read_only_connection(self.path)
+        return self._open_for_writing()
+
+    def _open_for_writing(self) -> sqlite3.Connection:
+        """Open (or create) the database for writing, migrating a schema-1 file, and create what is missing."""
+        try:
+            conn = sqlite3.connect(self.path, timeout=120, isolation_level=None, check_same_thread=False)
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"cannot open {self.path} for writing ({exc})") from None
+        self._conn = conn
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA journal_mode = WAL")
+            if self._stored_version() == "1":
+                self._migrate_from_1()
             with self._transaction() as cur:
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     cur.execute(statement)
                 cur.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
-                (version,) = cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path} is not a benchsuite results database ({exc})") from None
-        if version != SCHEMA_VERSION:
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _migrate_for_reading(self) -> None:
+        """A read-only command on a schema-1 database: migrate it once (backup first), or say why not."""
+        if not os.access(self.path, os.W_OK) or not os.access(self.path.parent, os.W_OK):
             raise StoreError(
-                f"{self.path} has schema version {version}; this benchsuite reads version {SCHEMA_VERSION}"
+                f"{self.path} has results schema 1 (an older benchsuite) and needs a one-time migration to schema "
+                f"{SCHEMA_VERSION}, but it cannot be written here: copy it to a writable folder first"
+            )
+        self._open_for_writing().close()
+
+    def _stored_version(self) -> str | None:
+        """The file's schema version, read without writing anything (None: no benchsuite table yet)."""
+        try:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise
+        return None if row is None else str(row[0])
+
+    def _refuse_unknown_version(self, version: str | None) -> None:
+        """Refuse, before any write, a schema this benchsuite cannot read: a newer one (written by a
+        later version, which an older one must not modify) or one it never wrote."""
+        if version is None or version in ("1", SCHEMA_VERSION):
+            return
+        newer = version.isdigit() and int(version) > int(SCHEMA_VERSION)
+        raise StoreError(
+            f"{self.path} has schema version {version}; this benchsuite reads versions 1 to {SCHEMA_VERSION}"
+            + ("; it was written by a newer benchsuite: upgrade benchsuite to use it (the file was not modified)" if newer else "")
+        )
+
+    def _migrate_from_1(self) -> None:
+        """Bring a schema-1 database to schema 2: copy the file aside first, then, in one transaction,
+        summarise every stored run from its curves (``CURVE_CHUNK_RUNS`` runs at a time). Another
+        process that migrated meanwhile is noticed inside the transaction, and nothing is redone."""
+        backup = self.path.with_name(f"{self.path.name}.schema1-backup")
+        if backup.exists():
+            backup = self.path.with_name(f"{self.path.name}.schema1-backup-{int(time.time())}")
+        print(
+            f"benchsuite: {self.path} has results schema 1; migrating it to schema {SCHEMA_VERSION} "
+            f"(per-run summaries computed from the stored curves); a copy of the file is kept at {backup}",
+            file=sys.stderr,
+        )
+        with sqlite3.connect(backup) as copy:
+            self._conn.backup(copy)
+        copy.close()
+        started = time.perf_counter()
+        with self._transaction() as cur:
+            if self._stored_version() != "1":
+                return
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                cur.execute(statement)
+            run_ids = [row[0] for row in cur.execute("SELECT id FROM runs ORDER BY id")]
+            for start in range(0, len(run_ids), CURVE_CHUNK_RUNS):
+                self._summarise_stored(cur, run_ids[start : start + CURVE_CHUNK_RUNS])
+            cur.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
+        print(
+            f"benchsuite: migrated {len(run_ids)} runs of {self.path} in {time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+        )
+
+    @staticmethod
+    def _summarise_stored(cur: sqlite3.Cursor, run_ids: list[int]) -> None:
+        """Write the summaries of stored runs (consecutive ids, ascending) from their curves."""
+        curves: dict[int, list[tuple[int, str, float | None]]] = {run_id: [] for run_id in run_ids}
+        for run_id, epoch, key, value in cur.execute(
+            "SELECT run_id, epoch, key, value FROM curves WHERE run_id BETWEEN ? AND ?", (run_ids[0], run_ids[-1])
+        ):
+            if run_id in curves:
+                curves[run_id].append((epoch, key, value))
+        placeholders = ",".join("?" * len(run_ids))
+        rows = cur.execute(f"SELECT id, spec, final, info FROM runs WHERE id IN ({placeholders})", run_ids).fetchall()
+        for run_id, spec_text, final, info in rows:
+            spec = CellSpec.from_dict(json.loads(spec_text))
+            board, metrics = summarise(curves[run_id], json.loads(final), json.loads(info).get("task_metrics", {}))
+            cur.execute(
+                "INSERT INTO summaries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, spec.task, spec.noise_kind, *_derived(spec), _json(board), _json(metrics)),
             )
 
     def close(self) -> None:
@@ -150,7 +431,8 @@ class ResultStore:
         return {h for h, s in self.statuses().items() if s in DONE_STATUSES}
 
     def save(self, record: RunRecord) -> None:
-        """Write a run and its curves atomically, replacing an earlier run of the same cell."""
+        """Write a run, its summary and its curves atomically, replacing an earlier run of the same
+        cell. The cost does not depend on the number of stored runs (indexed lookups and appends)."""
         spec = record.spec
         with self._transaction() as cur:
             cur.execute("DELETE FROM runs WHERE cell_hash = ?", (spec.cell_hash,))
@@ -180,14 +462,17 @@ class ResultStore:
                 ),
             )
             run_id = cur.lastrowid
-            cur.executemany(
-                "INSERT INTO curves VALUES (?, ?, ?, ?)",
-                [
-                    (run_id, int(row["epoch"]), key, _finite_or_none(value))
-                    for row in record.curves
-                    for key, value in row.items()
-                    if key != "epoch"
-                ],
+            curves = [
+                (int(row["epoch"]), key, _finite_or_none(value))
+                for row in record.curves
+                for key, value in row.items()
+                if key != "epoch"
+            ]
+            cur.executemany("INSERT INTO curves VALUES (?, ?, ?, ?)", [(run_id, *row) for row in curves])
+            board, metrics = summarise(curves, record.final, record.info.get("task_metrics", {}))
+            cur.execute(
+                "INSERT INTO summaries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, spec.task, spec.noise_kind, *_derived(spec), _json(board), _json(metrics)),
             )
             cur.execute("DELETE FROM claims WHERE cell_hash = ?", (spec.cell_hash,))
 
@@ -208,6 +493,22 @@ class ResultStore:
         """Cell hash -> (status, spec) of every stored run."""
         rows = self._conn.execute("SELECT cell_hash, status, spec FROM runs")
         return {h: (status, CellSpec.from_dict(json.loads(spec))) for h, status, spec in rows}
+
+    def states(self) -> dict[str, tuple[str, str]]:
+        """Cell hash -> (status, lineage hash) of every stored run, without parsing any spec: what
+        ``run --dry-run`` needs to tell done, stale and new cells apart."""
+        rows = self._conn.execute("SELECT r.cell_hash, r.status, s.lineage_hash FROM runs r JOIN summaries s ON s.run_id = r.id")
+        return {h: (status, lineage) for h, status, lineage in rows}
+
+    def spec(self, cell_hash: str) -> CellSpec:
+        """The stored spec of one run."""
+        (text,) = self._conn.execute("SELECT spec FROM runs WHERE cell_hash = ?", (cell_hash,)).fetchone()
+        return CellSpec.from_dict(json.loads(text))
+
+    def status(self, cell_hash: str) -> str | None:
+        """The stored status of one cell (None: not stored), by its index."""
+        row = self._conn.execute("SELECT status FROM runs WHERE cell_hash = ?", (cell_hash,)).fetchone()
+        return None if row is None else str(row[0])
 
     def delete(self, cell_hashes: list[str]) -> None:
         with self._transaction() as cur:
@@ -274,6 +575,10 @@ class ResultStore:
         return True
 
     # -- reading -----------------------------------------------------------------------------
+
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+        """The rows of a query, one at a time (a large result is never held whole)."""
+        yield from self._conn.execute(sql, params)
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         cur = self._conn.cursor()

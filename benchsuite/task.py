@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .params import Configurable
+from .toolkit.labels import NoiseRecord, draw_trusted, split_labels, stratified_holdout  # noqa: F401  (re-exported)
 
 #: A batched augmentation: (uint8 or float batch on the device, generator) -> augmented batch.
 ViewFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -248,18 +249,6 @@ class PrepareRequest:
 
 
 @dataclass
-class NoiseRecord:
-    """The label noise of one run, as realised: stored with the run."""
-
-    kind: str
-    rate: float
-    seed: int
-    realised_rate: float
-    num_noisy: int
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
 class PreparedData:
     """What the engine needs from a task for one run.
 
@@ -402,18 +391,6 @@ def classification_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, 
     return (predict_logits(model, x, batch_size).argmax(1) == y).float().mean().item()
 
 
-def draw_trusted(labels: np.ndarray, num_classes: int, per_class: int, seed: int) -> np.ndarray:
-    """Indices of a class-balanced trusted subset: ``per_class`` examples of every class, seeded."""
-    rng = np.random.default_rng([seed, 0x7275])  # a stream of its own, apart from the noise's
-    picked = []
-    for c in range(num_classes):
-        members = np.flatnonzero(labels == c)
-        if len(members) < per_class:
-            raise ValueError(f"class {c} has {len(members)} training examples, fewer than {per_class} trusted asked")
-        picked.append(rng.choice(members, size=per_class, replace=False))
-    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
-
-
 @dataclass
 class ClassificationEval:
     """Held-out splits of an in-memory classification task: test, and optionally a clean
@@ -421,17 +398,6 @@ class ClassificationEval:
 
     test: tuple[torch.Tensor, torch.Tensor]
     val: tuple[torch.Tensor, torch.Tensor] | None = None
-
-
-def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Indices of a stratified, seeded ``fraction`` of the examples (at least one per class)."""
-    rng = np.random.default_rng([seed, 0x76616C])  # its own stream, apart from noise and trusted
-    picked = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        size = max(1, round(fraction * len(members)))
-        picked.append(rng.choice(members, size=min(size, len(members) - 1), replace=False))
-    return np.sort(np.concatenate(picked))
 
 
 def prepare_in_memory(
@@ -448,78 +414,45 @@ def prepare_in_memory(
 ) -> PreparedData:
     """The common ``prepare`` of classification tasks whose data fits in memory.
 
-    In this order, from the clean training set: carve the clean validation split (when
-    ``request.val_fraction`` > 0), hold out the class-balanced trusted subset (when asked), then
-    corrupt the remaining training labels. Everything ends on the device; ``eval_data`` is a
-    ``ClassificationEval`` for ``evaluate_classification``.
+    Runs the label pipeline (``benchsuite.toolkit.labels.split_labels``) on the clean training
+    labels — clean validation split (when ``request.val_fraction`` > 0), class-balanced trusted
+    subset (when asked), label noise on the rest, noise record — and puts the splits on the device;
+    ``eval_data`` is a ``ClassificationEval`` for ``evaluate_classification``.
 
     ``noise_inputs`` is what the task knows about its label set that some noise kinds need (e.g.
-    ``coarse_of``, the superclass of every class, or a file's human annotations); to them this
-    adds ``train_index``, the position in ``y_train`` of every label left to corrupt. Each kind
+    ``coarse_of``, the superclass of every class, or a file's human annotations); to them the
+    pipeline adds ``train_index``, the position in ``y_train`` of every label left to corrupt. Each kind
     receives only the inputs it declares, and they are not recorded (they are a property of the
     data set, not of the run; the kind records what it decided).
     """
-    from .noise import corrupt_labels, noise_kind
-
-    info = dict(info or {})
-    keep = np.arange(len(y_train))
+    split = split_labels(request, y_train, num_classes, noise_inputs=noise_inputs)
+    info = {**dict(info or {}), **split.info}
+    device = request.device
     val = None
-    if request.val_fraction > 0:
-        val_idx = stratified_holdout(y_train, request.val_fraction, request.seed)
-        keep = np.setdiff1d(keep, val_idx)
-        val = (x_train[torch.as_tensor(val_idx)].to(request.device), torch.as_tensor(y_train[val_idx]).to(request.device))
-        info["num_val"] = len(val_idx)
+    if split.val is not None:
+        val = (x_train[torch.as_tensor(split.val)].to(device), torch.as_tensor(y_train[split.val]).to(device))
     trusted = None
-    if request.trusted_per_class > 0:
-        trusted_idx = keep[draw_trusted(y_train[keep], num_classes, request.trusted_per_class, request.seed)]
-        keep = np.setdiff1d(keep, trusted_idx)
+    if split.trusted is not None:
         trusted = TensorTrainSource(
-            x_train[torch.as_tensor(trusted_idx)].to(request.device),
-            torch.as_tensor(y_train[trusted_idx]).to(request.device),
-            batch_size=min(request.batch_size, len(trusted_idx)),
+            x_train[torch.as_tensor(split.trusted)].to(device),
+            torch.as_tensor(y_train[split.trusted]).to(device),
+            batch_size=min(request.batch_size, len(split.trusted)),
             augment=augment,
             drop_last=False,
         )
-        info["trusted_indices"] = trusted_idx.tolist()
-    clean = y_train[keep]
-    noise_params = dict(request.noise_params)
-    if request.noise_kind == "none":
-        noisy_labels, realised, num_noisy = clean, 0.0, 0
-    else:
-        wanted = noise_kind(request.noise_kind).inputs
-        inputs = {k: v for k, v in {**(noise_inputs or {}), "train_index": keep}.items() if k in wanted}
-        noisy = corrupt_labels(
-            clean, num_classes, request.noise_kind, request.noise_rate, request.seed, **{**inputs, **noise_params}
-        )
-        noisy_labels, realised, num_noisy = noisy.labels, noisy.realised_rate, noisy.num_noisy
-        if noisy.sampling is not None:
-            noise_params["sampling"] = noisy.sampling
-        noise_params.update(noisy.details)
-    noisy_t = torch.as_tensor(noisy_labels, dtype=torch.long)
+    noisy_t = torch.as_tensor(split.noisy, dtype=torch.long)
     return PreparedData(
         train=TensorTrainSource(
-            x_train[torch.as_tensor(keep)].to(request.device),
-            noisy_t.to(request.device),
-            batch_size=request.batch_size,
-            augment=augment,
+            x_train[torch.as_tensor(split.train)].to(device), noisy_t.to(device), batch_size=request.batch_size, augment=augment
         ),
         noisy_labels=noisy_t,
-        true_labels=torch.as_tensor(clean, dtype=torch.long),
-        truth_known=torch.ones(len(clean), dtype=torch.bool),
-        noise=NoiseRecord(
-            kind=request.noise_kind,
-            rate=request.noise_rate,
-            seed=request.seed,
-            realised_rate=realised,
-            num_noisy=num_noisy,
-            params=noise_params,
-        ),
+        true_labels=torch.as_tensor(split.clean, dtype=torch.long),
+        truth_known=torch.ones(len(split.clean), dtype=torch.bool),
+        noise=split.noise,
         trusted=trusted,
         strong_view=strong_view,
         info=info,
-        eval_data=ClassificationEval(
-            test=(x_test.to(request.device), torch.as_tensor(y_test, dtype=torch.long).to(request.device)), val=val
-        ),
+        eval_data=ClassificationEval(test=(x_test.to(device), torch.as_tensor(y_test, dtype=torch.long).to(device)), val=val),
     )
 
 

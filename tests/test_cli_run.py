@@ -111,7 +111,7 @@ def test_dry_run_lists_cells_and_their_state(tmp_path):
     [
         (["-m", "gcee"], "unknown method 'gcee'"),
         (["-t", "digits{width = -1}"], "parameter 'width' = -1 is out of range"),
-        (["--noise", "symmetric:0.2,x"], "rates must be numbers"),
+        (["--noise", "symmetric:0.2,x"], "--noise 'symmetric:0.2,x': 'x' must be a finite number, 0 ≤ x ≤ 1 (item 2 of '0.2,x')"),
         (["/nonexistent.toml"], "no such file"),
     ],
 )

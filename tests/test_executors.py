@@ -134,13 +134,13 @@ def test_the_executor_is_a_name_a_spec_or_a_table(raw, expected):
     "raw, message",
     [
         ({"executor": "pool{wokers = 2}"}, "executor (pool): pool: unknown parameter 'wokers'; did you mean 'workers'?"),
-        ({"executor": {"name": "pool", "workers": 0}}, "executor (pool): pool: parameter 'workers' = 0 is out of range; allowed: int >= 1"),
+        ({"executor": {"name": "pool", "workers": 0}}, "executor (pool): pool: parameter 'workers' = 0 is out of range; allowed: int, x ≥ 1"),
         ({"executor": {"name": "slurm", "cluster": "pbs"}}, "parameter 'cluster' = 'pbs' is not allowed; allowed: one of 'slurm', 'local'"),
         ({"executor": {"workers": 2}}, 'executor.name: missing or not a string, e.g. name = "pool"'),
         ({"executor": "rayy"}, "executor: unknown executor 'rayy'; did you mean 'ray'?"),
         ({"executor": 3}, "executor: must be a name"),
-        ({"retries": -1}, "retries: -1 must be a non-negative integer"),
-        ({"cell_timeout": 0}, "cell_timeout: 0 must be a positive number of seconds"),
+        ({"retries": -1}, "retries: -1 must be an integer, x ≥ 0"),
+        ({"cell_timeout": 0}, "cell_timeout: 0 must be a finite number of seconds, x > 0"),
     ],
 )
 def test_bad_executor_settings_name_the_key_and_the_problem(raw, message):

@@ -137,6 +137,6 @@ def test_the_grid_runs_a_plugin_kind_and_given_kinds_only_at_rate_0():
     cells = expand(Grid([parse_component("cce")], [parse_component("tiny")], seeds=(0,)), host).cells
     assert [(c.noise_kind, c.noise_rate) for c in cells] == [("to_zero", 0.5)]  # the task's default noise
     assert parse_noise("cifar10n:worst").kind == "cifar10n:worst" and parse_noise("cifar10n:worst:0").rates == (0.0,)
-    with pytest.raises(ValueError, match="rates must be numbers"):
+    with pytest.raises(ValueError, match="must be a finite number"):
         parse_noise("symmetric:0.2,x")
 

@@ -31,10 +31,10 @@ def test_int_is_accepted_for_float_and_integral_float_for_int():
 @pytest.mark.parametrize(
     "values, fragment",
     [
-        ({"q": 0.0}, "parameter 'q' = 0.0 is out of range; allowed: float > 0.0 <= 1.0"),
+        ({"q": 0.0}, "parameter 'q' = 0.0 is out of range; allowed: float, 0 < x ≤ 1"),
         ({"q": 1.5}, "parameter 'q' = 1.5 is out of range"),
         ({"q": float("nan")}, "is not finite"),
-        ({"k": 0}, "parameter 'k' = 0 is out of range; allowed: int >= 1"),
+        ({"k": 0}, "parameter 'k' = 0 is out of range; allowed: int, x ≥ 1"),
         ({"k": 2.5}, "parameter 'k' = 2.5 is not an int"),
         ({"k": True}, "is not an int"),
         ({"mode": "c"}, "parameter 'mode' = 'c' is not allowed; allowed: one of 'a', 'b'"),

@@ -155,4 +155,4 @@ def test_methods_and_tasks_commands_describe_declarations():
     tasks = json.loads(run_cli("tasks", "--json").stdout)
     digits = next(t for t in tasks if t["name"] == "digits")
     assert digits["num_classes"] == 10 and digits["provides_trusted_set"] is True
-    assert digits["parameters"]["width"]["allowed"] == "int >= 1"
+    assert digits["parameters"]["width"]["allowed"] == "int, x ≥ 1"

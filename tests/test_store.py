@@ -1,10 +1,13 @@
 """The results database: atomic runs, replacement, claims, concurrent writers."""
 
+import json
 import multiprocessing as mp
 import os
 import sqlite3
 import time
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from benchsuite.spec import CellSpec, RunRecord
@@ -109,3 +112,141 @@ def test_a_foreign_file_is_rejected_with_a_clear_message(tmp_path):
     ).connection.commit()
     with pytest.raises(StoreError, match="schema version 99"):
         ResultStore(other)
+
+
+def test_opening_the_store_again_in_one_process_keeps_the_first_writers_log(tmp_path):
+    """Checking a database never opens its file outside SQLite: closing such a descriptor would drop
+    this process's SQLite locks, and another process would then checkpoint and delete the
+    write-ahead log under the running writer, whose next runs nobody could see."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "r.sqlite"
+
+    def seen_elsewhere() -> int:
+        code = f"import sqlite3; print(sqlite3.connect({str(path)!r}).execute('SELECT count(*) FROM names').fetchone()[0])"
+        return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+    writer = ResultStore(path)
+    writer.add_names({"a": [{"method": "cce"}]})
+    ResultStore(path).close()  # the heartbeat thread's store, say
+    ResultStore(path, "read").close()
+    assert seen_elsewhere() == 1
+    writer.add_names({"b": [{"method": "gce"}]})
+    assert seen_elsewhere() == 2
+    writer.close()
+
+
+# -- summaries, migration, curves on demand ------------------------------------------------------
+
+TASK_INFO = {"task_metrics": {"test_acc": {"higher_is_better": True}, "test_err": {"higher_is_better": False}}}
+
+
+def _summary_records():
+    """Runs with a non-finite value, a late best, fewer epochs than LAST_K, and a skipped run."""
+    out = []
+    for seed, accs in enumerate([[0.5, 0.7, 0.6, 0.65, 0.66, 0.64, 0.63], [0.2, float("nan"), 0.4], []]):
+        curves = [{"epoch": e + 1, "test_acc": a, "test_err": 1 - a, "val_acc": a / 2, "loss": 1.0 / (e + 1)} for e, a in enumerate(accs)]
+        out.append(RunRecord(cell(seed), "completed" if accs else "skipped", curves=curves, info=TASK_INFO, provenance={"torch": "x"}))
+    return out
+
+
+def test_stored_summaries_are_the_numbers_of_the_curves(tmp_path):
+    """best_ and last5_ columns equal what pandas computes from the curves themselves (the
+    computation earlier versions ran on every read); the full summary keeps the epoch of the best."""
+    from benchsuite.results import curves_dataframe, to_dataframe
+
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path) as store:
+        for rec in _summary_records():
+            store.save(rec)
+        metrics = {r["run_id"]: json.loads(r["metrics"]) for r in store.query("SELECT run_id, metrics FROM summaries")}
+    runs = to_dataframe(path).set_index("cell_hash")
+    curves = curves_dataframe(path)
+    for cell_hash, group in curves.groupby("cell_hash"):
+        acc, err = group.test_acc.dropna(), group.test_err.dropna()
+        assert runs.loc[cell_hash, "best_test_acc"] == acc.max() and runs.loc[cell_hash, "best_test_err"] == err.min()
+        assert runs.loc[cell_hash, "last5_test_acc"] == acc.iloc[-5:].mean()
+        assert runs.loc[cell_hash, "last5_test_err"] == err.iloc[-5:].mean()
+    assert runs.loc[cell(0).cell_hash, "best_test_acc"] == 0.7 and runs.loc[cell(0).cell_hash, "test_acc"] == 0.63
+    assert runs.loc[cell(1).cell_hash, "last5_test_acc"] == pytest.approx(0.3)  # the NaN epoch is left out
+    assert runs.loc[cell(2).cell_hash, ["best_test_acc", "last5_test_acc"]].isna().all()  # skipped: no curves
+    first = metrics[1]
+    assert first["test_acc"]["best_epoch"] == 2 and first["test_err"]["best_epoch"] == 2
+    assert first["val_acc"]["best"] == 0.35 and "best" not in first["loss"]  # the selection metric has a direction; loss has none
+    assert first["loss"]["last_k"] == pytest.approx(np.mean([1 / 3, 1 / 4, 1 / 5, 1 / 6, 1 / 7]))
+    assert "best_val_acc" not in runs  # the exported columns are those of earlier versions
+
+
+def _as_schema_1(path):
+    """Rewrite a database as benchsuite wrote it before summaries existed."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DROP TABLE summaries")
+    conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    conn.close()
+
+
+def test_a_schema_1_database_is_backed_up_then_migrated_to_the_same_numbers(tmp_path, capsys):
+    from benchsuite.results import to_dataframe
+
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path) as store:
+        for rec in _summary_records():
+            store.save(rec)
+        store.add_names({cell(0).cell_hash: [{"method": "alias", "preset": "", "params": {}}]})
+    expected = to_dataframe(path)
+    _as_schema_1(path)
+    capsys.readouterr()
+    with ResultStore(path) as store:
+        assert store.query("SELECT value FROM meta")[0][0] == "2"
+        assert len(store.query("SELECT * FROM summaries")) == 3
+    message = capsys.readouterr().err
+    assert "schema 1; migrating it to schema 2" in message and "migrated 3 runs" in message
+    backup = tmp_path / "r.sqlite.schema1-backup"
+    assert str(backup) in message
+    old = sqlite3.connect(backup)
+    assert old.execute("SELECT value FROM meta").fetchone() == ("1",) and old.execute("SELECT count(*) FROM runs").fetchone() == (3,)
+    old.close()
+    pd.testing.assert_frame_equal(to_dataframe(path), expected)
+    ResultStore(path).close()  # opening again migrates nothing
+    assert "migrat" not in capsys.readouterr().err
+
+
+def test_a_database_of_a_newer_schema_is_refused_and_left_untouched(tmp_path):
+    path = tmp_path / "newer.sqlite"
+    with ResultStore(path) as store:
+        store.save(record())
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    conn.execute("PRAGMA journal_mode = DELETE")
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="schema version 3.*written by a newer benchsuite"):
+        ResultStore(path)
+    assert path.read_bytes() == before and not (tmp_path / "newer.sqlite-wal").exists()
+
+
+def test_curves_are_read_only_for_the_runs_asked_and_exported_in_chunks(tmp_path):
+    from benchsuite.results import curves_dataframe, iter_curves, write_curves_csv
+
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path) as store:
+        for seed in range(5):
+            store.save(record(seed, epochs=3))
+    everything = curves_dataframe(path)
+    assert len(everything) == 15 and list(everything.columns) == ["cell_hash", "epoch", "loss", "test_acc"]
+    one = curves_dataframe(path, [cell(3).cell_hash])
+    assert set(one.cell_hash) == {cell(3).cell_hash} and one.epoch.tolist() == [1, 2, 3]
+    chunks = list(iter_curves(path, chunk_runs=2))
+    assert [c.cell_hash.nunique() for c in chunks] == [2, 2, 1]
+    assert write_curves_csv(path, tmp_path / "c.csv") == 15
+    assert (tmp_path / "c.csv").read_text() == everything.to_csv(index=False)
+
+
+def test_dry_run_states_come_from_the_summaries(tmp_path):
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        store.save(record(0))
+        store.save(RunRecord(cell(1), "failed", error="boom"))
+        assert store.states() == {cell(0).cell_hash: ("completed", cell(0).lineage_hash()), cell(1).cell_hash: ("failed", cell(1).lineage_hash())}
+        assert store.spec(cell(1).cell_hash) == cell(1) and store.status(cell(0).cell_hash) == "completed"
+        assert store.status("0" * 16) is None

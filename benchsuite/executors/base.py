@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
+from ..errors import UsageError
 from ..params import Configurable
 from ..spec import CellSpec, RunRecord
 
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 ProgressCallback = Callable[[CellSpec, int, int], None]
 
 
-class ExecutorError(RuntimeError):
+class ExecutorError(UsageError, RuntimeError):
     """The executor cannot run here: a missing extra, an unreachable cluster, a bad setting."""
 
 

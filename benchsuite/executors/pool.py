@@ -92,18 +92,26 @@ def _worker_main(
         torch.cuda.set_device(torch.device(device))
     get_host()  # plugins load with the worker, not inside its first cell's timeout
 
+    def send(message: tuple[object, ...]) -> None:
+        """Tell the driver; if it has gone (killed), this orphan has no one to report to and ends
+        quietly, without a BrokenPipeError traceback on the terminal."""
+        try:
+            conn.send(message)
+        except (BrokenPipeError, ConnectionResetError):
+            os._exit(0)
+
     def progress(epoch: int, epochs: int, row: dict[str, float]) -> None:
-        conn.send(("epoch", epoch, epochs))
+        send(("epoch", epoch, epochs))
 
     while True:
         try:
             spec = conn.recv()
-        except EOFError:
+        except (EOFError, ConnectionResetError):
             return
         if spec is None:
             return
-        conn.send(("started",))
-        conn.send(("done", execute_cell(spec, device, amp, on_epoch=progress, timeout=timeout, checkpoints=checkpoints)))
+        send(("started",))
+        send(("done", execute_cell(spec, device, amp, on_epoch=progress, timeout=timeout, checkpoints=checkpoints)))
 
 
 @dataclass(eq=False)

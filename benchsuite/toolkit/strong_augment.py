@@ -1,7 +1,7 @@
 """Strong augmentation of uint8 image batches on the device (the strong view of IEG-style methods).
 
-``cifar_strong_view(x, generator)`` follows IEG's strong view (``../shared/reference/methods.md``
-§8.1), applied to the weak view: AutoAugment with the CIFAR-10 policy, one sub-policy drawn *per
+``cifar_strong_view(x, generator)`` follows IEG's strong view (``docs/reference.md``
+§5), applied to the weak view: AutoAugment with the CIFAR-10 policy, one sub-policy drawn *per
 image*, then pad 4 and a random crop back to size, a horizontal flip with probability ½, and
 Cutout 16×16 centred uniformly in the image (clipped at the borders). Every fill — outside a
 rotated, sheared or translated image, the padding and the cutout — is mid-grey (128), the value

@@ -35,7 +35,7 @@ as DivideMix expects, work too).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -46,7 +46,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from benchsuite import Metric, Param, PreparedData, Preset, Recipe, Task, hookimpl
-from benchsuite.task import Batch, NoiseRecord, PrepareRequest, draw_trusted
+from benchsuite.task import Batch, PrepareRequest
+from benchsuite.toolkit.labels import measured_real_noise, split_labels
 from benchsuite.toolkit.models.pretrained import torchvision_backbone
 
 NUM_CLASSES = 14
@@ -389,7 +390,15 @@ class Clothing1M(Task):
         noisy = release.labels["noisy_train"]
         truth = release.noisy_train_truth
         known = truth >= 0
-        overlap_noisy = int((noisy[known] != truth[known]).sum())
+        # the label pipeline on the real noisy labels: no synthetic noise, the trusted set drawn
+        # from the release's clean training subset, and no validation split carved from noisy
+        # labels (the release has a clean validation set of its own, which evaluate() reports)
+        split = split_labels(
+            replace(request, val_fraction=0.0), noisy, NUM_CLASSES, trusted_pool=release.labels["clean_train"]
+        )
+        noise = measured_real_noise(
+            split.noise, noisy, truth, "real (Clothing1M); rate measured where a clean label is known"
+        )
 
         def files(split: str) -> ImageFiles:
             return ImageFiles(release.image_dir, release.keys[split], self.resize, self.crop)
@@ -407,9 +416,9 @@ class Clothing1M(Task):
             "per_class_cap": self.samples_per_epoch / NUM_CLASSES,
             "normalisation": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD},
         }
-        if request.trusted_per_class > 0:
+        if split.trusted is not None:
             clean_labels = release.labels["clean_train"]
-            picked = draw_trusted(clean_labels, NUM_CLASSES, request.trusted_per_class, request.seed)
+            picked = split.trusted
             trusted = ImageTrainSource(
                 ImageFiles(release.image_dir, [release.keys["clean_train"][i] for i in picked], self.resize, self.crop),
                 clean_labels[picked],
@@ -418,7 +427,7 @@ class Clothing1M(Task):
                 num_workers=self.num_workers,
                 drop_last=False,
             )
-            info["trusted_indices"] = picked.tolist()  # into clean_train_key_list.txt
+            info.update(split.info)  # trusted_indices: into clean_train_key_list.txt
         return PreparedData(
             train=ImageTrainSource(
                 files("noisy_train"),
@@ -432,14 +441,7 @@ class Clothing1M(Task):
             # where the truth is unknown this repeats the noisy label; truth_known masks it out
             true_labels=torch.as_tensor(np.where(known, truth, noisy)),
             truth_known=torch.as_tensor(known),
-            noise=NoiseRecord(
-                kind="none",
-                rate=0.0,
-                seed=request.seed,
-                realised_rate=overlap_noisy / max(int(known.sum()), 1),  # measured on the overlap only
-                num_noisy=overlap_noisy,
-                params={"source": "real (Clothing1M); rate measured where a clean label is known"},
-            ),
+            noise=noise,
             trusted=trusted,
             info=info,
             eval_data=ClothingEval(

@@ -1,6 +1,6 @@
 """mars: video person re-identification on MARS, with real annotation noise (and optional synthetic).
 
-Reads the official release under ``root`` (``../shared/reference/tasks.md`` §1): ``bbox_train/``,
+Reads the official release under ``root`` (``docs/reference.md`` §7): ``bbox_train/``,
 ``bbox_test/`` (one folder per 4-character person id) and ``info/`` from MARS-evaluation:
 ``train_name.txt``/``test_name.txt`` (one frame file name per line), ``tracks_train_info.mat``/
 ``tracks_test_info.mat`` (per tracklet: first and last line in the name list, 1-based and
@@ -27,7 +27,6 @@ identity, uniformly: identity-level label noise, the synthetic kind used for re-
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -39,8 +38,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from benchsuite import Metric, Param, PreparedData, Recipe, Task, hookimpl
-from benchsuite.noise import corrupt_labels
-from benchsuite.task import Batch, NoiseRecord, PrepareRequest, stratified_holdout
+from benchsuite.task import Batch, PrepareRequest
+from benchsuite.toolkit.labels import split_labels
 from benchsuite.toolkit.models.embedding import EmbeddingClassifier
 from benchsuite.toolkit.models.pretrained import torchvision_backbone
 from benchsuite.toolkit.retrieval import cosine_distance, evaluate_ranking
@@ -308,20 +307,13 @@ class Mars(Task):
         release = self._release()
         train = release.train
         ids, clean = np.unique(train.pid, return_inverse=True)
-        rows = np.arange(len(train))
+        split = split_labels(request, clean, len(ids))
+        rows = split.train
         val = None
-        if request.val_fraction > 0:
-            held = stratified_holdout(clean, request.val_fraction, request.seed)
-            rows = np.setdiff1d(rows, held)
+        if split.val is not None:
+            held = split.val
             val = self._source(train, held, torch.as_tensor(clean[held], device=request.device), request.batch_size, 0)
-        clean = clean[rows]
-        noisy = clean
-        realised, num_noisy = 0.0, 0
-        if request.noise_kind != "none":
-            corrupted = corrupt_labels(
-                clean, len(ids), request.noise_kind, request.noise_rate, request.seed, **request.noise_params
-            )
-            noisy, realised, num_noisy = corrupted.labels, corrupted.realised_rate, corrupted.num_noisy
+        clean, noisy = split.clean, split.noisy
         noisy_t = torch.as_tensor(noisy, dtype=torch.long)
         test = release.test
         not_query = np.ones(len(test), dtype=bool)
@@ -332,10 +324,9 @@ class Mars(Task):
             noisy_labels=noisy_t,
             true_labels=torch.as_tensor(clean, dtype=torch.long),
             truth_known=torch.ones(len(clean), dtype=torch.bool),
-            noise=NoiseRecord(
-                request.noise_kind, request.noise_rate, request.seed, realised, num_noisy, dict(request.noise_params)
-            ),
+            noise=split.noise,
             info={
+                **split.info,
                 "num_train_ids": len(ids),
                 "num_train_tracklets": len(rows),
                 "num_train_frames": int(train.length[rows].sum()),

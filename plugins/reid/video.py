@@ -1,8 +1,8 @@
 """Video (tracklet) embeddings from an ImageNet CNN: per-frame features, mean-pooled per tracklet.
 
 The usual video re-identification baseline treats a tracklet as a set of frames: each frame is
-embedded by the image network and the frame features are averaged (``../shared/reference/tasks.md``
-§1.8). Frames travel as uint8 and are normalised on the device, so loaders move 4× fewer bytes.
+embedded by the image network and the frame features are averaged (``docs/reference.md``
+§7). Frames travel as uint8 and are normalised on the device, so loaders move 4× fewer bytes.
 """
 
 from __future__ import annotations

@@ -8,8 +8,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ...errors import BenchsuiteError
 
-class MissingWeightsError(FileNotFoundError):
+
+class MissingWeightsError(BenchsuiteError, FileNotFoundError):
     """Pretrained weights were asked for but are not on disk."""
 
 

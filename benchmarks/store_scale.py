@@ -1,0 +1,277 @@
+"""Results at scale: wall time and peak memory of the commands that read a results database, at
+10³, 10⁴ and 10⁵ runs of 60 epochs.
+
+The databases replicate the runs of a real digits database (``--seed-db``; without it a small
+digits grid is trained into ``WORK/seed.sqlite`` first) with SQL: copy ``k`` of run ``i`` gets its
+own cell hash, a task name out of ``TASK_COPIES`` (``digits``, ``digits_1``, ...: a lab's many tasks),
+a seed out of ``SEED_COPIES`` and beyond those a method name of its own (``v3_cce``: a lab's sweeps),
+with the run's curves, summary and names. A board then has ``TASK_COPIES`` sections of ten seeds
+per cell, whose rows grow with N. Each
+command runs in its own process under ``/usr/bin/time``: its wall time and peak RSS include the
+interpreter and imports, as a user sees them. Storing a run is timed in process: the median of
+``INSERTS`` saves into an empty database and into the full one.
+
+``--before SRC`` also runs the commands with an older benchsuite (the ``benchsuite`` package under
+SRC, e.g. ``git archive main benchsuite | tar -x -C SRC``) on a schema-1 copy of the databases up to
+``--before-max`` runs (the old code reads every curve: 10⁵ runs do not fit in memory), and times
+the migration of that copy. ``--layouts`` compares the two curve layouts on the 10⁴-run database.
+
+    nice -n 10 python benchmarks/store_scale.py --work /tmp/scale --seed-db seed.sqlite
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from benchsuite.spec import CellSpec, RunRecord
+from benchsuite.store import ResultStore
+
+TASK_COPIES = 10
+SEED_COPIES = 10
+INSERTS = 20
+SEED_GRID = ["-m", "cce", "-m", "gce", "-m", "mae", "-m", "gr@0:cifar10_clean", "-t", "digits", "--noise", "symmetric:0,0.4", "--seeds", "0,1"]
+
+
+def sh(command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, float, float]:
+    """Run ``command`` under /usr/bin/time: (wall seconds, CPU seconds (user + system), peak RSS in
+    GB). On a shared machine the CPU time is the steadier of the two times."""
+    report = Path(os.environ.get("TMPDIR", "/tmp")) / f"store_scale_time_{os.getpid()}"
+    result = subprocess.run(
+        ["/usr/bin/time", "-f", "%e %U %S %M", "-o", str(report), *command],
+        env={**os.environ, **(env or {})}, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
+    wall, user, system, kilobytes = report.read_text().split()[-4:]
+    return float(wall), float(user) + float(system), int(kilobytes) / 1024**2
+
+
+def build(seed_db: Path, out: Path, n_runs: int) -> None:
+    """A database of ``n_runs`` runs copied from ``seed_db`` (schema 2) with SQL."""
+    out.unlink(missing_ok=True)
+    ResultStore(out).close()
+    conn = sqlite3.connect(out, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = OFF")  # a throw-away bulk build; the store itself keeps WAL
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.execute("ATTACH ? AS s", (str(seed_db),))
+    conn.execute("BEGIN")
+    conn.execute("CREATE TEMP TABLE seed_runs AS SELECT row_number() OVER (ORDER BY id) - 1 AS i, id FROM s.runs")
+    (per_copy,) = conn.execute("SELECT count(*) FROM seed_runs").fetchone()
+    copies = -(-n_runs // per_copy)
+    conn.execute(
+        f"""CREATE TEMP TABLE copies AS WITH RECURSIVE k(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM k WHERE k < {copies - 1})
+        SELECT k.k * {per_copy} + seed_runs.i + 1 AS new_id, seed_runs.id AS old_id,
+               CASE WHEN k.k % {TASK_COPIES} = 0 THEN '' ELSE '_' || (k.k % {TASK_COPIES}) END AS task_suffix,
+               k.k / {TASK_COPIES} % {SEED_COPIES} * 100 AS seed_shift,
+               CASE WHEN k.k < {TASK_COPIES * SEED_COPIES} THEN '' ELSE 'v' || (k.k / {TASK_COPIES * SEED_COPIES}) || '_' END AS method_prefix
+        FROM k CROSS JOIN seed_runs WHERE k.k * {per_copy} + seed_runs.i < {n_runs}"""
+    )
+    # Text edits keep the JSON exactly as the store writes it (sorted keys, ", " and ": ").
+    task = "replace({0}, '\"task\": \"' || r.task || '\"', '\"task\": \"' || r.task || c.task_suffix || '\"')"
+    method = "replace({0}, '\"method\": \"', '\"method\": \"' || c.method_prefix)"
+    conn.execute(
+        f"""INSERT INTO runs SELECT c.new_id, printf('%016x', c.new_id), c.method_prefix || r.method, preset,
+           r.task || c.task_suffix, noise_kind, noise_rate, seed + c.seed_shift, status, error, diverged_epoch, epochs,
+           json_set({method.format(task.format('spec'))}, '$.seed', seed + c.seed_shift), final, info, provenance,
+           started_at, finished_at, duration_s FROM copies c JOIN s.runs r ON r.id = c.old_id ORDER BY c.new_id"""
+    )
+    conn.execute(
+        f"""INSERT INTO summaries SELECT c.new_id, r.task || c.task_suffix, m.noise_kind,
+           {method.format(task.format('m.setting'))}, m.params, m.task_params, {method.format('m.requested_name')},
+           printf('%016x', c.new_id), m.board, m.metrics
+           FROM copies c JOIN s.summaries m ON m.run_id = c.old_id JOIN s.runs r ON r.id = c.old_id ORDER BY c.new_id"""
+    )
+    conn.execute(
+        f"""INSERT INTO names SELECT printf('%016x', c.new_id), {method.format('n.name')} FROM copies c
+           JOIN s.runs r ON r.id = c.old_id JOIN s.names n ON n.cell_hash = r.cell_hash"""
+    )
+    conn.execute(
+        "INSERT INTO curves SELECT c.new_id, v.epoch, v.key, v.value FROM copies c JOIN s.curves v ON v.run_id = c.old_id ORDER BY c.new_id, v.epoch, v.key"
+    )
+    conn.execute("COMMIT")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.close()
+
+
+def as_schema_1(db: Path, out: Path) -> None:
+    """A copy of ``db`` as an older benchsuite wrote it: no summaries, schema version 1."""
+    shutil.copy(db, out)
+    conn = sqlite3.connect(out, isolation_level=None)
+    conn.execute("DROP TABLE summaries")
+    conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    conn.execute("VACUUM")
+    conn.close()
+
+
+def insert_seconds(seed_db: Path, db: Path) -> float:
+    """Median wall time of saving one more run (a seed run under a new seed) into ``db``."""
+    with ResultStore(seed_db) as seed:
+        (row,) = seed.query("SELECT id, spec, info, status FROM runs WHERE status = 'completed' LIMIT 1")
+        curves: dict[int, dict[str, float]] = {}
+        for r in seed.query("SELECT epoch, key, value FROM curves WHERE run_id = ?", (row["id"],)):
+            curves.setdefault(r["epoch"], {"epoch": r["epoch"]})[r["key"]] = r["value"]
+    spec = CellSpec.from_dict(json.loads(row["spec"]))
+    times = []
+    with ResultStore(db) as store:
+        for i in range(INSERTS):
+            moved = CellSpec.from_dict({**spec.to_dict(), "seed": 10**7 + i})
+            record = RunRecord(moved, "completed", curves=list(curves.values()), info=json.loads(row["info"]))
+            start = time.perf_counter()
+            store.save(record)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(db: Path, work: Path, source: Path | None = None) -> dict[str, tuple[float, float, float]]:
+    """Wall time, CPU time and peak RSS of each command on ``db``, run by the benchsuite under
+    ``source`` (its directory is the working directory, which ``python -m`` puts first on the
+    path) or, by default, by this one."""
+    cli = [sys.executable, "-m", "benchsuite"]
+    env = {"PYTHONPATH": str(source)} if source else None
+    return {
+        "leaderboard": sh([*cli, "leaderboard", "--results", str(db), "--out", str(work / "board.md")], env, source),
+        "export runs": sh([*cli, "export", "--results", str(db), "--out", str(work / "runs.csv")], env, source),
+        "export curves": sh([*cli, "export", "--results", str(db), "--out", os.devnull, "--curves", str(work / "curves.csv")], env, source),
+        "dry-run": sh([*cli, "run", *SEED_GRID, "--epochs", "60", "--results", str(db), "--dry-run"], env, source),
+    }
+
+
+def compare_layouts(db: Path) -> None:
+    """The curves as stored (long table, primary key (run, epoch, key)) against one zlib-compressed
+    float64 array per run and metric: size, writing them all, reading one chunk of runs."""
+    conn = sqlite3.connect(db)
+    (pages,) = conn.execute("SELECT count(*) FROM dbstat WHERE name = 'curves'").fetchone() if _has_dbstat(conn) else (None,)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    run_ids = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id")]
+    chunk = run_ids[len(run_ids) // 2 : len(run_ids) // 2 + 500]
+    start = time.perf_counter()
+    long_rows = conn.execute(f"SELECT run_id, epoch, key, value FROM curves WHERE run_id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+    long_read = time.perf_counter() - start
+    arrays = Path(str(db) + ".arrays")
+    arrays.unlink(missing_ok=True)
+    out = sqlite3.connect(arrays, isolation_level=None)
+    out.execute("CREATE TABLE curve_arrays (run_id INTEGER NOT NULL, key TEXT NOT NULL, epochs BLOB NOT NULL, values_ BLOB NOT NULL, PRIMARY KEY (run_id, key)) WITHOUT ROWID")
+    series: dict[tuple[int, str], list[tuple[int, float]]] = {}
+    for run_id, epoch, key, value in conn.execute("SELECT run_id, epoch, key, value FROM curves ORDER BY run_id, key, epoch"):
+        series.setdefault((run_id, key), []).append((epoch, np.nan if value is None else value))
+    start = time.perf_counter()
+    out.execute("BEGIN")
+    out.executemany(
+        "INSERT INTO curve_arrays VALUES (?, ?, ?, ?)",
+        (
+            (run_id, key, zlib.compress(np.array([e for e, _ in points], np.int16).tobytes()), zlib.compress(np.array([v for _, v in points]).tobytes()))
+            for (run_id, key), points in series.items()
+        ),
+    )
+    out.execute("COMMIT")
+    array_write = time.perf_counter() - start
+    start = time.perf_counter()
+    decoded = 0
+    for _, _, epochs, values in out.execute(f"SELECT * FROM curve_arrays WHERE run_id IN ({','.join('?' * len(chunk))})", chunk):
+        decoded += len(np.frombuffer(zlib.decompress(values)))
+        np.frombuffer(zlib.decompress(epochs), np.int16)
+    array_read = time.perf_counter() - start
+    out.close()
+    long_mb = pages * page_size / 1e6 if pages else float("nan")
+    print(f"\ncurve layouts on {len(run_ids)} runs ({len(long_rows)} values in a chunk of {len(chunk)} runs):")
+    print(f"  long table : {long_mb:8.1f} MB; read a chunk {long_read * 1e3:7.1f} ms")
+    print(f"  zlib arrays: {arrays.stat().st_size / 1e6:8.1f} MB; read a chunk {array_read * 1e3:7.1f} ms ({decoded} values); write all {array_write:.1f} s")
+    arrays.unlink()
+
+
+def _has_dbstat(conn: sqlite3.Connection) -> bool:
+    try:
+        conn.execute("SELECT 1 FROM dbstat LIMIT 1")
+    except sqlite3.OperationalError:
+        return False
+    return True
+
+
+def seed_database(work: Path, given: str | None) -> Path:
+    """The real runs to replicate, as schema 2 (a schema-1 file is migrated in a copy)."""
+    seed = work / "seed.sqlite"
+    if given:
+        source = sqlite3.connect(given)
+        with sqlite3.connect(seed) as copy:
+            source.backup(copy)
+        source.close()
+    elif not seed.is_file():
+        subprocess.run([sys.executable, "-m", "benchsuite", "run", *SEED_GRID, "--results", str(seed), "--no-progress", "--no-leaderboard"], check=True)
+    ResultStore(seed).close()
+    return seed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, required=True, help="Directory for the databases and exports (several GB at 10⁵ runs).")
+    parser.add_argument("--seed-db", help="A real results database whose runs are replicated.")
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--before", type=Path, help="Source root of an older benchsuite to measure side by side.")
+    parser.add_argument("--before-max", type=int, default=10000)
+    parser.add_argument("--layouts", action="store_true", help="Compare the curve layouts on the 10⁴-run database.")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    seed = seed_database(args.work, args.seed_db)
+    empty = args.work / "empty.sqlite"
+    empty.unlink(missing_ok=True)
+    first_insert = insert_seconds(seed, empty)
+    rows = []
+    for n in (int(s) for s in args.sizes.split(",")):
+        db = args.work / f"runs_{n}.sqlite"
+        start = time.perf_counter()
+        build(seed, db, n)
+        print(f"built {db} ({n} runs) in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+        after = measure(db, args.work)
+        before: dict[str, tuple[float, float, float]] = {}
+        migration = None
+        if args.before and n <= args.before_max:
+            old = args.work / f"runs_{n}.schema1.sqlite"
+            as_schema_1(db, old)
+            before = measure(old, args.work, args.before.resolve())
+            if (old.parent / f"{old.name}.schema1-backup").exists():
+                raise RuntimeError(f"{args.before} migrated {old}: it is not an older benchsuite")
+            start = time.perf_counter()
+            ResultStore(old).close()
+            migration = time.perf_counter() - start
+            for leftover in (old, Path(f"{old}.schema1-backup")):
+                leftover.unlink(missing_ok=True)
+        if args.layouts and n == 10000:
+            compare_layouts(db)
+        rows.append((n, db.stat().st_size / 1e6, after, before, insert_seconds(seed, db), migration))
+        (args.work / "curves.csv").unlink(missing_ok=True)
+        print_table(rows, first_insert)
+
+
+def print_table(rows: list[tuple], first_insert: float) -> None:
+    """The measurements so far, as a markdown table (printed after each size: 10⁵ takes long)."""
+    print(f"\nfirst insert (empty database): {first_insert * 1e3:.1f} ms (median of {INSERTS})")
+    print("| N runs | DB size | leaderboard wall (CPU) / peak RSS | export runs | export runs + curves (streamed) | run --dry-run | insert at N | migration 1→2 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n, size, after, before, insert, migration in rows:
+        def cell(name: str, rss: bool = False, after: dict = after, before: dict = before) -> str:
+            def one(wall: float, cpu: float, gb: float) -> str:
+                return f"{wall:.1f} s ({cpu:.1f} s CPU)" + (f" / {gb:.2f} GB" if rss else "")
+
+            return one(*after[name]) + (f"; before: {one(*before[name])}" if name in before else "")
+
+        print(
+            f"| {n:,} | {size:,.0f} MB | {cell('leaderboard', True)} | {cell('export runs', True)} | {cell('export curves', True)} "
+            f"| {cell('dry-run')} | {insert * 1e3:.1f} ms | {'–' if migration is None else f'{migration:.1f} s'} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
