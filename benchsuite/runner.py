@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 import traceback
@@ -300,6 +301,8 @@ class _GridRun:
         #: (cell, attempt) not yet submitted; cells running now by hash, with their attempt.
         self.queue: deque[tuple[CellSpec, int]] = deque()
         self.running: dict[str, tuple[CellSpec, int]] = {}
+        #: When each running cell was handed to the executor: (ISO time, UTC; monotonic seconds).
+        self._handed: dict[str, tuple[str, float]] = {}
         self.display = GridProgress({}, 1, enabled=False)  # the real one once the executor has started
         self._began = time.monotonic()
         self.checkpoints: CheckpointPolicy | None = None
@@ -370,6 +373,7 @@ class _GridRun:
                 self._passed_over(spec)
                 continue
             batch.append(spec)
+            self._handed[spec.cell_hash] = (utc_now(), time.monotonic())
             self.beats.add(spec.cell_hash)
             self.display.started(spec)
         if batch:
@@ -406,6 +410,11 @@ class _GridRun:
                 del self.running[spec.cell_hash]
             return
         record = result.record or RunRecord(spec, "failed", error=f"{result.lost} (attempt {attempt} of {self.retries + 1})")
+        handed_at, handed = self._handed.pop(spec.cell_hash)
+        if not record.started_at:  # not made by ``execute_cell`` in a worker: the worker was lost or killed
+            record.started_at = result.started_at or handed_at
+            record.duration_s = time.monotonic() - handed if result.duration_s is None else result.duration_s
+            record.provenance = {**result.worker, **record.provenance, "driver_pid": os.getpid(), "driver_hostname": socket.gethostname()}
         record.finished_at = record.finished_at or utc_now()
         record.provenance.update(executor=self.executor.name, attempt=attempt)
         with _held_interrupt():  # a record that has arrived is stored, even on Ctrl-C

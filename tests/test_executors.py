@@ -9,10 +9,12 @@ load of the digits data set.
 import json
 import os
 import signal
+import socket
 import sqlite3
 import sys
 import time
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from click.testing import CliRunner
 from conftest import run_cli, start_cli
 
 from benchsuite.cli import main
-from benchsuite.executors import EXECUTORS, ExecutorError, LocalExecutor, RunSettings
+from benchsuite.executors import EXECUTORS, CellResult, ExecutorError, LocalExecutor, RunSettings
 from benchsuite.executors.base import death_cause
 from benchsuite.grid import GridError, expand, grid_from_dict, parse_executor
 from benchsuite.leaderboard import render
@@ -62,14 +64,23 @@ def loads(folder):
 def runs(results):
     try:
         with sqlite3.connect(f"file:{results}?mode=ro", uri=True) as conn:
-            rows = conn.execute("SELECT cell_hash, method, spec, status, error, provenance, finished_at FROM runs").fetchall()
+            rows = conn.execute(
+                "SELECT cell_hash, method, spec, status, error, provenance, started_at, finished_at, duration_s FROM runs"
+            ).fetchall()
     except sqlite3.OperationalError:  # not created yet
         return {}
     return {
         h: {"method_params": json.loads(spec)["method_params"], "method": m, "status": s, "error": e or "",
-            "provenance": json.loads(p), "finished_at": f}
-        for h, m, spec, s, e, p, f in rows
+            "provenance": json.loads(p), "started_at": st, "finished_at": f, "duration_s": d}
+        for h, m, spec, s, e, p, st, f, d in rows
     }  # fmt: skip
+
+
+def assert_dated(row):
+    """The row says when it ran: ISO times in UTC, started no later than finished, a duration."""
+    started, finished = datetime.fromisoformat(row["started_at"]), datetime.fromisoformat(row["finished_at"])
+    assert started.utcoffset() == finished.utcoffset() == timedelta(0)
+    assert started <= finished and row["duration_s"] >= 0
 
 
 def claims(results):
@@ -252,6 +263,37 @@ def test_a_killed_worker_costs_only_its_cell_which_is_retried(probe, tmp_path):
     assert dying["status"] == "failed" and "was killed by SIGKILL" in dying["error"] and "(attempt 2 of 2)" in dying["error"]
     assert "2 retried after losing their worker" in err and err.count("RETRY") == 2
     assert claims(results) == 0
+    # The failed row is dated and names its last worker, as the worker's own record would.
+    last_dead = [e["pid"] for e in started(probe) if e["die"]][-1]
+    for row in (slow, dying):
+        assert_dated(row)
+        assert row["provenance"]["hostname"] == socket.gethostname() and row["provenance"]["device"] == "cpu"
+    assert dying["provenance"]["pid"] == last_dead != killed and dying["provenance"]["driver_pid"] == proc.pid
+    assert dying["provenance"]["torch_threads"] == 1 and dying["provenance"]["benchsuite"] == slow["provenance"]["benchsuite"]
+    assert "driver_pid" not in slow["provenance"]  # a worker's own record is stored as it came
+
+
+class _LosingExecutor(LocalExecutor):
+    """Loses every cell it is given and knows nothing about its worker, as Ray can."""
+
+    def wait(self, timeout):
+        time.sleep(0.05)
+        lost, self._pending = self._pending, []
+        return [CellResult(spec, lost="the node went away") for spec in lost]
+
+
+def test_a_cell_lost_where_the_executor_saw_nothing_is_dated_from_its_hand_over(tmp_path):
+    host = get_host()
+    grid = grid_from_dict({"method": ["cce"], "task": ["digits"], "seeds": [0], "noise": {"kind": "symmetric", "rates": [0.4]}})
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        before = datetime.now(timezone.utc).replace(microsecond=0)
+        outcome = run_grid(expand(grid, host), store, device="cpu", progress=False, executor=_LosingExecutor(), retries=1)
+    assert outcome.statuses == {"failed": 1} and outcome.retried == 1
+    (row,) = runs(tmp_path / "r.sqlite").values()
+    assert_dated(row)
+    assert datetime.fromisoformat(row["started_at"]) >= before and row["duration_s"] >= 0.05
+    assert row["error"] == "the node went away (attempt 2 of 2)"
+    assert row["provenance"] == {"driver_pid": os.getpid(), "driver_hostname": socket.gethostname(), "executor": "local", "attempt": 2}
 
 
 def test_a_cell_over_its_timeout_is_stopped_even_if_it_ignores_the_alarm(probe, tmp_path):

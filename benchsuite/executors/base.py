@@ -63,6 +63,14 @@ class CellResult:
     spec: CellSpec
     record: RunRecord | None = None
     lost: str | None = None
+    #: For a cell that ended without a record from its worker (lost, or killed from outside at
+    #: its hard deadline), what the executor saw, so that the driver's record of it says when and
+    #: where it ran like a worker's record does: when the worker began the cell (ISO time, UTC;
+    #: "" when unknown), how long it ran (None when unknown) and the worker's provenance (its
+    #: host, pid and device; empty when the executor cannot know them).
+    started_at: str = ""
+    duration_s: float | None = None
+    worker: dict[str, Any] = field(default_factory=dict)
 
 
 class Executor(Configurable):

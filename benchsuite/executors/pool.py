@@ -18,14 +18,16 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..params import Param
+from ..provenance import provenance, utc_now
 from ..spec import CellSpec
 from .base import CellResult, Executor, RunSettings, death_cause, hard_deadline, timeout_record
 
@@ -110,7 +112,7 @@ def _worker_main(
             return
         if spec is None:
             return
-        send(("started",))
+        send(("started", {**provenance(device, {}), "pid": os.getpid()}))
         send(("done", execute_cell(spec, device, amp, on_epoch=progress, timeout=timeout, checkpoints=checkpoints)))
 
 
@@ -125,6 +127,13 @@ class _Slot:
     spec: CellSpec | None = None
     #: When the worker began the cell (its timeout alarm starts then); None until it says so.
     started: float | None = None
+    #: When the cell was handed to the worker (monotonic), and when it began (ISO, UTC): handed
+    #: over, then the worker's word; what a record of the cell says if the worker dies with it.
+    handed: float = 0.0
+    started_at: str = ""
+    #: The provenance of the worker running the cell: the driver's view of it (host, pid,
+    #: device), then what the worker itself sent when it began the cell.
+    worker: dict[str, Any] = field(default_factory=dict)
 
 
 class PoolExecutor(Executor):
@@ -169,7 +178,8 @@ class PoolExecutor(Executor):
                     self._retire(slot)
                     if attempt:
                         raise
-            slot.spec, slot.started = spec, None
+            slot.spec, slot.started, slot.handed, slot.started_at = spec, None, time.monotonic(), utc_now()
+            slot.worker = {"hostname": socket.gethostname(), "pid": slot.process.pid, "device": slot.device, "torch_threads": self._threads}  # type: ignore[union-attr]
 
     def wait(self, timeout: float) -> list[CellResult]:
         busy = [slot for slot in self._slots if slot.spec is not None]
@@ -192,9 +202,10 @@ class PoolExecutor(Executor):
             now = time.monotonic()
             for slot in self._slots:
                 if slot.spec is not None and slot.started is not None and now - slot.started > hard_deadline(limit):
-                    spec, pid = slot.spec, slot.process.pid  # type: ignore[union-attr]
+                    spec, pid, seen = slot.spec, slot.process.pid, self._seen(slot)  # type: ignore[union-attr]
                     self._retire(slot, kill=True)
-                    results.append(CellResult(spec, timeout_record(spec, limit, f"it ignored its alarm, so its worker process {pid} was killed")))
+                    record = timeout_record(spec, limit, f"it ignored its alarm, so its worker process {pid} was killed")
+                    results.append(CellResult(spec, record, **seen))
         return results
 
     def cancel(self) -> None:
@@ -235,16 +246,23 @@ class PoolExecutor(Executor):
                     results.append(CellResult(slot.spec, payload[0]))
                     slot.spec = None
                 elif kind == "started":
-                    slot.started = time.monotonic()
+                    slot.started, slot.started_at, slot.worker = time.monotonic(), utc_now(), payload[0]
                 elif self.settings.on_progress is not None:
                     self.settings.on_progress(slot.spec, *payload)
         except (EOFError, OSError):
             pass
         process = slot.process
         if slot.spec is not None and process is not None and not process.is_alive():
-            results.append(CellResult(slot.spec, lost=death_cause(process.exitcode, process.pid)))
+            results.append(CellResult(slot.spec, lost=death_cause(process.exitcode, process.pid), **self._seen(slot)))
             self._retire(slot)
         return results
+
+    @staticmethod
+    def _seen(slot: _Slot) -> dict[str, Any]:
+        """What the driver knows of the slot's cell when its worker ends without a record: when
+        it began (the worker's "started", else its hand-over), for how long, and where."""
+        began = slot.handed if slot.started is None else slot.started
+        return {"started_at": slot.started_at, "duration_s": time.monotonic() - began, "worker": dict(slot.worker)}
 
     def _retire(self, slot: _Slot, kill: bool = False) -> None:
         """Stop (``kill``) or reap the slot's process; the slot gets a new one when next used."""
