@@ -307,6 +307,11 @@ def test_a_cell_over_its_timeout_is_stopped_even_if_it_ignores_the_alarm(probe, 
     assert stored[False]["status"] == "timeout" and "stopped by its alarm" in stored[False]["error"]
     assert stored[True]["status"] == "timeout" and "its worker process" in stored[True]["error"]
     assert "2 timeout" in err
+    killed = stored[True]  # its record is the driver's, dated from the worker's start to its kill (6 s + 5 s grace)
+    assert_dated(killed)
+    assert killed["duration_s"] > 11
+    assert killed["provenance"]["pid"] == next(e["pid"] for e in started(probe) if e["block_alarm"])
+    assert killed["provenance"]["hostname"] == socket.gethostname() and killed["provenance"]["driver_pid"] == proc.pid
     assert time.time() - tic < 120  # each training alone would take 22 s per epoch
 
 
