@@ -39,6 +39,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from .errors import BenchsuiteError
+
 if TYPE_CHECKING:
     import torch
 
@@ -47,11 +49,12 @@ if TYPE_CHECKING:
 MethodSpec = Any  # a registered name, a Method subclass, or a Method instance
 Check = Callable[["Method"], None]
 
-class CheckFailed(AssertionError):
+
+class CheckFailed(BenchsuiteError, AssertionError):
     """A method breaks one of the contracts (an ``AssertionError``, so test runners show it as a failure)."""
 
 
-class NotApplicable(Exception):
+class NotApplicable(BenchsuiteError):
     """The check does not apply to this method; the message says why."""
 
 
