@@ -217,8 +217,11 @@ def headline(runs: Any) -> str:
         ])  # fmt: skip
         table = group.pivot_table(index="row", columns="noise", values=metric, aggfunc="mean", sort=False)
         counts = group.groupby("row").seed.nunique()
-        rows = [[name, *(f"{v:.4g}" if v == v else "–" for v in table.loc[name]), counts[name]] for name in table.index]
-        title = f"{task}: final {metric}, mean over seeds (benchsuite leaderboard: intervals, best epochs, memorisation)"
+        percent = bool(group[metric].dropna().between(0, 1).all())  # as the boards show fractions
+        shown = [[f"{100 * v:.2f}" if percent else f"{v:.4g}" for v in table.loc[name]] for name in table.index]
+        rows = [[name, *(text if text != "nan" else "–" for text in cells), counts[name]] for name, cells in zip(table.index, shown)]
+        unit = " in %" if percent else ""
+        title = f"{task}: final {metric}{unit}, mean over seeds (benchsuite leaderboard: intervals, best epochs, memorisation)"
         blocks.append(title + "\n" + tabulate(rows, headers=["method", *table.columns, "seeds"]))
     return "\n\n".join(blocks) or "no completed runs"
 

@@ -127,8 +127,11 @@ def test_pool_workers_run_one_thread_each_and_record_it(tmp_path):
         assert json.loads(info)["torch_threads"] == 1
     assert len({json.loads(p)["pid"] for p in runs["provenance"]}) == 2  # both workers ran cells
     summary = headline(runs)
-    assert summary.splitlines()[0].startswith("digits: final test_acc, mean over seeds")
+    assert summary.splitlines()[0].startswith("digits: final test_acc in %, mean over seeds")
     assert {line.split()[0] for line in summary.splitlines()[3:]} == {"cce", "gce"}
+    shown = sorted(float(value) for line in summary.splitlines()[3:] for value in line.split()[1:-1])
+    means = runs[runs.status == "completed"].groupby(["method", "noise_rate"]).test_acc.mean()
+    assert shown == sorted(round(100 * m, 2) for m in means)  # in % like the boards, two decimals
 
 
 @pytest.mark.parametrize("args", [["--help"], ["run", "--help"]])
