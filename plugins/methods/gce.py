@@ -3,7 +3,7 @@ variant, and GCE-DN.
 
 L_q interpolates between CCE (q → 0) and the reduced MAE (q = 1). Its gradient is
 p_y^q·(p − e_y), weight 2p_y^q(1 − p_y), emphasis mode ψ = q/(q + 1). q = 0.7 is the value of
-every reference implementation (``../shared/reference/methods.md`` §5).
+every reference implementation (``docs/reference.md`` §3).
 
 The truncated L_q keeps a persistent 0/1 weight v_i per training example (initially 1); its
 per-example loss is v_i·L_q(p_y) + (1 − v_i)·L_q(k), so pruned examples (v_i = 0) give no gradient.

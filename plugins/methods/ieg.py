@@ -2,7 +2,7 @@
 
 Zhang, Zhang, Arik, Lee & Pfister, "IEG: Robust neural network training to tackle severe label
 noise" (ICLR-20 submission; CVPR-20 as "Distilling effective supervision from severe label
-noise"). One step follows the official TF code's choices (``../shared/reference/methods.md`` §8):
+noise"). One step follows the official TF code's choices (``docs/reference.md`` §5):
 
 1. weak view ``x_w`` (the task's training batch) and strong view ``x_s`` (``data.strong_view``);
    pseudo labels ``g`` = the averaged softmax of both views' logit-normalised logits, sharpened

@@ -1,6 +1,6 @@
 """MAE: mean absolute error between the softmax and the one-hot label; and MAE-DN.
 
-Two conventions exist (``../shared/reference/methods.md`` §3): the DM paper (Eq. 2) and APL use
+Two conventions exist (``docs/reference.md`` §2): the DM paper (Eq. 2) and APL use
 the reduced form 1 − p_y, with gradient p_y·(p − e_y) and weight 2p_y(1 − p_y); Ghosh et al., the
 GCE and the IMAE papers use ‖p − e_y‖₁ = 2(1 − p_y), twice that gradient. ``scale`` covers both
 (the default 1 is the DM tables' MAE; preset ``l1`` is the IMAE paper's). Either way MAE emphasises

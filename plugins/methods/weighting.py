@@ -1,7 +1,7 @@
 """Losses as example weighting: the one place where per-example weights, the rescaled gradient and
 the derivative normalisation are defined.
 
-Definitions (DM paper §3, Eqs. 1–7; IMAE Eqs. 19–22; ``../shared/reference/methods.md`` §1, §7):
+Definitions (DM paper §3, Eqs. 1–7; IMAE Eqs. 19–22; ``docs/reference.md`` §1, §4):
 
 * **Weight.** An example's weight (emphasis) ``w_i`` is the L1 norm of the gradient of its own
   loss ``ℓ_i`` w.r.t. its logits, before any batch reduction. For a loss of ``p_y`` alone the
