@@ -504,8 +504,8 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
     import pandas as pd
 
     from . import publish as pub
-    from .executors import ExecutorError, RunSettings
-    from .grid import GridError, expand, load_grid_file, parse_executor
+    from .executors import RunSettings
+    from .grid import expand, load_grid_file, parse_executor
     from .plotting import plot_weight_curves
     from .results import curves_dataframe
 
@@ -521,18 +521,15 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
     host = None if render_only else _host()
     for grid_file in grid_files:
         board, runs_csv, curves_csv = grid_file.stem, root / f"{grid_file.stem}.runs.csv", root / f"{grid_file.stem}.curves.csv"
-        try:
-            grid = load_grid_file(grid_file)
-            if not render_only:
-                if executor:
-                    grid.executor = parse_executor(executor)
-                expansion = expand(grid, host)
-                backend = _executor_for(grid, expansion, device)
-                results = root / ".results" / f"{board}.sqlite"
-                results.parent.mkdir(parents=True, exist_ok=True)
-                backend.check(RunSettings(device, None, grid.cell_timeout, results.parent))
-        except (GridError, ExecutorError) as exc:
-            raise BadInput(str(exc)) from None
+        grid = load_grid_file(grid_file)  # a GridError or ExecutorError is a UsageError: exit 2
+        if not render_only:
+            if executor:
+                grid.executor = parse_executor(executor)
+            expansion = expand(grid, host)
+            backend = _executor_for(grid, expansion, device)
+            results = root / ".results" / f"{board}.sqlite"
+            results.parent.mkdir(parents=True, exist_ok=True)
+            backend.check(RunSettings(device, None, grid.cell_timeout, results.parent))
         if not render_only:
             _prepare_process(grid)
             outcome = _execute(grid, expansion, backend, str(results), force=False, device=device, amp=None, progress=progress)

@@ -453,11 +453,6 @@ def table(
     return Table(column, list(rates), rows, ranked, percent, marked)
 
 
-def _table(runs: pd.DataFrame, column: str, higher_is_better: bool, rates: list[float], **options: Any) -> str:
-    """One markdown table (see ``table``)."""
-    return table(runs, column, higher_is_better, rates, **options).markdown()
-
-
 # -- what each row was trained with ------------------------------------------------------------
 
 

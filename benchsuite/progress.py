@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from .costs import format_duration
 from .spec import CellSpec
 
-#: Shortest interval between two redraws of the live block (an epoch of a small cell is ~10 ms).
+#: Shortest interval between two redraws of the live block (a digits epoch takes 0.1 s or less).
 REDRAW_SECONDS = 0.2
 
 

@@ -20,6 +20,8 @@ The life of an executor, all calls from the driver's main thread::
 
 from __future__ import annotations
 
+import os
+
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +138,26 @@ def death_cause(exitcode: int | None, pid: int | None) -> str:
     return f"{who} exited with status {exitcode} while running this cell"
 
 
+#: The environment variables that size the thread pools of the numeric libraries a worker may load
+#: (OpenMP, MKL, OpenBLAS, NumExpr): set to the worker's thread count before any of them starts.
+THREAD_ENVIRONMENT = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def limit_threads(threads: int) -> None:
+    """Size every compute thread pool of this process to ``threads``: the environment for libraries
+    not yet loaded, torch's intra-op pool, and its inter-op pool where torch still allows it (only
+    before its first parallel work; a worker calls this first thing, so it does)."""
+    for name in THREAD_ENVIRONMENT:
+        os.environ[name] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:  # the inter-op pool has started already: its size is fixed for the process
+        pass
+
+
 def run_in_worker(
     spec: CellSpec,
     device: str,
@@ -144,14 +166,13 @@ def run_in_worker(
     threads: int | None,
     checkpoints: CheckpointPolicy | None = None,
 ) -> RunRecord:
-    """A cell's entry point in a Ray task or a Slurm job: set torch's threads, run, return the
-    record. With ``checkpoints`` a retried or requeued cell resumes from its checkpoint."""
-    import torch
-
+    """A cell's entry point in a Ray task or a Slurm job: size the compute threads as a pool worker
+    does (``limit_threads``), run, return the record. With ``checkpoints`` a retried or requeued
+    cell resumes from its checkpoint."""
     from ..plugins import get_host
     from ..runner import execute_cell
 
     if threads:
-        torch.set_num_threads(threads)
+        limit_threads(threads)
     get_host()  # plugins load before the cell's timeout starts
     return execute_cell(spec, device=device, amp=amp, timeout=timeout, checkpoints=checkpoints)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ..params import Param
 from ..provenance import provenance, utc_now
 from ..spec import CellSpec
-from .base import CellResult, Executor, RunSettings, death_cause, hard_deadline, timeout_record
+from .base import CellResult, Executor, RunSettings, death_cause, hard_deadline, limit_threads, timeout_record
 
 if TYPE_CHECKING:
     from ..checkpoint import CheckpointPolicy
@@ -50,26 +50,6 @@ def _exit_with_parent(parent: int) -> None:
         time.sleep(0.5)
         if os.getppid() != parent:
             os._exit(1)
-
-
-#: The environment variables that size the thread pools of the numeric libraries a worker may load
-#: (OpenMP, MKL, OpenBLAS, NumExpr): set to the worker's thread count before any of them starts.
-THREAD_ENVIRONMENT = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
-
-
-def limit_threads(threads: int) -> None:
-    """Size every compute thread pool of this process to ``threads``: the environment for libraries
-    not yet loaded, torch's intra-op pool, and its inter-op pool where torch still allows it (only
-    before its first parallel work; a worker calls this first thing, so it does)."""
-    for name in THREAD_ENVIRONMENT:
-        os.environ[name] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
-    try:
-        torch.set_num_interop_threads(threads)
-    except RuntimeError:  # the inter-op pool has started already: its size is fixed for the process
-        pass
 
 
 def _worker_main(
