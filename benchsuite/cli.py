@@ -579,43 +579,41 @@ def export(results: str, out: str | None, curves: str | None) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Show the tracebacks of failed plugins.")
 def plugins(as_json: bool, verbose: bool) -> None:
     """List the loaded plugins (and those that failed to load, with their error)."""
-    from dataclasses import asdict
-
     from tabulate import tabulate
 
-    host = _host()
+    catalog = _catalog()
     if as_json:
-        click.echo(
-            json.dumps(
-                {"loaded": [asdict(p) for p in host.plugins.values()], "failed": [asdict(f) for f in host.failed.values()]},
-                indent=2,
-            )
-        )
+        click.echo(json.dumps({"loaded": catalog.plugins, "failed": catalog.failed}, indent=2))
         return
     rows = [
-        (p.name, p.distribution or "-", p.version or "-", *(", ".join(names) or "-" for names in (p.methods, p.tasks, p.noise_kinds)))
-        for p in sorted(host.plugins.values(), key=lambda p: p.name)
+        (p["name"], p["distribution"] or "-", p["version"] or "-", *(", ".join(p[k]) or "-" for k in ("methods", "tasks", "noise_kinds")))
+        for p in sorted(catalog.plugins, key=lambda p: p["name"])
     ]
     click.echo(tabulate(rows, headers=["plugin", "distribution", "version", "methods", "tasks", "noise kinds"]))
-    if host.failed:
+    if catalog.failed:
         click.echo("\nFailed to load (set aside; everything else works):")
-        for f in sorted(host.failed.values(), key=lambda f: f.name):
-            click.echo(f"  {f.name} ({f.distribution or '?'} {f.version or ''}): {f.error}")
-            if verbose and f.traceback:
-                click.echo("    " + f.traceback.replace("\n", "\n    "))
+        for f in sorted(catalog.failed, key=lambda f: f["name"]):
+            click.echo(f"  {f['name']} ({f['distribution'] or '?'} {f['version'] or ''}): {f['error']}")
+            if verbose and f["traceback"]:
+                click.echo("    " + f["traceback"].replace("\n", "\n    "))
+
+
+def _catalog() -> Any:
+    """What the plugins register, from the per-user cache when nothing changed (``benchsuite.catalog``)."""
+    from .catalog import load_catalog
+    from .discovery import PluginLoadError
+
+    try:
+        return load_catalog()
+    except PluginLoadError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _describe(kind: str, as_json: bool) -> None:
     from tabulate import tabulate
 
-    host = _host()
-    registry = host.methods if kind == "method" else host.tasks
-    entries = []
-    for name in registry.names():
-        info = registry.get(name).describe()
-        plugin = host.plugins[registry.origin(name)]
-        info["plugin"] = {"name": plugin.name, "distribution": plugin.distribution, "version": plugin.version}
-        entries.append(info)
+    catalog = _catalog()
+    entries = catalog.methods if kind == "method" else catalog.tasks
     if as_json:
         click.echo(json.dumps(entries, indent=2, default=str))
         return

@@ -12,8 +12,6 @@ Environment:
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
 import traceback
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -22,19 +20,14 @@ from typing import Any, Callable
 import pluggy
 
 from . import __version__, hookspecs, noise
-from .errors import BenchsuiteError
+from .discovery import ENTRY_POINT_GROUP, PluginLoadError, entry_points, selected_plugins, strict_loading
 from .method import Method
 from .registry import InvalidPluginError, Registry
 from .task import Task
 
-ENTRY_POINT_GROUP = "benchsuite"
 _HOOK_NAMES = ("register_methods", "register_tasks", "register_noise_kinds")
 #: Modules of the host registered as plugins before any entry point (as pytest's built-ins are).
 INTERNAL_PLUGINS = {"benchsuite.noise": noise}
-
-
-class PluginLoadError(BenchsuiteError, RuntimeError):
-    """A plugin could not be loaded and strict loading was asked for."""
 
 
 @dataclass
@@ -54,10 +47,6 @@ class FailedPlugin:
     version: str | None
     error: str
     traceback: str
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 class PluginHost:
@@ -82,11 +71,10 @@ class PluginHost:
     def load_entry_points(self, only: set[str] | None = None) -> None:
         """Load every entry point of the group (or only those named in ``only``), one by one."""
         seen: set[str] = set()
-        for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=_entry_point_order):
+        for found in entry_points():
+            ep, dist, version = found.entry_point, found.distribution, found.version
             if (only is not None and ep.name not in only) or ep.name in self.plugins:
                 continue
-            dist = ep.dist.name if ep.dist is not None else None
-            version = ep.dist.version if ep.dist is not None else None
             if ep.name in seen:
                 self._fail(ep.name, dist, version, f"entry point name {ep.name!r} is provided by two distributions")
                 continue
@@ -212,12 +200,6 @@ class PluginHost:
             raise PluginLoadError(f"plugin {name!r} failed to load: {error}")
 
 
-def _entry_point_order(ep: importlib.metadata.EntryPoint) -> tuple[bool, str, str]:
-    """Built-in plugins first, then by name: a third-party clash never shadows a built-in."""
-    dist = ep.dist.name if ep.dist is not None else ""
-    return (dist != "benchsuite", ep.name, dist)
-
-
 _host: PluginHost | None = None
 
 
@@ -225,10 +207,8 @@ def get_host() -> PluginHost:
     """The process-wide host, loaded on first use according to the environment."""
     global _host
     if _host is None:
-        host = PluginHost(strict=_truthy(os.environ.get("BENCHSUITE_STRICT_PLUGINS")))
-        selection = os.environ.get("BENCHSUITE_PLUGINS")
-        only = None if selection is None else {s.strip() for s in selection.split(",") if s.strip()}
-        host.load_entry_points(only)
+        host = PluginHost(strict=strict_loading())
+        host.load_entry_points(selected_plugins())
         _host = host
     return _host
 

@@ -8,6 +8,9 @@ import os
 # driver) running beside the test: one thread per process avoids oversubscription, which was
 # measured to make small models 5-20x slower. Set before torch is imported; subprocesses inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The tests must not write the user's plugin catalog cache (~/.cache/benchsuite); the tests of the
+# cache turn it on in a temporary directory.
+os.environ["BENCHSUITE_PLUGIN_CACHE"] = "0"
 import signal
 import subprocess
 import sys
