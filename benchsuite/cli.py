@@ -253,6 +253,7 @@ def run(
     130 on Ctrl-C.
     """
     ctx = click.get_current_context()
+    _warn_failed_plugins()
     grid = _grid(grid_file, methods, tasks, noises, seeds, executor)
     grid.budget.update({k: v for k, v in {"epochs": epochs, "iterations": iterations, "batch_size": batch_size, "lr": lr}.items() if v is not None})
     _override(grid, val_fraction=val_fraction, eval_ema=eval_ema, deterministic=deterministic or None,
@@ -280,6 +281,18 @@ def run(
         for label in outcome.missing:
             click.echo(f"  {label}", err=True)
         sys.exit(MISSING_CELLS_EXIT)
+
+
+def _warn_failed_plugins() -> None:
+    """Name on stderr each plugin that failed to load: its methods and tasks are missing from
+    the grid (the default grid would shrink without a word)."""
+    for failed in sorted(_host().failed.values(), key=lambda f: f.name):
+        origin = " ".join(part for part in (failed.distribution, failed.version) if part) or "no distribution"
+        click.echo(
+            f"warning: plugin {failed.name!r} ({origin}) failed to load; its methods and tasks are left out: "
+            f"{failed.error} (`benchsuite plugins -v` shows the traceback)",
+            err=True,
+        )
 
 
 def _grid(grid_file: str | None, methods: tuple[str, ...], tasks: tuple[str, ...], noises: tuple[str, ...],

@@ -156,3 +156,17 @@ def test_methods_and_tasks_commands_describe_declarations():
     digits = next(t for t in tasks if t["name"] == "digits")
     assert digits["num_classes"] == 10 and digits["provides_trusted_set"] is True
     assert digits["parameters"]["width"]["allowed"] == "int, x ≥ 1"
+
+
+def test_run_warns_of_a_plugin_that_failed_to_load(install_plugin, tmp_path):
+    install_plugin("broken-plugin", "broken_plugin", "raise RuntimeError('boom')", version="2.1")
+    result = run_cli("run", "--dry-run", "-m", "cce", "-t", "digits", "--results", str(tmp_path / "r.sqlite"))
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: plugin")]
+    assert warnings == [
+        "warning: plugin 'broken_plugin' (broken-plugin 2.1) failed to load; its methods and tasks are left out: "
+        "import of 'broken_plugin' failed: RuntimeError('boom') (`benchsuite plugins -v` shows the traceback)"
+    ]
+    assert "broken_plugin" not in result.stdout
+    quiet = run_cli("run", "--dry-run", "-m", "cce", "-t", "digits", "--results", str(tmp_path / "r.sqlite"), env={"BENCHSUITE_PLUGINS": "cce,digits"})
+    assert quiet.returncode == 0 and "warning: plugin" not in quiet.stderr
