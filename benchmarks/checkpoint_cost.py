@@ -23,7 +23,7 @@ import torch
 
 import benchsuite
 from benchsuite.checkpoint import CheckpointPolicy
-from benchsuite.runner import execute_cell
+from benchsuite.cell import execute_cell
 from benchsuite.spec import CellSpec
 
 

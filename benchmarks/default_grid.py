@@ -44,7 +44,7 @@ import ieg_step  # noqa: E402
 from benchsuite.costs import COSTS_FILE, estimate, format_duration  # noqa: E402
 from benchsuite.grid import MAIN_GRID, expand, grid_from_dict  # noqa: E402
 from benchsuite.plugins import get_host  # noqa: E402
-from benchsuite.runner import execute_cell  # noqa: E402
+from benchsuite.cell import execute_cell  # noqa: E402
 
 STARTUP = (
     "import time; tic = time.perf_counter()\n"

@@ -331,13 +331,13 @@ def _plan(grid: Any, results: str, device: str, amp: bool | None) -> tuple[Any, 
 def _executor_for(grid: Any, expansion: Any, device: str) -> Any:
     """The grid's executor, or the automatic choice for its runnable cells
     (``benchsuite.executors.automatic_executor``: a one-thread-per-worker pool on a multi-core CPU)."""
-    from .executors import EXECUTORS, automatic_executor
+    from .executors import automatic_executor
 
     if grid.executor is not None:
         name, params = grid.executor.name, grid.executor.params
     else:
         name, params = automatic_executor(device, len(expansion.cells) - len(expansion.not_applicable))
-    return EXECUTORS[name](**params)
+    return _host().executor_class(name)(**params)
 
 
 def _describe_executor(backend: Any) -> str:
@@ -599,10 +599,10 @@ def plugins(as_json: bool, verbose: bool) -> None:
         click.echo(json.dumps({"loaded": catalog.plugins, "failed": catalog.failed}, indent=2))
         return
     rows = [
-        (p["name"], p["distribution"] or "-", p["version"] or "-", *(", ".join(p[k]) or "-" for k in ("methods", "tasks", "noise_kinds")))
+        (p["name"], p["distribution"] or "-", p["version"] or "-", *(", ".join(p[k]) or "-" for k in ("methods", "tasks", "noise_kinds", "executors")))
         for p in sorted(catalog.plugins, key=lambda p: p["name"])
     ]
-    click.echo(tabulate(rows, headers=["plugin", "distribution", "version", "methods", "tasks", "noise kinds"]))
+    click.echo(tabulate(rows, headers=["plugin", "distribution", "version", "methods", "tasks", "noise kinds", "executors"]))
     if catalog.failed:
         click.echo("\nFailed to load (set aside; everything else works):")
         for f in sorted(catalog.failed, key=lambda f: f["name"]):

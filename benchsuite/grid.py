@@ -67,10 +67,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import InvalidInputError, UsageError
-from .executors import EXECUTORS
 from .fingerprint import code_fingerprint
 from .params import ParameterError, close_matches
-from .plugins import PluginHost
+from .plugins import PluginHost, get_host
 from .registry import UnknownNameError
 from .spec import RESULTS_VERSION, CellSpec
 from .task import Recipe
@@ -382,10 +381,11 @@ def _executor(value: Any, problems: list[str]) -> ComponentSpec:
     else:
         problems.append('executor: must be a name such as "pool" or a table with a name and options')
         return ComponentSpec("local")
-    cls = EXECUTORS.get(spec.name)
-    if cls is None:
-        problems.append(f"executor: unknown executor {spec.name!r}; {close_matches(spec.name, list(EXECUTORS))}")
+    executors = get_host().executors
+    if spec.name not in executors:
+        problems.append(f"executor: unknown executor {spec.name!r}; {close_matches(spec.name, executors.names())}")
         return ComponentSpec("local")
+    cls = executors.get(spec.name)
     try:
         cls(**spec.params)
     except ParameterError as exc:

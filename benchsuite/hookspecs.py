@@ -11,7 +11,8 @@ A plugin is a module that implements some of these functions, marked with ``@hoo
 The host passes ``register``; the plugin calls it with its classes (or, for noise kinds, a name
 and an instance). The host validates each, owns the registries, and stages a plugin's
 registrations so that one invalid registration leaves none of them behind. The host's own noise
-kinds come through the same hook: ``benchsuite.noise`` is registered as an internal plugin first.
+kinds and executors come through the same hooks: ``benchsuite.noise`` and ``benchsuite.executors``
+are registered as internal plugins before any entry point.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Callable
 import pluggy
 
 if TYPE_CHECKING:
+    from .executors import Executor
     from .noise import NoiseKind
 
 hookspec = pluggy.HookspecMarker("benchsuite")
@@ -51,4 +53,20 @@ def register_noise_kinds(register: Callable[[str, "NoiseKind"], None]) -> None:
     before its tasks are checked). Names are global: registering a name twice sets the second
     plugin aside. Kinds whose ``inputs`` the task does not supply fail when the cell prepares
     its data, with a message naming the input.
+    """
+
+
+@hookspec
+def register_executors(register: Callable[[type["Executor"]], None]) -> None:
+    """Register executors (where the cells of a grid run): call ``register(ExecutorClass)`` once
+    per executor.
+
+    :param register: takes a subclass of ``benchsuite.executors.Executor`` whose ``name`` is a
+        lowercase identifier (what ``--executor`` and a grid file's ``executor`` key name) and
+        whose ``parameters`` are its options.
+
+    An executor runs each cell by calling ``self.cells.execute`` (or ``run_in_worker`` in a
+    remote worker): the driver hands it the functions that run a cell, so an executor never
+    imports the plugin host. Names are global: registering a built-in's name (``local``,
+    ``pool``, ``ray``, ``slurm``) or one another plugin registered sets the plugin aside.
     """

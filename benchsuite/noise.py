@@ -335,14 +335,26 @@ def register_noise_kinds(register: Callable[[str, NoiseKind], None]) -> None:
         register(name, kind)
 
 
-def noise_kind(name: str) -> NoiseKind:
-    """The kind registered under ``name`` in this process's plugin host."""
-    from .plugins import get_host  # the host imports this module: look it up at call time
+#: The kinds ``noise_kind`` finds by name: the built-in ones until this process's plugin host has
+#: loaded, then every kind that host registered (``benchsuite.plugins.get_host`` publishes its
+#: table here). Held below the host so that the label pipeline need not import the host, which
+#: imports the task interface, which uses the label pipeline.
+_published_kinds: Mapping[str, NoiseKind] = BUILTIN_NOISE_KINDS
 
-    kinds = get_host().noise_kinds
-    if name not in kinds:
-        raise NoiseError(f"unknown noise kind {name!r}; {close_matches(name, list(kinds))}")
-    return kinds[name]
+
+def publish_kinds(kinds: Mapping[str, NoiseKind]) -> None:
+    """Make ``kinds`` (the process-wide host's live table) what ``noise_kind`` looks names up in."""
+    global _published_kinds
+    _published_kinds = kinds
+
+
+def noise_kind(name: str) -> NoiseKind:
+    """The kind registered under ``name`` in this process's plugin host (the built-in kinds
+    before the host has loaded)."""
+    if name not in _published_kinds:
+        hint = "" if _published_kinds is not BUILTIN_NOISE_KINDS else " (the plugins' kinds are known once benchsuite.plugins.get_host() has loaded them)"
+        raise NoiseError(f"unknown noise kind {name!r}; {close_matches(name, list(_published_kinds))}{hint}")
+    return _published_kinds[name]
 
 
 def corrupt_labels(

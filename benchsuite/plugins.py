@@ -19,15 +19,17 @@ from typing import Any, Callable
 
 import pluggy
 
-from . import __version__, hookspecs, noise
+from . import __version__, executors, hookspecs, noise
 from .discovery import ENTRY_POINT_GROUP, PluginLoadError, entry_points, selected_plugins, strict_loading
+from .executors import Executor
 from .method import Method
 from .registry import InvalidPluginError, Registry
 from .task import Task
 
-_HOOK_NAMES = ("register_methods", "register_tasks", "register_noise_kinds")
-#: Modules of the host registered as plugins before any entry point (as pytest's built-ins are).
-INTERNAL_PLUGINS = {"benchsuite.noise": noise}
+_HOOK_NAMES = ("register_methods", "register_tasks", "register_noise_kinds", "register_executors")
+#: Modules of the host registered as plugins before any entry point (as pytest's built-ins and
+#: tox's internal plugins are): the built-in noise kinds and executors.
+INTERNAL_PLUGINS = {"benchsuite.noise": noise, "benchsuite.executors": executors}
 
 
 @dataclass
@@ -38,6 +40,7 @@ class PluginInfo:
     methods: list[str] = field(default_factory=list)
     tasks: list[str] = field(default_factory=list)
     noise_kinds: list[str] = field(default_factory=list)
+    executors: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -58,6 +61,7 @@ class PluginHost:
         self._pm.add_hookspecs(hookspecs)
         self.methods: Registry[Method] = Registry("method", Method)
         self.tasks: Registry[Task] = Registry("task", Task)
+        self.executors: Registry[Executor] = Registry("executor", Executor, listed_by="benchsuite plugins")
         #: Noise kind name -> kind, and the plugin that registered it.
         self.noise_kinds: dict[str, noise.NoiseKind] = {}
         self._noise_origin: dict[str, str] = {}
@@ -111,6 +115,8 @@ class PluginHost:
             self.methods.add(cls, name)
         for cls in staged["tasks"]:
             self.tasks.add(cls, name)
+        for cls in staged["executors"]:
+            self.executors.add(cls, name)
         self.plugins[name] = PluginInfo(
             name,
             distribution,
@@ -118,6 +124,7 @@ class PluginHost:
             [c.name for c in staged["methods"]],
             [c.name for c in staged["tasks"]],
             list(kinds),
+            [c.name for c in staged["executors"]],
         )
         self.failed.pop(name, None)
         return True
@@ -136,8 +143,13 @@ class PluginHost:
             kinds[kind_name] = kind
 
         self._pm.subset_hook_caller("register_noise_kinds", remove_plugins=others)(register=register_kind)
-        staged: dict[str, list[type]] = {"methods": [], "tasks": []}
-        for hook, kind, registry in (("register_methods", "methods", self.methods), ("register_tasks", "tasks", self.tasks)):
+        staged: dict[str, list[type]] = {"methods": [], "tasks": [], "executors": []}
+        registries: tuple[tuple[str, str, Registry[Any]], ...] = (
+            ("register_methods", "methods", self.methods),
+            ("register_tasks", "tasks", self.tasks),
+            ("register_executors", "executors", self.executors),
+        )
+        for hook, kind, registry in registries:
             self._pm.subset_hook_caller(hook, remove_plugins=others)(register=self._stager(staged[kind], registry))
             names = [cls.name for cls in staged[kind]]
             clash = {n for n in names if names.count(n) > 1 or n in registry}
@@ -161,6 +173,7 @@ class PluginHost:
             self._pm.unregister(plugin)
         self.methods.remove_origin(name)
         self.tasks.remove_origin(name)
+        self.executors.remove_origin(name)
         for kind_name in [k for k, origin in self._noise_origin.items() if origin == name]:
             del self.noise_kinds[kind_name], self._noise_origin[kind_name]
         self.plugins.pop(name, None)
@@ -173,6 +186,9 @@ class PluginHost:
 
     def task_class(self, name: str) -> type[Task]:
         return self.tasks.get(name)
+
+    def executor_class(self, name: str) -> type[Executor]:
+        return self.executors.get(name)
 
     def plugin_of(self, kind: str, name: str) -> PluginInfo:
         registry = self.methods if kind == "method" else self.tasks
@@ -209,6 +225,7 @@ def get_host() -> PluginHost:
     if _host is None:
         host = PluginHost(strict=strict_loading())
         host.load_entry_points(selected_plugins())
+        noise.publish_kinds(host.noise_kinds)
         _host = host
     return _host
 
@@ -217,3 +234,4 @@ def reset_host() -> None:
     """Forget the loaded plugins; the next ``get_host()`` loads them again."""
     global _host
     _host = None
+    noise.publish_kinds(noise.BUILTIN_NOISE_KINDS)

@@ -28,9 +28,11 @@ class InvalidPluginError(BenchsuiteError, TypeError):
 class Registry(Generic[T]):
     """Name -> class, for one kind of plugin object (methods or tasks)."""
 
-    def __init__(self, kind: str, base: type[T]) -> None:
+    def __init__(self, kind: str, base: type[T], listed_by: str | None = None) -> None:
         self.kind = kind
         self.base = base
+        #: The command that lists the registered names, for the message of an unknown name.
+        self.listed_by = listed_by or f"benchsuite {kind}s"
         self._classes: dict[str, type[T]] = {}
         self._origin: dict[str, str] = {}
 
@@ -46,7 +48,7 @@ class Registry(Generic[T]):
         except KeyError:
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}; {close_matches(name, self.names())} "
-                f"(`benchsuite {self.kind}s` lists them; `benchsuite plugins` shows plugins that failed to load)"
+                f"(`{self.listed_by}` lists them; `benchsuite plugins` shows plugins that failed to load)"
             ) from None
 
     def origin(self, name: str) -> str:

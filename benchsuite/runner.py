@@ -1,7 +1,7 @@
 """Run the cells of a grid: skip finished ones, execute the rest, store each result as it lands.
 
 The driver (``run_grid``) is the only writer of the results database; a cell's execution
-(``execute_cell``) is a pure function of its spec that returns a ``RunRecord``, so that it can run
+(``benchsuite.cell.execute_cell``) is a pure function of its spec that returns a ``RunRecord``, so that it can run
 in this process or in any worker of an executor (``benchsuite.executors``). The driver claims a
 cell before dispatching it, keeps its claims fresh, and saves each record as it arrives. A run
 that raises is recorded as ``failed`` with its traceback and the grid goes on; a cell whose worker
@@ -16,145 +16,27 @@ import signal
 import socket
 import threading
 import time
-import traceback
 from collections import Counter, deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Iterator
 
+from .cell import CELL_FUNCTIONS
 from .checkpoint import DEFAULT_EVERY_MINUTES, CheckpointPolicy, checkpoint_dir
 from .costs import cell_cost, estimate
+from .executors import Executor, LocalExecutor, RunSettings
 from .grid import DEFAULT_RETRIES, Expansion
-from .plugins import get_host
 from .progress import GridProgress, cell_label
-from .provenance import provenance, utc_now
+from .provenance import utc_now
 from .spec import CellSpec, RunRecord
 from .store import DONE_STATUSES, ResultStore
-
-if TYPE_CHECKING:
-    from .executors import Executor
 
 HEARTBEAT_SECONDS = 30.0
 #: How long the driver waits for finished cells before it looks at its queue again.
 POLL_SECONDS = 0.5
 #: How often a driver with nothing else to do looks again at cells another driver holds.
 WAIT_POLL_SECONDS = 5.0
-
-
-def plugin_versions(spec: CellSpec) -> dict[str, dict[str, Any]]:
-    host = get_host()
-    out = {}
-    for kind, name in (("method", spec.method), ("task", spec.task)):
-        info = host.plugin_of(kind, name)
-        out[info.name] = {"distribution": info.distribution, "version": info.version}
-    return out
-
-
-def privileged_data(method: Any, info: dict[str, Any]) -> dict[str, Any]:
-    """What the run trained on besides the noisy training set (``Method.privileged_data``), with
-    the realised size of the trusted subset: the boards mark the method with it."""
-    data = method.privileged_data()
-    if info.get("num_trusted"):
-        data.update(trusted_examples=info["num_trusted"], training_examples=info["num_train"] + info["num_trusted"])
-    return data
-
-
-class CellTimeout(BaseException):
-    """Raised by a cell's timeout alarm; a ``BaseException`` so that no plugin's ``except
-    Exception`` swallows it."""
-
-
-@contextmanager
-def _alarm(seconds: float | None) -> Iterator[None]:
-    """Raise ``CellTimeout`` in this thread after ``seconds`` of wall time (SIGALRM).
-
-    Python runs the handler between two bytecodes, so a training loop stops within one step; code
-    stuck in native calls is stopped from outside by the executors that own the process.
-    """
-    if seconds is None:
-        yield
-        return
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-        raise RuntimeError("a cell timeout needs the cell to run in the main thread of a process on a POSIX system")
-
-    def fire(signum: int, frame: object) -> None:
-        raise CellTimeout
-
-    previous = signal.signal(signal.SIGALRM, fire)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})  # a mask inherited from the parent would mute it
-    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)  # an enclosing alarm (pytest-timeout) is put back
-    tic = time.monotonic()
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        if outer:
-            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - tic), 1e-3))
-
-
-def execute_cell(
-    spec: CellSpec,
-    device: str = "auto",
-    amp: bool | None = None,
-    on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
-    timeout: float | None = None,
-    checkpoints: CheckpointPolicy | None = None,
-) -> RunRecord:
-    """Train one cell; never raises for a failure of the run itself (it becomes a ``failed``
-    record). After ``timeout`` seconds the run is stopped and recorded as ``timeout``, with the
-    curves of the epochs it finished. With ``checkpoints`` the cell resumes from its checkpoint
-    and writes new ones (``benchsuite.checkpoint``)."""
-    from .checkpoint import CellCheckpoint
-    from .engine import resolve_device, train
-
-    started, tic = utc_now(), time.perf_counter()
-    torch_device = resolve_device(device)
-    checkpoint = None if checkpoints is None else CellCheckpoint(checkpoints, spec)
-    rows: list[dict[str, float]] = []
-
-    def collect(epoch: int, epochs: int, row: dict[str, float]) -> None:
-        rows.append(row)
-        if on_epoch is not None:
-            on_epoch(epoch, epochs, row)
-
-    try:
-        with _alarm(timeout):
-            host = get_host()
-            method = host.method_class(spec.method)(**spec.method_params)
-            task_cls = host.task_class(spec.task)
-            task = task_cls(**spec.task_params, **spec.task_options)
-            record = train(method, task, spec, torch_device, amp=amp, on_epoch=collect, checkpoint=checkpoint)
-        record.info.update(
-            task_metrics={k: {"higher_is_better": m.higher_is_better, "doc": m.doc} for k, m in task_cls.metrics.items()},
-            primary_metric=task_cls.primary_metric,
-            leaderboard_metrics=list(task_cls.table_metrics()),
-            privileged=privileged_data(method, record.info),
-        )
-        versions = plugin_versions(spec)
-    except KeyboardInterrupt:
-        raise
-    except CellTimeout:
-        curves = ([] if checkpoint is None else checkpoint.restored_curves) + rows
-        record = RunRecord(
-            spec=spec,
-            status="timeout",
-            curves=curves,
-            error=f"exceeded the cell timeout of {timeout:g} s in epoch {len(curves) + 1}; stopped by its alarm",
-        )
-        if checkpoint is not None:
-            record.provenance["checkpoints"] = checkpoint.provenance()
-            if checkpoint.resumed_from is not None:
-                record.provenance["resumed_from"] = checkpoint.resumed_from
-        versions = {}
-    except Exception as exc:
-        record = RunRecord(spec=spec, status="failed", error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
-        versions = {}
-    record.started_at, record.finished_at = started, utc_now()
-    record.duration_s = time.perf_counter() - tic
-    record.provenance = {**provenance(str(torch_device), versions), **record.provenance, "pid": os.getpid()}
-    return record
 
 
 @dataclass
@@ -279,8 +161,6 @@ def run_grid(
     lets them go without a record (it dies: its claim goes stale); without ``wait`` they are left
     and listed in ``GridOutcome.missing``.
     """
-    from .executors import LocalExecutor
-
     run = _GridRun(expansion, store, executor or LocalExecutor(), force=force, retries=retries)
     run.wait_for_others = wait
     if checkpoint_every is not None:
@@ -312,12 +192,11 @@ class _GridRun:
         self._seen_elsewhere: set[str] = set()
 
     def execute(self, device: str, amp: bool | None, cell_timeout: float | None, progress: bool) -> GridOutcome:
-        from .executors import RunSettings
-
         todo = self._todo()
         self.queue.extend((spec, 1) for spec in todo)
         settings = RunSettings(
-            device, amp, cell_timeout, self.store.path.parent, lambda *epoch: self.display.epoch(*epoch), self.checkpoints
+            device, amp, cell_timeout, self.store.path.parent, lambda *epoch: self.display.epoch(*epoch), self.checkpoints,
+            CELL_FUNCTIONS,
         )
         self.executor.check(settings)
         finished = False

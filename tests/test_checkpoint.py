@@ -12,7 +12,7 @@ import torch
 import benchsuite
 from benchsuite import checkpoint as checkpoint_module
 from benchsuite.checkpoint import CheckpointError, CheckpointPolicy, check_loadable, checkpoint_dir
-from benchsuite.runner import CellTimeout, execute_cell
+from benchsuite.cell import CellTimeout, execute_cell
 from benchsuite.spec import CellSpec
 
 EPOCHS = 3

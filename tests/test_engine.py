@@ -9,7 +9,7 @@ import benchsuite
 from benchsuite import LossMethod, LossOutput
 from benchsuite.engine import EpochStats, train
 from benchsuite.method import StepOutput
-from benchsuite.runner import execute_cell
+from benchsuite.cell import execute_cell
 from benchsuite.spec import CellSpec
 from benchsuite.task import Batch, NoiseRecord, PreparedData, TensorTrainSource
 from benchsuite_plugins.digits.digits import Digits

@@ -22,13 +22,14 @@ from click.testing import CliRunner
 from conftest import run_cli, start_cli
 
 from benchsuite.cli import main
-from benchsuite.executors import EXECUTORS, CellResult, ExecutorError, LocalExecutor, RunSettings
+from benchsuite.executors import CellResult, ExecutorError, LocalExecutor, RunSettings
 from benchsuite.executors.base import death_cause
 from benchsuite.grid import GridError, expand, grid_from_dict, parse_executor
 from benchsuite.leaderboard import render
 from benchsuite.plugins import get_host
 from benchsuite.results import to_dataframe
-from benchsuite.runner import execute_cell, run_grid
+from benchsuite.cell import execute_cell
+from benchsuite.runner import run_grid
 from benchsuite.spec import CellSpec, RunRecord
 from benchsuite.store import ResultStore
 
@@ -164,7 +165,7 @@ def test_an_executor_whose_extra_is_missing_names_the_extra(monkeypatch, tmp_pat
     for module, name, extra in (("ray", "ray", "ray"), ("submitit", "slurm", "slurm")):
         monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
         with pytest.raises(ExecutorError, match=rf"pip install 'benchsuite\[{extra}\]'"):
-            EXECUTORS[name]().check(RunSettings(cell_timeout=60))
+            get_host().executor_class(name)().check(RunSettings(cell_timeout=60))
     result = CliRunner().invoke(
         main, ["run", "-m", "cce", "-t", "digits", "--executor", "ray", "--dry-run", "--results", str(tmp_path / "r.sqlite")]
     )
@@ -175,10 +176,10 @@ def test_an_executor_whose_extra_is_missing_names_the_extra(monkeypatch, tmp_pat
 def test_slurm_needs_slurm_or_cluster_local_and_a_time_limit(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ExecutorError, match="sbatch is not on PATH.*cluster = 'local'"):
-        EXECUTORS["slurm"]().check(RunSettings(cell_timeout=60))
+        get_host().executor_class("slurm")().check(RunSettings(cell_timeout=60))
     with pytest.raises(ExecutorError, match="set the executor's time \\(minutes\\) or --cell-timeout"):
-        EXECUTORS["slurm"](cluster="local").check(RunSettings())
-    EXECUTORS["slurm"](cluster="local", time=5).check(RunSettings())
+        get_host().executor_class("slurm")(cluster="local").check(RunSettings())
+    get_host().executor_class("slurm")(cluster="local", time=5).check(RunSettings())
     with pytest.raises(GridError, match="--executor is invalid"):
         parse_executor("slurm{time = 0}")
 
@@ -195,13 +196,13 @@ def test_pool_workers_get_the_visible_gpus_round_robin(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
-    pool = EXECUTORS["pool"](workers=4)
+    pool = get_host().executor_class("pool")(workers=4)
     pool.start(RunSettings(device="auto"))  # workers start with their first cell: nothing spawned here
     assert [slot.device for slot in pool._slots] == ["cuda:0", "cuda:1", "cuda:2", "cuda:0"]
-    default = EXECUTORS["pool"]()
+    default = get_host().executor_class("pool")()
     default.start(RunSettings(device="cuda"))
     assert [slot.device for slot in default._slots] == ["cuda:0", "cuda:1", "cuda:2"]  # one worker per GPU
-    cpu = EXECUTORS["pool"](workers=2)
+    cpu = get_host().executor_class("pool")(workers=2)
     cpu.start(RunSettings(device="cpu"))
     assert [slot.device for slot in cpu._slots] == ["cpu", "cpu"] and cpu._threads == max(1, (os.cpu_count() or 1) // 2)
 

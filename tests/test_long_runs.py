@@ -161,7 +161,7 @@ def test_a_preempted_slurm_job_is_requeued_and_resumes_from_its_checkpoint(tmp_p
     submitit = pytest.importorskip("submitit")
     from benchsuite.checkpoint import CheckpointPolicy
     from benchsuite.executors.slurm import CellJob
-    from benchsuite.runner import execute_cell
+    from benchsuite.cell import execute_cell
 
     method = benchsuite.load_method("elr")
     task = benchsuite.load_task("digits", width=16)

@@ -140,3 +140,25 @@ def test_the_grid_runs_a_plugin_kind_and_given_kinds_only_at_rate_0():
     with pytest.raises(ValueError, match="must be a finite number"):
         parse_noise("symmetric:0.2,x")
 
+
+
+def test_noise_kind_finds_the_kinds_of_the_process_wide_host():
+    from benchsuite.noise import NoiseError, noise_kind
+    from benchsuite.plugins import get_host, reset_host
+
+    reset_host()
+    assert noise_kind("symmetric") is BUILTIN_NOISE_KINDS["symmetric"]
+    with pytest.raises(NoiseError, match=r"unknown noise kind 'cifar10n:worst'.*known once benchsuite.plugins.get_host\(\) has loaded"):
+        noise_kind("cifar10n:worst")
+    host = get_host()
+    assert noise_kind("cifar10n:worst") is host.noise_kinds["cifar10n:worst"]
+    module = types.ModuleType("own_kind")
+    exec(OWN_KIND, module.__dict__)
+    assert host.add_plugin(module, "own_kind")
+    assert noise_kind("to_zero") is host.noise_kinds["to_zero"]
+    host.remove_plugin("own_kind")
+    with pytest.raises(NoiseError, match="unknown noise kind 'to_zero'"):
+        noise_kind("to_zero")
+    reset_host()
+    with pytest.raises(NoiseError, match="unknown noise kind 'cifar10n:worst'"):
+        noise_kind("cifar10n:worst")

@@ -18,7 +18,7 @@ import benchsuite
 from benchsuite import LossMethod, LossOutput
 from benchsuite.engine import train
 from benchsuite.reproducibility import REPRODUCIBLE_UNDER, kernel_settings
-from benchsuite.runner import execute_cell
+from benchsuite.cell import execute_cell
 from benchsuite.spec import CellSpec
 from benchsuite_plugins.digits.digits import Digits
 
@@ -65,7 +65,7 @@ def test_every_builtin_method_reproduces_bit_for_bit_after_other_cells_ran():
 GR_IN_A_FRESH_PROCESS = """
 import json, sys, torch
 torch.set_num_threads(int(sys.argv[1]))
-from benchsuite.runner import execute_cell
+from benchsuite.cell import execute_cell
 from benchsuite.spec import CellSpec
 record = execute_cell(CellSpec.from_dict(json.loads(sys.argv[2])), "cpu")
 print(json.dumps([{k: v for k, v in row.items() if k != "epoch_time"} for row in record.curves]))

@@ -4,23 +4,31 @@
 this machine; ``ray`` as Ray tasks; ``slurm`` as a Slurm job array through submitit. Choose one
 with ``--executor SPEC`` (``pool``, ``"pool{workers = 4}"``) or the ``executor`` key of a grid
 file; without either, ``automatic_executor`` chooses. The interface they share is in ``base``.
+
+This package is an internal plugin of the host: the four executors register through the
+``register_executors`` hook as a third-party executor does, and the grid and the CLI look them
+up in the host (``PluginHost.executors``).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
-from .base import CellResult, Executor, ExecutorError, RunSettings
+from ..hookspecs import hookimpl
+from .base import CellFunctions, CellResult, Executor, ExecutorError, RunSettings, run_in_worker
 from .local import LocalExecutor
 from .pool import PoolExecutor
 from .ray import RayExecutor
 from .slurm import SlurmExecutor
 
-EXECUTORS: dict[str, type[Executor]] = {
-    cls.name: cls for cls in (LocalExecutor, PoolExecutor, RayExecutor, SlurmExecutor)
-}
+BUILTIN_EXECUTORS: tuple[type[Executor], ...] = (LocalExecutor, PoolExecutor, RayExecutor, SlurmExecutor)
 
+
+@hookimpl
+def register_executors(register: Callable[[type[Executor]], None]) -> None:
+    for cls in BUILTIN_EXECUTORS:
+        register(cls)
 
 
 def usable_cores() -> int:
@@ -57,4 +65,7 @@ def _runs_on_cpu(device: str) -> bool:
     return not torch.cuda.is_available()
 
 
-__all__ = ["automatic_executor", "usable_cores", "EXECUTORS", "CellResult", "Executor", "ExecutorError", "RunSettings", *(c.__name__ for c in EXECUTORS.values())]
+__all__ = [
+    "automatic_executor", "usable_cores", "register_executors", "run_in_worker", "BUILTIN_EXECUTORS", "CellFunctions",
+    "CellResult", "Executor", "ExecutorError", "RunSettings", *(c.__name__ for c in BUILTIN_EXECUTORS),
+]  # fmt: skip

@@ -55,6 +55,22 @@ class RunSettings:
     on_progress: ProgressCallback | None = None
     #: Where and how often cells checkpoint (None: never; ``benchsuite.checkpoint``).
     checkpoints: CheckpointPolicy | None = None
+    #: How a cell runs (``benchsuite.cell.CELL_FUNCTIONS``, given by the driver); None only to
+    #: ``check`` an executor.
+    cells: CellFunctions | None = None
+
+
+@dataclass(frozen=True)
+class CellFunctions:
+    """What an executor calls to run cells, handed over by the driver so that executors need not
+    import the plugin host (which loads them as a plugin). Both are module-level functions: they
+    pickle by reference into worker processes, Ray tasks and Slurm jobs."""
+
+    #: ``execute(spec, device, amp, on_epoch, timeout=, checkpoints=) -> RunRecord``; never raises
+    #: for a failure of the run itself.
+    execute: Callable[..., RunRecord]
+    #: Called once in a worker before its first cell: loads the plugins outside any cell's timeout.
+    prepare: Callable[[], None]
 
 
 @dataclass
@@ -87,6 +103,13 @@ class Executor(Configurable):
 
     def start(self, settings: RunSettings) -> None:
         self.settings = settings
+
+    @property
+    def cells(self) -> CellFunctions:
+        """The functions that run a cell, from the settings the executor was started with."""
+        if self.settings.cells is None:
+            raise ExecutorError(f"the {self.name} executor was started without RunSettings.cells, the functions that run a cell")
+        return self.settings.cells
 
     def free_slots(self) -> int:
         raise NotImplementedError
@@ -159,6 +182,7 @@ def limit_threads(threads: int) -> None:
 
 
 def run_in_worker(
+    cells: CellFunctions,
     spec: CellSpec,
     device: str,
     amp: bool | None,
@@ -169,10 +193,7 @@ def run_in_worker(
     """A cell's entry point in a Ray task or a Slurm job: size the compute threads as a pool worker
     does (``limit_threads``), run, return the record. With ``checkpoints`` a retried or requeued
     cell resumes from its checkpoint."""
-    from ..plugins import get_host
-    from ..runner import execute_cell
-
     if threads:
         limit_threads(threads)
-    get_host()  # plugins load before the cell's timeout starts
-    return execute_cell(spec, device=device, amp=amp, timeout=timeout, checkpoints=checkpoints)
+    cells.prepare()  # plugins load before the cell's timeout starts
+    return cells.execute(spec, device, amp, timeout=timeout, checkpoints=checkpoints)

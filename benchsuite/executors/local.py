@@ -28,8 +28,6 @@ class LocalExecutor(Executor):
 
     def wait(self, timeout: float) -> list[CellResult]:
         """Runs the submitted cell here and now (Ctrl-C interrupts it)."""
-        from ..runner import execute_cell
-
         results = []
         settings = self.settings
         while self._pending:
@@ -39,7 +37,7 @@ class LocalExecutor(Executor):
                 if settings.on_progress is not None:
                     settings.on_progress(spec, epoch, epochs)
 
-            record = execute_cell(
+            record = self.cells.execute(
                 spec, settings.device, settings.amp, on_epoch, timeout=settings.cell_timeout, checkpoints=settings.checkpoints
             )
             results.append(CellResult(spec, record))

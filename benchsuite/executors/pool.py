@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pickle
 import signal
 import socket
 import threading
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ..params import Param
 from ..provenance import provenance, utc_now
 from ..spec import CellSpec
-from .base import CellResult, Executor, RunSettings, death_cause, hard_deadline, limit_threads, timeout_record
+from .base import CellFunctions, CellResult, Executor, RunSettings, death_cause, hard_deadline, limit_threads, timeout_record
 
 if TYPE_CHECKING:
     from ..checkpoint import CheckpointPolicy
@@ -53,6 +54,7 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _worker_main(
+    pickled_cells: bytes,
     conn: Connection,
     device: str,
     threads: int,
@@ -61,18 +63,19 @@ def _worker_main(
     parent: int,
     checkpoints: CheckpointPolicy | None = None,
 ) -> None:
-    """A worker: run the cells the driver sends, one at a time, until it sends None or goes away."""
+    """A worker: run the cells the driver sends, one at a time, until it sends None or goes away.
+
+    ``pickled_cells`` are the driver's ``CellFunctions``, unpickled only once the thread limits are
+    set: unpickling them imports the plugin host, and torch with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     limit_threads(threads)
     import torch
 
-    from ..plugins import get_host
-    from ..runner import execute_cell
-
+    cells: CellFunctions = pickle.loads(pickled_cells)
     if device.startswith("cuda"):
         torch.cuda.set_device(torch.device(device))
-    get_host()  # plugins load with the worker, not inside its first cell's timeout
+    cells.prepare()  # plugins load with the worker, not inside its first cell's timeout
 
     def send(message: tuple[object, ...]) -> None:
         """Tell the driver; if it has gone (killed), this orphan has no one to report to and ends
@@ -93,7 +96,7 @@ def _worker_main(
         if spec is None:
             return
         send(("started", {**provenance(device, {}), "pid": os.getpid()}))
-        send(("done", execute_cell(spec, device, amp, on_epoch=progress, timeout=timeout, checkpoints=checkpoints)))
+        send(("done", cells.execute(spec, device, amp, on_epoch=progress, timeout=timeout, checkpoints=checkpoints)))
 
 
 @dataclass(eq=False)
@@ -209,7 +212,7 @@ class PoolExecutor(Executor):
         parent, child = self._context.Pipe()
         process = self._context.Process(
             target=_worker_main,
-            args=(child, slot.device, self._threads, self.settings.amp, self.settings.cell_timeout, os.getpid(), self.settings.checkpoints),
+            args=(pickle.dumps(self.cells), child, slot.device, self._threads, self.settings.amp, self.settings.cell_timeout, os.getpid(), self.settings.checkpoints),
             name=f"benchsuite-pool-{slot.index}",
         )
         process.start()

@@ -82,7 +82,7 @@ class RayExecutor(Executor):
     def submit(self, specs: list[CellSpec]) -> None:
         s = self.settings
         for spec in specs:
-            ref = self._remote.remote(spec, s.device, s.amp, s.cell_timeout, self.cpus_per_cell, s.checkpoints)
+            ref = self._remote.remote(self.cells, spec, s.device, s.amp, s.cell_timeout, self.cpus_per_cell, s.checkpoints)
             self._running[ref] = (spec, time.monotonic())
 
     def wait(self, timeout: float) -> list[CellResult]:

@@ -118,7 +118,7 @@ class SlurmExecutor(Executor):
         try:
             with self._executor.batch():
                 jobs = [
-                    self._executor.submit(CellJob(), spec, s.device, s.amp, s.cell_timeout, self.cpus_per_cell, s.checkpoints)
+                    self._executor.submit(CellJob(), self.cells, spec, s.device, s.amp, s.cell_timeout, self.cpus_per_cell, s.checkpoints)
                     for spec in specs
                 ]
         except Exception as exc:
