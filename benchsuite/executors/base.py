@@ -16,6 +16,10 @@ The life of an executor, all calls from the driver's main thread::
     wait(timeout)     the cells that ended since the last call (possibly none)
     cancel()          stop every running cell now (Ctrl-C)
     close()           shut down after the last cell
+
+A worker runs a cell through ``settings.cells`` (``CellFunctions``: ``benchsuite.cell``'s
+functions, given by the driver), so executors import neither the runner nor the plugin host,
+and the host loads them as an internal plugin (hook ``register_executors``).
 """
 
 from __future__ import annotations
