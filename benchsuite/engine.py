@@ -166,12 +166,14 @@ class EpochStats:
         if self.pending_elements > self.FOLD_ELEMENTS:
             self.fold()
 
+    @torch.no_grad()
     def fold(self) -> None:
-        """Write the pending steps into the per-example arrays (later steps win)."""
+        """Write the pending steps into the per-example arrays (later steps win); each array is
+        concatenated first and converted to float once (the same values as converting each step's)."""
         if not self.pending:
             return
         index = torch.cat([b.index for b, _ in self.pending])
-        logits = torch.cat([o.logits.float() for _, o in self.pending])
+        logits = torch.cat([o.logits for _, o in self.pending]).float()
         self.pred[index] = logits.argmax(1)
         weighted = [(b, o) for b, o in self.pending if o.weights is not None]
         if weighted:
@@ -180,9 +182,9 @@ class EpochStats:
                 self.p_y = torch.empty_like(self.weights)
             if len(weighted) < len(self.pending):  # else the concatenations above are the weighted ones
                 index = torch.cat([b.index for b, _ in weighted])
-                logits = torch.cat([o.logits.float() for _, o in weighted])
+                logits = torch.cat([o.logits for _, o in weighted]).float()
             labels = torch.cat([b.y for b, _ in weighted])
-            self.weights[index] = torch.cat([o.weights.detach().float() for _, o in weighted])
+            self.weights[index] = torch.cat([o.weights for _, o in weighted]).float()
             self.p_y[index] = logits.softmax(1).gather(1, labels[:, None]).squeeze(1)
         self.pending, self.pending_elements = [], 0
 
