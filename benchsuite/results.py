@@ -90,28 +90,53 @@ def write_curves_csv(path: str | Path, out: str | Path, cell_hashes: Iterable[st
     return written
 
 
+#: Run columns whose texts repeat across runs (a grid's runs share them): each distinct text is held once.
+_SHARED_TEXTS = ("method", "preset", "task", "noise_kind", "status", "info", "provenance", "params", "task_params", "setting")
+
+
 def to_dataframe(path: str | Path, spec: bool = True) -> pd.DataFrame:
     """One row per run (see the module docstring for the columns); ``spec=False`` leaves out the
     full spec, which no board reads (the largest text of a run, one per run)."""
-    columns = [c for c in _RUN_COLUMNS_READ if spec or c != "spec"]
-    query = f"SELECT {', '.join(columns)}, s.requested_name, s.board FROM runs r JOIN summaries s ON s.run_id = r.id"
-    names = [c.split(".")[-1] for c in columns] + ["names"]
-    shared: dict[str, str] = {}  # equal texts (info, provenance, settings, names of many runs) held once
-    records, boards = [], []
+    columns = [c for c in _RUN_COLUMNS_READ if spec or c != "r.spec"]
+    query = f"SELECT {', '.join(columns)}, s.requested_name, s.board FROM runs r JOIN summaries s ON s.run_id = r.id ORDER BY r.id"
     with open_store(path, "read") as store:
-        recorded_names = store.names()
-        for row in store.rows(query):
-            values = [shared.setdefault(v, v) if type(v) is str and len(v) > 24 else v for v in row[:-2]]
-            canonical = {row[-2], *(json.dumps(n, sort_keys=True) for n in recorded_names.get(row[0], []))}
-            text = "[" + ", ".join(sorted(canonical)) + "]"
-            records.append((*values, shared.setdefault(text, text)))
-            boards.append(json.loads(row[-1]))
-    if not records:
+        recorded: dict[str, list[str]] = {}
+        for cell_hash, name in store.rows("SELECT cell_hash, name FROM names"):
+            recorded.setdefault(cell_hash, []).append(name)
+        rows = list(store.rows(query))
+    if not rows:
         return pd.DataFrame(columns=RUN_COLUMNS)
-    runs = pd.DataFrame.from_records(records, columns=names)
-    runs["error"] = [error.splitlines()[0] if isinstance(error, str) and error else None for error in runs.error]
-    numbers = pd.DataFrame.from_records(boards)
+    names = [c.split(".")[-1] for c in columns]
+    data = dict(zip(names, map(list, zip(*rows))))
+    for column in _SHARED_TEXTS:
+        shared: dict[str, str] = {}
+        data[column] = [shared.setdefault(v, v) if type(v) is str else v for v in data[column]]
+    requested = [row[-2] for row in rows]
+    data["names"] = _names_texts(data["cell_hash"], requested, recorded)
+    data["error"] = [error.splitlines()[0] if isinstance(error, str) and error else None for error in data["error"]]
+    runs = pd.DataFrame(data)
+    numbers = pd.DataFrame.from_records(json.loads("[" + ",".join(row[-1] for row in rows) + "]"))
+    del rows
     runs = pd.concat([runs.drop(columns=[c for c in numbers if c in runs]), numbers], axis=1)
     first = [c for c in RUN_COLUMNS if c in runs]
     rest = sorted(c for c in runs if c not in first)
     return runs[first + rest].sort_values(["task", "noise_kind", "method", "params", "noise_rate", "seed"], kind="stable").reset_index(drop=True)
+
+
+def _names_texts(cell_hashes: list[str], requested: list[str], recorded: dict[str, list[str]]) -> list[str]:
+    """Per run, the JSON list of every name it was asked for under: the requested one and those
+    recorded for its cell, canonical and sorted. Equal lists are one text, each name parsed once."""
+    canonical: dict[str, str] = {}
+
+    def one(text: str) -> str:
+        if text not in canonical:
+            canonical[text] = json.dumps(json.loads(text), sort_keys=True)
+        return canonical[text]
+
+    shared: dict[str, str] = {}
+    out = []
+    for cell_hash, name in zip(cell_hashes, requested):
+        texts = {name, *(one(t) for t in recorded.get(cell_hash, ()))}
+        text = "[" + ", ".join(sorted(texts)) + "]"
+        out.append(shared.setdefault(text, text))
+    return out
