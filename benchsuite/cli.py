@@ -388,21 +388,22 @@ def _dry_run(expansion: Any, results: str, source: str, backend: Any) -> None:
     from .spec import stale_reason
     from .store import DONE_STATUSES
 
-    stored: dict[str, tuple[str, str]] = {}
+    stored: dict[str, str] = {}
     previous: dict[str, Any] = {}  # cell hash -> the spec of a stored run of the same experiment
     if Path(results).is_file():
         with _open_store(results, "read") as store:  # a dry run writes nothing, creates nothing
-            stored = store.states()
-            earlier = {lineage: h for h, (status, lineage) in stored.items() if status in DONE_STATUSES}
-            for cell in expansion.cells:
-                if cell.cell_hash not in stored and cell.lineage_hash() in earlier:
+            stored = store.states(c.cell_hash for c in expansion.cells)
+            missing = [c for c in expansion.cells if c.cell_hash not in stored]
+            earlier = store.earlier_runs(c.lineage_hash() for c in missing)
+            for cell in missing:
+                if cell.lineage_hash() in earlier:
                     previous[cell.cell_hash] = store.spec(earlier[cell.lineage_hash()])
     stale = 0
     for cell in expansion.cells:
         if cell.cell_hash in expansion.not_applicable:
             state = "n/a"
         else:
-            state = stored[cell.cell_hash][0] if cell.cell_hash in stored else "stale" if cell.cell_hash in previous else "todo"
+            state = stored[cell.cell_hash] if cell.cell_hash in stored else "stale" if cell.cell_hash in previous else "todo"
         others = [n["method"] + (f"@{n['preset']}" if n["preset"] else "") for n in expansion.names.get(cell.cell_hash, [])[1:]]
         click.echo(f"{cell.cell_hash}  {state:<9}  {cell.label()}" + (f"  (= {', '.join(others)})" if others else ""))
         if state == "stale":
@@ -564,12 +565,16 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
 def export(results: str, out: str | None, curves: str | None) -> None:
     """Export the raw numbers as CSV: one row per run (and optionally per run and epoch, streamed
     to the file a chunk of runs at a time)."""
-    from .results import to_dataframe, write_curves_csv
+    from .results import write_curves_csv, write_runs_csv
 
     for path, option in ((out, "--out"), (curves, "--curves")):
         if path is not None:
             writable_file(path, option)
-    to_dataframe(results).to_csv(out or sys.stdout, index=False)  # not kept: the curves stream in bounded memory
+    if out is None:
+        write_runs_csv(results, sys.stdout)
+    else:
+        with open(out, "w", newline="") as handle:
+            write_runs_csv(results, handle)
     if curves:
         write_curves_csv(results, curves)
 

@@ -16,15 +16,19 @@ for the runs asked for, and ``iter_curves`` a bounded number of runs at a time.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import IO, Any, Callable
 
 import pandas as pd
 
 from .store import CURVE_CHUNK_RUNS, LAST_K, open_store
 
-__all__ = ["LAST_K", "RUN_COLUMNS", "curves_dataframe", "iter_curves", "to_dataframe", "write_curves_csv"]
+__all__ = ["LAST_K", "RUN_COLUMNS", "curves_dataframe", "iter_curves", "to_dataframe", "write_curves_csv", "write_runs_csv"]
 
 RUN_COLUMNS = [
     "cell_hash", "method", "preset", "params", "names", "setting", "task", "task_params", "noise_kind", "noise_rate",
@@ -112,7 +116,8 @@ def to_dataframe(path: str | Path, spec: bool = True) -> pd.DataFrame:
         shared: dict[str, str] = {}
         data[column] = [shared.setdefault(v, v) if type(v) is str else v for v in data[column]]
     requested = [row[-2] for row in rows]
-    data["names"] = _names_texts(data["cell_hash"], requested, recorded)
+    names_of = _NamesTexts(recorded)
+    data["names"] = [names_of(h, r) for h, r in zip(data["cell_hash"], requested)]
     data["error"] = [error.splitlines()[0] if isinstance(error, str) and error else None for error in data["error"]]
     runs = pd.DataFrame(data)
     numbers = pd.DataFrame.from_records(json.loads("[" + ",".join(row[-1] for row in rows) + "]"))
@@ -123,20 +128,120 @@ def to_dataframe(path: str | Path, spec: bool = True) -> pd.DataFrame:
     return runs[first + rest].sort_values(["task", "noise_kind", "method", "params", "noise_rate", "seed"], kind="stable").reset_index(drop=True)
 
 
-def _names_texts(cell_hashes: list[str], requested: list[str], recorded: dict[str, list[str]]) -> list[str]:
+class _NamesTexts:
     """Per run, the JSON list of every name it was asked for under: the requested one and those
     recorded for its cell, canonical and sorted. Equal lists are one text, each name parsed once."""
-    canonical: dict[str, str] = {}
 
-    def one(text: str) -> str:
-        if text not in canonical:
-            canonical[text] = json.dumps(json.loads(text), sort_keys=True)
-        return canonical[text]
+    def __init__(self, recorded: dict[str, list[str]]) -> None:
+        self._recorded = recorded
+        self._canonical: dict[str, str] = {}
+        self._shared: dict[str, str] = {}
 
-    shared: dict[str, str] = {}
-    out = []
-    for cell_hash, name in zip(cell_hashes, requested):
-        texts = {name, *(one(t) for t in recorded.get(cell_hash, ()))}
+    def _one(self, text: str) -> str:
+        if text not in self._canonical:
+            self._canonical[text] = json.dumps(json.loads(text), sort_keys=True)
+        return self._canonical[text]
+
+    def __call__(self, cell_hash: str, requested: str) -> str:
+        texts = {requested, *(self._one(t) for t in self._recorded.get(cell_hash, ()))}
         text = "[" + ", ".join(sorted(texts)) + "]"
-        out.append(shared.setdefault(text, text))
-    return out
+        return self._shared.setdefault(text, text)
+
+
+#: The order of ``to_dataframe``'s rows, as SQL (text compares by code point in both, ties by run id).
+_RUN_ORDER = "r.task, r.noise_kind, r.method, s.params, r.noise_rate, r.seed, r.id"
+#: Runs fetched per query when streaming the runs export.
+_EXPORT_CHUNK_RUNS = 2000
+
+
+def write_runs_csv(path: str | Path, handle: IO[str]) -> int:
+    """Write ``to_dataframe(path).to_csv(handle, index=False)`` byte for byte without building the
+    table: the per-run numbers are parsed first (the header needs every metric), then the runs
+    are read in board order a chunk at a time and written line by line, each value formatted as
+    pandas formats its column and quoted by the csv module as pandas' writer quotes it (each
+    distinct shared text once). Returns the number of runs written."""
+    fields = _CsvFields()
+    with open_store(path, "read") as store:
+        recorded: dict[str, list[str]] = {}
+        for cell_hash, name in store.rows("SELECT cell_hash, name FROM names"):
+            recorded.setdefault(cell_hash, []).append(name)
+        ordered = list(store.rows(f"SELECT r.id, s.board FROM runs r JOIN summaries s ON s.run_id = r.id ORDER BY {_RUN_ORDER}"))
+        if not ordered:
+            handle.write(",".join(RUN_COLUMNS) + "\n")
+            return 0
+        order = [run_id for run_id, _ in ordered]
+        boards = dict(zip(order, json.loads("[" + ",".join(text for _, text in ordered) + "]")))
+        del ordered
+        names = [c.split(".")[-1] for c in _RUN_COLUMNS_READ] + ["names"]
+        metrics = list(dict.fromkeys(k for board in boards.values() for k in board))
+        header = [c for c in RUN_COLUMNS if c in names or c in metrics]
+        header += sorted(set(names + metrics) - set(header))
+        formats = {k: _column_format([board.get(k, _MISSING) for board in boards.values()]) for k in metrics}
+        handle.write(",".join(fields.quote(c) for c in header) + "\n")
+        query = f"SELECT r.id, {', '.join(_RUN_COLUMNS_READ)}, s.requested_name FROM runs r JOIN summaries s ON s.run_id = r.id WHERE r.id IN "
+        names_of = _NamesTexts(recorded)
+        for start in range(0, len(order), _EXPORT_CHUNK_RUNS):
+            chunk = order[start : start + _EXPORT_CHUNK_RUNS]
+            fetched = {row[0]: row[1:] for row in store.rows(query + f"({','.join('?' * len(chunk))})", tuple(chunk))}
+            lines = []
+            for run_id in chunk:
+                row = fetched[run_id]
+                values = dict(zip(names, (*row[:-1], names_of(row[0], row[-1]))))
+                values["error"] = values["error"].splitlines()[0] if isinstance(values["error"], str) and values["error"] else None
+                board = boards[run_id]
+                lines.append(",".join([formats[c](board.get(c, _MISSING)) if c in formats else fields.run_value(c, values[c]) for c in header]))
+            handle.write("\n".join(lines) + "\n")
+    return len(order)
+
+
+#: Characters that may make the csv module quote a field (the delimiter, the quote, line ends).
+_CSV_SPECIAL = (",", '"', "\n", "\r")
+
+
+class _CsvFields:
+    """Values as fields of a CSV line: quoted exactly as the csv module quotes them (as pandas'
+    writer does), the texts that repeat across runs quoted once."""
+
+    def __init__(self) -> None:
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, lineterminator="\n")
+        self._shared: dict[str, str] = {}
+
+    def quote(self, text: str) -> str:
+        if not any(c in text for c in _CSV_SPECIAL):  # nothing the csv module would quote
+            return text
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._writer.writerow((text, ""))
+        return self._buffer.getvalue()[:-2]
+
+    def run_value(self, column: str, value: Any) -> str:
+        """A value of the runs table as pandas writes it (a missing one empty, a float by its repr)."""
+        if value is None or (type(value) is float and math.isnan(value)):
+            return ""
+        if type(value) is not str:
+            return repr(value) if type(value) is float else str(value)
+        if column not in _SHARED_TEXTS and column != "names":
+            return self.quote(value)
+        quoted = self._shared.get(value)
+        if quoted is None:
+            quoted = self._shared[value] = self.quote(value)
+        return quoted
+
+
+_MISSING = object()
+
+
+def _column_format(values: list[Any]) -> Callable[[Any], str]:
+    """How pandas writes a column built from these values (``_MISSING``: the run lacks the key):
+    whole numbers without a gap as integers, numbers as floats (a gap empty), anything else as text."""
+    kinds = {type(v) for v in values if v is not _MISSING and v is not None}
+    gaps = any(v is _MISSING or v is None for v in values)
+    if kinds == {int} and not gaps:
+        return str
+    if kinds and kinds <= {int, float}:
+        return lambda v: "" if v is _MISSING or v is None or v != v else repr(float(v))
+    if kinds == {bool} and not gaps:
+        return str
+    fields = _CsvFields()
+    return lambda v: "" if v is _MISSING or v is None or (type(v) is float and v != v) else fields.quote(str(v))

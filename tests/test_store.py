@@ -243,10 +243,15 @@ def test_curves_are_read_only_for_the_runs_asked_and_exported_in_chunks(tmp_path
     assert (tmp_path / "c.csv").read_text() == everything.to_csv(index=False)
 
 
-def test_dry_run_states_come_from_the_summaries(tmp_path):
+def test_dry_run_reads_only_the_cells_asked_for(tmp_path):
     with ResultStore(tmp_path / "r.sqlite") as store:
         store.save(record(0))
         store.save(RunRecord(cell(1), "failed", error="boom"))
-        assert store.states() == {cell(0).cell_hash: ("completed", cell(0).lineage_hash()), cell(1).cell_hash: ("failed", cell(1).lineage_hash())}
+        assert store.states([cell(0).cell_hash, cell(1).cell_hash, cell(2).cell_hash]) == {cell(0).cell_hash: "completed", cell(1).cell_hash: "failed"}
+        assert store.states([cell(1).cell_hash]) == {cell(1).cell_hash: "failed"}
+        # only finished runs are earlier runs of an experiment; lineages not stored are absent
+        assert store.earlier_runs([cell(0).lineage_hash(), cell(1).lineage_hash(), cell(2).lineage_hash()]) == {
+            cell(0).lineage_hash(): cell(0).cell_hash
+        }
         assert store.spec(cell(1).cell_hash) == cell(1) and store.status(cell(0).cell_hash) == "completed"
         assert store.status("0" * 16) is None
