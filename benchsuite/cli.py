@@ -520,6 +520,7 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
     if not grid_files:
         raise BadInput(f"no grid files in {root / 'grids'}: a board is a grid file grids/<board>.toml there")
     host = None if render_only else _host()
+    exports: dict[str, pd.DataFrame] = {}
     for grid_file in grid_files:
         board, runs_csv, curves_csv = grid_file.stem, root / f"{grid_file.stem}.runs.csv", root / f"{grid_file.stem}.curves.csv"
         grid = load_grid_file(grid_file)  # a GridError or ExecutorError is a UsageError: exit 2
@@ -543,15 +544,16 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
                 pub.curve_means(runs, curves_dataframe(results, runs.cell_hash)).to_csv(curves_csv, index=False)
         markdown = root / f"{board}.md"
         command = shlex.join(["benchsuite", "leaderboard", "--from", str(runs_csv), "--grid", str(grid_file), "--out", str(markdown)])
-        markdown.write_text(_render(pub.read_runs_export(runs_csv), command, **pub.leaderboard_options(str(grid_file), None)))
+        exports[runs_csv.name] = exported = pub.read_runs_export(runs_csv)  # read and checked once per board
+        markdown.write_text(_render(exported, command, **pub.leaderboard_options(str(grid_file), None)))
         click.echo(f"wrote {markdown}", err=True)
         if curves_csv.is_file() and grid.select == "none":
             pub.plot_board(pd.read_csv(curves_csv), root / board, board)
             click.echo(f"plots in {root / board}", err=True)
-        click.echo(pub.write_board_report(root, board, grid.select, host or _host()), err=True)
+        click.echo(pub.write_board_report(root, board, exported, grid.select, host or _host()), err=True)
     reported = root / pub.REPORTED_FILE
     if reported.is_file():
-        measured = {f.name.removesuffix(".runs.csv"): pub.read_runs_export(f) for f in sorted(root.glob("*.runs.csv"))}
+        measured = {f.name.removesuffix(".runs.csv"): exports[f.name] if f.name in exports else pub.read_runs_export(f) for f in sorted(root.glob("*.runs.csv"))}
         (root / "reported.md").write_text(pub.render_reported(pd.read_csv(reported), measured))
         click.echo(f"wrote {root / 'reported.md'}", err=True)
     plot_weight_curves(PLOTTED_WEIGHT_METHODS, root / "weight_curves.png", density=True, title="emphasis density of the built-in loss methods (defaults)")

@@ -26,7 +26,7 @@ from typing import IO, Any, Callable
 
 import pandas as pd
 
-from .store import CURVE_CHUNK_RUNS, LAST_K, open_store
+from .store import CURVE_CHUNK_RUNS, LAST_K, ResultStore, open_store
 
 __all__ = ["LAST_K", "RUN_COLUMNS", "curves_dataframe", "iter_curves", "to_dataframe", "write_curves_csv", "write_runs_csv"]
 
@@ -56,15 +56,20 @@ def iter_curves(path: str | Path, cell_hashes: Iterable[str] | None = None, chun
     cell-hash order: each chunk is ``curves_dataframe``'s table for those runs. Memory is bounded
     by the chunk, whatever the size of the database."""
     with open_store(path, "read") as store:
-        wanted = None if cell_hashes is None else set(cell_hashes)
-        runs = [(h, i) for h, i in store.query("SELECT cell_hash, id FROM runs ORDER BY cell_hash") if wanted is None or h in wanted]
-        for start in range(0, len(runs), chunk_runs):
-            chunk = {run_id: cell_hash for cell_hash, run_id in runs[start : start + chunk_runs]}
-            placeholders = ",".join("?" * len(chunk))
-            rows = store.query(f"SELECT run_id, epoch, key, value FROM curves WHERE run_id IN ({placeholders})", tuple(chunk))
-            long = pd.DataFrame([tuple(r) for r in rows], columns=["run_id", "epoch", "key", "value"])
-            long.insert(0, "cell_hash", long.pop("run_id").map(chunk))
-            yield _wide(long)
+        yield from _curve_chunks(store, cell_hashes, chunk_runs)
+
+
+def _curve_chunks(store: ResultStore, cell_hashes: Iterable[str] | None, chunk_runs: int) -> Iterator[pd.DataFrame]:
+    """``iter_curves`` on an open store."""
+    wanted = None if cell_hashes is None else set(cell_hashes)
+    runs = [(h, i) for h, i in store.rows("SELECT cell_hash, id FROM runs ORDER BY cell_hash") if wanted is None or h in wanted]
+    for start in range(0, len(runs), chunk_runs):
+        chunk = {run_id: cell_hash for cell_hash, run_id in runs[start : start + chunk_runs]}
+        placeholders = ",".join("?" * len(chunk))
+        rows = list(store.rows(f"SELECT run_id, epoch, key, value FROM curves WHERE run_id IN ({placeholders})", tuple(chunk)))
+        long = pd.DataFrame(rows, columns=["run_id", "epoch", "key", "value"])
+        long.insert(0, "cell_hash", long.pop("run_id").map(chunk))
+        yield _wide(long)
 
 
 def curves_dataframe(path: str | Path, cell_hashes: Iterable[str] | None = None) -> pd.DataFrame:
@@ -82,13 +87,12 @@ def write_curves_csv(path: str | Path, out: str | Path, cell_hashes: Iterable[st
     """Stream the curves of the runs asked for (all by default) to a CSV file, chunk by chunk, in
     bounded memory; the columns are every metric stored (one pass over the keys first). Returns
     the number of rows written."""
-    with open_store(path, "read") as store:
-        keys = sorted(row[0] for row in store.query("SELECT DISTINCT key FROM curves"))
-    columns = ["cell_hash", "epoch", *keys]
     written = 0
-    with open(out, "w", newline="") as handle:
+    with open_store(path, "read") as store, open(out, "w", newline="") as handle:
+        keys = sorted(key for (key,) in store.rows("SELECT DISTINCT key FROM curves"))
+        columns = ["cell_hash", "epoch", *keys]
         handle.write(",".join(columns) + "\n")
-        for chunk in iter_curves(path, cell_hashes):
+        for chunk in _curve_chunks(store, cell_hashes, CURVE_CHUNK_RUNS):
             chunk.reindex(columns=columns).to_csv(handle, header=False, index=False)
             written += len(chunk)
     return written
