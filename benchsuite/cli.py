@@ -386,7 +386,6 @@ def _dry_run(expansion: Any, results: str, source: str, backend: Any) -> None:
     is stored, but its plugin code, declared version or the host's results version has changed
     since: the cell runs again; the reason follows), or ``todo``."""
     from .spec import stale_reason
-    from .store import DONE_STATUSES
 
     stored: dict[str, str] = {}
     previous: dict[str, Any] = {}  # cell hash -> the spec of a stored run of the same experiment

@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, Callable
@@ -161,8 +161,8 @@ _EXPORT_CHUNK_RUNS = 2000
 def write_runs_csv(path: str | Path, handle: IO[str]) -> int:
     """Write ``to_dataframe(path).to_csv(handle, index=False)`` byte for byte without building the
     table: the per-run numbers are parsed first (the header needs every metric), then the runs
-    are read in board order a chunk at a time and written line by line, each value formatted as
-    pandas formats its column and quoted by the csv module as pandas' writer quotes it (each
+    are read in board order a chunk at a time and written column by column, each value formatted
+    as pandas formats its column and quoted by the csv module as pandas' writer quotes it (each
     distinct shared text once). Returns the number of runs written."""
     fields = _CsvFields()
     with open_store(path, "read") as store:
@@ -174,32 +174,33 @@ def write_runs_csv(path: str | Path, handle: IO[str]) -> int:
             handle.write(",".join(RUN_COLUMNS) + "\n")
             return 0
         order = [run_id for run_id, _ in ordered]
-        boards = dict(zip(order, json.loads("[" + ",".join(text for _, text in ordered) + "]")))
+        boards = json.loads("[" + ",".join(text for _, text in ordered) + "]")
         del ordered
         names = [c.split(".")[-1] for c in _RUN_COLUMNS_READ] + ["names"]
-        metrics = list(dict.fromkeys(k for board in boards.values() for k in board))
+        metrics = list(dict.fromkeys(k for board in boards for k in board))
         header = [c for c in RUN_COLUMNS if c in names or c in metrics]
         header += sorted(set(names + metrics) - set(header))
-        formats = {k: _column_format([board.get(k, _MISSING) for board in boards.values()]) for k in metrics}
+        formats = {k: _metric_format([board.get(k, _MISSING) for board in boards], fields) for k in metrics}
         handle.write(",".join(fields.quote(c) for c in header) + "\n")
         query = f"SELECT r.id, {', '.join(_RUN_COLUMNS_READ)}, s.requested_name FROM runs r JOIN summaries s ON s.run_id = r.id WHERE r.id IN "
         names_of = _NamesTexts(recorded)
         for start in range(0, len(order), _EXPORT_CHUNK_RUNS):
             chunk = order[start : start + _EXPORT_CHUNK_RUNS]
             fetched = {row[0]: row[1:] for row in store.rows(query + f"({','.join('?' * len(chunk))})", tuple(chunk))}
-            lines = []
-            for run_id in chunk:
-                row = fetched[run_id]
-                values = dict(zip(names, (*row[:-1], names_of(row[0], row[-1]))))
-                values["error"] = values["error"].splitlines()[0] if isinstance(values["error"], str) and values["error"] else None
-                board = boards[run_id]
-                lines.append(",".join([formats[c](board.get(c, _MISSING)) if c in formats else fields.run_value(c, values[c]) for c in header]))
-            handle.write("\n".join(lines) + "\n")
+            rows = [fetched[run_id] for run_id in chunk]
+            columns = dict(zip(names, map(list, zip(*rows))))
+            columns["names"] = [names_of(row[0], row[-1]) for row in rows]
+            columns["error"] = [e.splitlines()[0] if isinstance(e, str) and e else None for e in columns["error"]]
+            chunk_boards = boards[start : start + _EXPORT_CHUNK_RUNS]
+            texts = [formats[c](chunk_boards, c) if c in formats else fields.column(c, columns[c]) for c in header]
+            handle.write("\n".join(map(",".join, zip(*texts))) + "\n")
     return len(order)
 
 
-#: Characters that may make the csv module quote a field (the delimiter, the quote, line ends).
-_CSV_SPECIAL = (",", '"', "\n", "\r")
+#: Run columns whose values are numbers (written as pandas writes numbers: a float by its repr).
+_NUMBER_COLUMNS = ("noise_rate", "seed", "diverged_epoch", "epochs", "duration_s")
+#: Whether the csv module may quote a field: it holds the delimiter, the quote or a line end.
+_may_need_quotes = re.compile('[,"\r\n]').search
 
 
 class _CsvFields:
@@ -209,43 +210,44 @@ class _CsvFields:
     def __init__(self) -> None:
         self._buffer = io.StringIO()
         self._writer = csv.writer(self._buffer, lineterminator="\n")
-        self._shared: dict[str, str] = {}
+        self._shared: dict[str | None, str] = {None: ""}
 
     def quote(self, text: str) -> str:
-        if not any(c in text for c in _CSV_SPECIAL):  # nothing the csv module would quote
+        if not _may_need_quotes(text):
             return text
         self._buffer.seek(0)
         self._buffer.truncate()
         self._writer.writerow((text, ""))
         return self._buffer.getvalue()[:-2]
 
-    def run_value(self, column: str, value: Any) -> str:
-        """A value of the runs table as pandas writes it (a missing one empty, a float by its repr)."""
-        if value is None or (type(value) is float and math.isnan(value)):
-            return ""
-        if type(value) is not str:
-            return repr(value) if type(value) is float else str(value)
-        if column not in _SHARED_TEXTS and column != "names":
-            return self.quote(value)
-        quoted = self._shared.get(value)
+    def shared(self, text: str | None) -> str:
+        quoted = self._shared.get(text)
         if quoted is None:
-            quoted = self._shared[value] = self.quote(value)
+            quoted = self._shared[text] = self.quote(str(text))
         return quoted
+
+    def column(self, name: str, values: list[Any]) -> list[str]:
+        """One column of the runs table as pandas writes it: a missing value empty, a float by its
+        repr, a text quoted as needed."""
+        if name in _NUMBER_COLUMNS:
+            return ["" if v is None or v != v else repr(v) if type(v) is float else str(v) for v in values]
+        if name in _SHARED_TEXTS or name == "names":
+            shared = self._shared
+            return [shared[v] if v in shared else self.shared(v) for v in values]
+        return ["" if v is None else self.quote(v) for v in values]
 
 
 _MISSING = object()
 
 
-def _column_format(values: list[Any]) -> Callable[[Any], str]:
-    """How pandas writes a column built from these values (``_MISSING``: the run lacks the key):
-    whole numbers without a gap as integers, numbers as floats (a gap empty), anything else as text."""
+def _metric_format(values: list[Any], fields: _CsvFields) -> Callable[[list[dict[str, Any]], str], list[str]]:
+    """How pandas writes a metric column built from these values (``_MISSING``: the run lacks the
+    key), as a function of a chunk of boards and the key: whole numbers without a gap as integers,
+    numbers as floats (a gap or NaN empty), anything else as text."""
     kinds = {type(v) for v in values if v is not _MISSING and v is not None}
     gaps = any(v is _MISSING or v is None for v in values)
-    if kinds == {int} and not gaps:
-        return str
+    if (kinds == {int} or kinds == {bool}) and not gaps:
+        return lambda boards, key: [str(board[key]) for board in boards]
     if kinds and kinds <= {int, float}:
-        return lambda v: "" if v is _MISSING or v is None or v != v else repr(float(v))
-    if kinds == {bool} and not gaps:
-        return str
-    fields = _CsvFields()
-    return lambda v: "" if v is _MISSING or v is None or (type(v) is float and v != v) else fields.quote(str(v))
+        return lambda boards, key: ["" if (v := board.get(key)) is None or v != v else repr(float(v)) for board in boards]
+    return lambda boards, key: ["" if (v := board.get(key)) is None or (type(v) is float and v != v) else fields.quote(str(v)) for board in boards]
