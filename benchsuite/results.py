@@ -184,6 +184,10 @@ def write_runs_csv(path: str | Path, handle: IO[str]) -> int:
         handle.write(",".join(fields.quote(c) for c in header) + "\n")
         query = f"SELECT r.id, {', '.join(_RUN_COLUMNS_READ)}, s.requested_name FROM runs r JOIN summaries s ON s.run_id = r.id WHERE r.id IN "
         names_of = _NamesTexts(recorded)
+        (counts,) = store.query(f"SELECT count(*), {', '.join(f'count(r.{c})' for c in _INTEGER_COLUMNS)} FROM runs r JOIN summaries s ON s.run_id = r.id")
+        total, *present = tuple(counts)
+        # pandas holds whole numbers with a gap as floats: they are written as floats ("2.0")
+        fields.as_floats = {c for c, n in zip(_INTEGER_COLUMNS, present) if 0 < n < total}
         for start in range(0, len(order), _EXPORT_CHUNK_RUNS):
             chunk = order[start : start + _EXPORT_CHUNK_RUNS]
             fetched = {row[0]: row[1:] for row in store.rows(query + f"({','.join('?' * len(chunk))})", tuple(chunk))}
@@ -199,6 +203,8 @@ def write_runs_csv(path: str | Path, handle: IO[str]) -> int:
 
 #: Run columns whose values are numbers (written as pandas writes numbers: a float by its repr).
 _NUMBER_COLUMNS = ("noise_rate", "seed", "diverged_epoch", "epochs", "duration_s")
+#: The run columns SQLite holds as integers (or NULL).
+_INTEGER_COLUMNS = ("seed", "diverged_epoch", "epochs")
 #: Whether the csv module may quote a field: it holds the delimiter, the quote or a line end.
 _may_need_quotes = re.compile('[,"\r\n]').search
 
@@ -211,6 +217,7 @@ class _CsvFields:
         self._buffer = io.StringIO()
         self._writer = csv.writer(self._buffer, lineterminator="\n")
         self._shared: dict[str | None, str] = {None: ""}
+        self.as_floats: set[str] = set()
 
     def quote(self, text: str) -> str:
         if not _may_need_quotes(text):
@@ -229,6 +236,8 @@ class _CsvFields:
     def column(self, name: str, values: list[Any]) -> list[str]:
         """One column of the runs table as pandas writes it: a missing value empty, a float by its
         repr, a text quoted as needed."""
+        if name in self.as_floats:
+            return ["" if v is None else repr(float(v)) for v in values]
         if name in _NUMBER_COLUMNS:
             return ["" if v is None or v != v else repr(v) if type(v) is float else str(v) for v in values]
         if name in _SHARED_TEXTS or name == "names":
