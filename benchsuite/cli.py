@@ -376,9 +376,9 @@ def _grid_board(grid: Any, expansion: Any, results: str, whole: bool = False) ->
 
 
 def _open_store(results: str, mode: str = "write") -> Any:
-    from .store import open_store
+    from .store import ResultStore
 
-    return open_store(results, mode)  # type: ignore[arg-type]
+    return ResultStore(results, mode)  # type: ignore[arg-type]
 
 
 def _dry_run(expansion: Any, results: str, source: str, backend: Any) -> None:

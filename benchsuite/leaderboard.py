@@ -675,13 +675,12 @@ class TableBlock:
 @dataclass
 class Section:
     """One task and noise kind of a board, as data: its runs labelled by row (``label``), the
-    runs selection chose from, its tables and the metrics the task declares."""
+    runs selection chose from, its tables and the metrics they show."""
 
     task: str
     kind: str
     runs: pd.DataFrame
     candidates: pd.DataFrame
-    metrics: dict[str, Any]
     table_metrics: list[str]
     blocks: list[TableBlock]
 
@@ -749,7 +748,7 @@ def section(task: str, kind: str, group: pd.DataFrame, select: str) -> Section:
     weighted = group[group.label.isin(group.label[focused])]
     if not weighted.empty:
         blocks.append(TableBlock(table(weighted, "weight_focus", True, rates, ranked=False, percent=False), FOCUS_HEADING))
-    return Section(task, kind, group, candidates, metrics, list(table_metrics), blocks)
+    return Section(task, kind, group, candidates, list(table_metrics), blocks)
 
 
 def _section(task: str, kind: str, group: pd.DataFrame, select: str) -> list[str]:

@@ -26,7 +26,7 @@ from typing import IO, Any, Callable
 
 import pandas as pd
 
-from .store import CURVE_CHUNK_RUNS, LAST_K, ResultStore, open_store
+from .store import CURVE_CHUNK_RUNS, LAST_K, ResultStore
 
 __all__ = ["LAST_K", "RUN_COLUMNS", "curves_dataframe", "iter_curves", "to_dataframe", "write_curves_csv", "write_runs_csv"]
 
@@ -55,7 +55,7 @@ def iter_curves(path: str | Path, cell_hashes: Iterable[str] | None = None, chun
     """Per-epoch metrics of the runs asked for (all by default), ``chunk_runs`` runs at a time, in
     cell-hash order: each chunk is ``curves_dataframe``'s table for those runs. Memory is bounded
     by the chunk, whatever the size of the database."""
-    with open_store(path, "read") as store:
+    with ResultStore(path, "read") as store:
         yield from _curve_chunks(store, cell_hashes, chunk_runs)
 
 
@@ -88,7 +88,7 @@ def write_curves_csv(path: str | Path, out: str | Path, cell_hashes: Iterable[st
     bounded memory; the columns are every metric stored (one pass over the keys first). Returns
     the number of rows written."""
     written = 0
-    with open_store(path, "read") as store, open(out, "w", newline="") as handle:
+    with ResultStore(path, "read") as store, open(out, "w", newline="") as handle:
         keys = sorted(key for (key,) in store.rows("SELECT DISTINCT key FROM curves"))
         columns = ["cell_hash", "epoch", *keys]
         handle.write(",".join(columns) + "\n")
@@ -107,7 +107,7 @@ def to_dataframe(path: str | Path, spec: bool = True) -> pd.DataFrame:
     full spec, which no board reads (the largest text of a run, one per run)."""
     columns = [c for c in _RUN_COLUMNS_READ if spec or c != "r.spec"]
     query = f"SELECT {', '.join(columns)}, s.requested_name, s.board FROM runs r JOIN summaries s ON s.run_id = r.id ORDER BY r.id"
-    with open_store(path, "read") as store:
+    with ResultStore(path, "read") as store:
         recorded: dict[str, list[str]] = {}
         for cell_hash, name in store.rows("SELECT cell_hash, name FROM names"):
             recorded.setdefault(cell_hash, []).append(name)
@@ -165,7 +165,7 @@ def write_runs_csv(path: str | Path, handle: IO[str]) -> int:
     as pandas formats its column and quoted by the csv module as pandas' writer quotes it (each
     distinct shared text once). Returns the number of runs written."""
     fields = _CsvFields()
-    with open_store(path, "read") as store:
+    with ResultStore(path, "read") as store:
         recorded: dict[str, list[str]] = {}
         for cell_hash, name in store.rows("SELECT cell_hash, name FROM names"):
             recorded.setdefault(cell_hash, []).append(name)

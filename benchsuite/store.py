@@ -118,14 +118,6 @@ class StoreError(UsageError, RuntimeError):
 Mode = Literal["read", "write"]
 
 
-def open_store(path: str | Path, mode: Mode = "write") -> "ResultStore":
-    """The results database at ``path``, checked before anything is written to it: a file that is
-    not an SQLite database, an SQLite database of another application and a database of another
-    schema version are refused (``StoreError`` naming the path), as are paths that cannot hold a
-    database (an empty path, a folder that cannot be created or written)."""
-    return ResultStore(path, mode)
-
-
 def _check_path(path: Path, mode: Mode) -> None:
     """Refuse, naming the path, what cannot be a results database before anything touches it.
 
@@ -267,7 +259,10 @@ def _finite_or_none(value: Any) -> float | None:
 
 class ResultStore:
     """A results database; safe to share between processes on one machine (and on shared disks
-    that support SQLite locking)."""
+    that support SQLite locking). The file is checked before anything is written to it: a file
+    that is not an SQLite database, an SQLite database of another application and a database of
+    another schema version are refused (``StoreError`` naming the path), as are paths that cannot
+    hold a database (an empty path, a folder that cannot be created or written)."""
 
     def __init__(self, path: str | Path, mode: Mode = "write") -> None:
         self.path = Path(path)
