@@ -30,6 +30,7 @@ import torch
 import benchsuite
 from benchsuite.engine import TrainContext, seed_everything, train
 from benchsuite.method import Method
+from benchsuite.needs import request_needs
 from benchsuite.spec import CellSpec
 from benchsuite.task import PrepareRequest, Task
 
@@ -37,8 +38,7 @@ from benchsuite.task import PrepareRequest, Task
 def make_context(method: Method, task: Task, device: torch.device) -> TrainContext:
     seed_everything(0)
     recipe = task.recipe()
-    per_class = method.trusted_per_class() if method.requires_trusted_set else 0
-    data = task.prepare(PrepareRequest("symmetric", 0.4, 0, device, recipe.batch_size, trusted_per_class=per_class))
+    data = task.prepare(PrepareRequest("symmetric", 0.4, 0, device, recipe.batch_size, needs=request_needs(method.needs())))
     model = task.build_model().to(device)
     total = recipe.total_steps(len(data.train))
     optimizer, scheduler = method.configure_optimizer(model, recipe, total)
