@@ -144,7 +144,7 @@ class GCETruncated(GCE):
         if "val_acc" not in metrics:
             raise RuntimeError(
                 f"{self.name} selects its pruning checkpoint on validation accuracy, but the task reported no "
-                "'val_acc'; the task's prepare() must carve PrepareRequest.val_fraction (prepare_in_memory does) "
+                "'val_acc'; the task's prepare() must carve the clean_validation need's split (prepare_in_memory does) "
                 "and its evaluate() must report val_acc"
             )
         if metrics["val_acc"] > self._best_val:

@@ -4,7 +4,7 @@ Zhang, Zhang, Arik, Lee & Pfister, "IEG: Robust neural network training to tackl
 noise" (ICLR-20 submission; CVPR-20 as "Distilling effective supervision from severe label
 noise"). One step follows the official TF code's choices (``docs/reference.md`` §5):
 
-1. weak view ``x_w`` (the task's training batch) and strong view ``x_s`` (``data.strong_view``);
+1. weak view ``x_w`` (the task's training batch) and strong view ``x_s`` (the ``strong_view`` need);
    pseudo labels ``g`` = the averaged softmax of both views' logit-normalised logits, sharpened
    with temperature 0.5;
 2. meta step: a one-step momentum-SGD look-ahead of the weights on Σ ω_i CE(z_i, λ_i e_y + (1−λ_i) g)
