@@ -323,6 +323,8 @@ class Task(Configurable, abc.ABC):
         plugins registered (``register_noise_kinds``)."""
         if not isinstance(getattr(cls, "num_classes", None), int) or cls.num_classes < 1:
             raise ValueError("num_classes must be a positive int")
+        if not isinstance(cls.provides, (set, frozenset)) or not all(isinstance(n, str) for n in cls.provides):
+            raise ValueError(f"provides must be a set of need names, e.g. frozenset({{'trusted_set'}}), not {cls.provides!r}")
         if cls.primary_metric not in cls.metrics:
             raise ValueError(f"primary_metric {cls.primary_metric!r} is not among metrics {sorted(cls.metrics)}")
         if cls.default_noise[0] not in cls.noise_kinds:

@@ -131,3 +131,15 @@ def test_request_needs_merge_the_grid_s_validation_split():
     assert request_needs(gce.needs(), 0.2) == {"clean_validation": {"fraction": 0.2}}
     assert request_needs(gce.needs(), 0.05) == {"clean_validation": {"fraction": 0.1}}
     assert gce.privileged_data() == {"clean_validation_fraction": 0.1}
+
+
+def test_a_task_declares_a_set_of_names():
+    from benchsuite_plugins.digits.digits import Digits
+
+    class Misdeclared(Digits):
+        name = "misdeclared"
+        provides = "trusted_set"  # a string: "trusted" would be found in it
+
+    with pytest.raises(ValueError, match="provides must be a set of need names"):
+        Misdeclared.check_class()
+    Digits.check_class()
