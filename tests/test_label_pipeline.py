@@ -50,6 +50,26 @@ def test_real_noise_is_measured_where_the_truth_is_known():
     assert (record.num_noisy, record.realised_rate, record.params) == (2, 0.5, {"source": "real"})
 
 
+def test_a_data_sets_own_noisy_labels_keep_what_is_known_of_their_truth():
+    labels = np.repeat(np.arange(4), 25)
+    truth = np.where(np.arange(100) % 2 == 0, labels, -1)  # every other example checked ...
+    truth[::10] = (labels[::10] + 1) % 4  # ... and a fifth of the checked ones wrong
+    split = split_labels(request("none", 0.0, val_fraction=0.2), labels, 4, truth=truth, truth_source="real")
+    known = truth[split.train] >= 0
+    np.testing.assert_array_equal(split.truth_known, known)
+    np.testing.assert_array_equal(split.noisy, labels[split.train])  # the method sees the data set's labels
+    np.testing.assert_array_equal(split.clean[known], truth[split.train][known])
+    np.testing.assert_array_equal(split.clean[~known], labels[split.train][~known])
+    wrong = int((truth[split.train][known] != labels[split.train][known]).sum())
+    assert wrong > 0 and (split.noise.num_noisy, split.noise.realised_rate) == (wrong, pytest.approx(wrong / known.sum()))
+    assert split.noise.params == {"source": "real"}
+    nothing = split_labels(request("none", 0.0), labels, 4, truth=np.full(100, -1), truth_source="unknown")
+    assert not nothing.truth_known.any() and np.isnan(nothing.noise.realised_rate) and nothing.noise.num_noisy == 0
+    assert split_labels(request(), labels, 4).truth_known.all()  # synthetic noise: every clean label is known
+    with pytest.raises(ValueError, match="noisy already"):
+        split_labels(request("symmetric", 0.2), labels, 4, truth=truth)
+
+
 def test_what_the_draw_decided_is_recorded():
     coarse = np.arange(100) // 5  # CIFAR-100-sized label set, superclasses of 5
     split = split_labels(
