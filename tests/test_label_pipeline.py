@@ -54,7 +54,7 @@ def test_a_data_sets_own_noisy_labels_keep_what_is_known_of_their_truth():
     labels = np.repeat(np.arange(4), 25)
     truth = np.where(np.arange(100) % 2 == 0, labels, -1)  # every other example checked ...
     truth[::10] = (labels[::10] + 1) % 4  # ... and a fifth of the checked ones wrong
-    split = split_labels(request("none", 0.0, val_fraction=0.2), labels, 4, truth=truth, truth_source="real")
+    split = split_labels(request("none", 0.0, needs={"clean_validation": {"fraction": 0.2}}), labels, 4, truth=truth, truth_source="real")
     known = truth[split.train] >= 0
     np.testing.assert_array_equal(split.truth_known, known)
     np.testing.assert_array_equal(split.noisy, labels[split.train])  # the method sees the data set's labels
