@@ -36,6 +36,7 @@ import torch
 import benchsuite
 from benchsuite.engine import TrainContext, seed_everything, train
 from benchsuite.method import Method
+from benchsuite.needs import request_needs
 from benchsuite.spec import CellSpec
 from benchsuite.task import PrepareRequest, Task
 from benchsuite_plugins.cifar.fake_release import write_fake_cifar
@@ -44,8 +45,7 @@ from benchsuite_plugins.cifar.fake_release import write_fake_cifar
 def make_context(method: Method, task: Task, device: torch.device, batch_size: int | None = None) -> TrainContext:
     seed_everything(0)
     recipe = task.recipe() if batch_size is None else task.recipe().with_budget({"batch_size": batch_size})
-    per_class = method.trusted_per_class() if method.requires_trusted_set else 0
-    data = task.prepare(PrepareRequest("symmetric", 0.4, 0, device, recipe.batch_size, trusted_per_class=per_class))
+    data = task.prepare(PrepareRequest("symmetric", 0.4, 0, device, recipe.batch_size, needs=request_needs(method.needs())))
     model = task.build_model().to(device)
     total = recipe.total_steps(len(data.train))
     optimizer, scheduler = method.configure_optimizer(model, recipe, total)

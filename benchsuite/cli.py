@@ -632,13 +632,14 @@ def _describe(kind: str, as_json: bool) -> None:
         if kind == "method":
             rows.append((e["name"], e["level"], params, presets, e["summary"]))
         else:
-            rows.append((e["name"], e["evaluation"], e["num_classes"], "yes" if e["provides_trusted_set"] else "no", params, e["summary"]))
+            rows.append((e["name"], e["evaluation"], e["num_classes"], ", ".join(e["provides"]) or "-", params, e["summary"]))
     headers = (
         ["method", "level", "parameters (defaults)", "presets", "summary"]
         if kind == "method"
-        else ["task", "evaluation", "classes", "trusted set", "parameters (defaults)", "summary"]
+        else ["task", "evaluation", "classes", "provides", "parameters (defaults)", "summary"]
     )
-    click.echo(tabulate(rows, headers=headers, maxcolwidths=[None, None, 40, 40, 50][: len(headers)]))
+    widths = [None, None, 40, 40, 50] if kind == "method" else [None, None, None, 20, 40, 50]
+    click.echo(tabulate(rows, headers=headers, maxcolwidths=widths))
 
 
 @main.command()

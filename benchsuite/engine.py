@@ -27,6 +27,7 @@ from torch import nn
 from .averaging import WeightAverage
 from .checkpoint import CellCheckpoint, TrainingState
 from .method import Method, StepOutput
+from .needs import TRUSTED_SET, NeedNotProvided, request_needs, unmet
 from .reproducibility import cell_random_state, conditions, kernel_settings, seed_global_rngs
 from .spec import CellSpec, RunRecord
 from .task import Batch, BatchStream, PreparedData, PrepareRequest, Recipe, Task
@@ -113,12 +114,19 @@ class TrainContext:
             torch.manual_seed(seed)
             return self.model_factory().to(self.device)
 
+    def provided(self, name: str) -> Any:
+        """What the task provided for the method's need ``name`` (``benchsuite.needs``)."""
+        if name not in self.data.provided:
+            raise RuntimeError(
+                f"this run has no {name!r}: declare the need in Method.needs() and run on a task whose "
+                f"prepare() puts it in PreparedData.provided (it provided: {sorted(self.data.provided) or 'nothing'})"
+            )
+        return self.data.provided[name]
+
     def trusted_batches(self) -> Iterator[Batch]:
-        """Endless, reshuffled batches of the trusted subset (for methods that need one); the
-        context keeps the stream, so checkpoints save where it is in its pass."""
-        if self.data.trusted is None:
-            raise RuntimeError("this run has no trusted subset; declare requires_trusted_set = True")
-        stream = BatchStream(self.data.trusted, self.generator)
+        """Endless, reshuffled batches of the trusted subset (need ``trusted_set``); the context
+        keeps the stream, so checkpoints save where it is in its pass."""
+        stream = BatchStream(self.provided(TRUSTED_SET), self.generator)
         self.streams.append(stream)
         return stream
 
@@ -219,7 +227,12 @@ def build_context(
 ) -> TrainContext:
     """Everything a run trains with, before the method's ``start``: seeded, the task's data
     prepared for the method's needs, the model built, the method's optimiser and schedule, the
-    cell's generator. ``train`` runs from it; benchmarks and tests build single steps on it."""
+    cell's generator. ``train`` runs from it; benchmarks and tests build single steps on it.
+
+    Raises ``NeedNotProvided`` when the task does not provide what the method needs."""
+    why = unmet(method.name, method.needs(), task.name, task.provides)
+    if why is not None:
+        raise NeedNotProvided(why)
     seed_everything(spec.seed)
     recipe = task.recipe().with_budget(spec.budget)
     data = task.prepare(
@@ -229,9 +242,8 @@ def build_context(
             seed=spec.seed,
             device=device,
             batch_size=recipe.batch_size,
-            trusted_per_class=method.trusted_per_class() if method.requires_trusted_set else 0,
-            val_fraction=max(method.validation_fraction(), spec.val_fraction),
             noise_params=spec.noise_params,
+            needs=request_needs(method.needs(), spec.val_fraction),
         )
     )
     seed_global_rngs(spec.seed)  # the initial weights never depend on what prepare() drew (a cache miss or hit)
@@ -337,7 +349,7 @@ def _run_info(
     return {
         "noise": vars(data.noise),
         "num_train": data.num_train,
-        "num_trusted": None if data.trusted is None else len(getattr(data.trusted, "y", [])),
+        "num_trusted": len(getattr(data.provided[TRUSTED_SET], "y", [])) if TRUSTED_SET in data.provided else None,
         "data": data.info,
         "model": type(model).__name__,
         "num_parameters": sum(p.numel() for p in model.parameters()),

@@ -494,8 +494,10 @@ def table(
 # -- what each row was trained with ------------------------------------------------------------
 
 
-#: Keys of ``info["privileged"]`` rendered by ``privileged_text`` itself; any other key is a
-#: plugin's own kind of privileged data, shown as its text value (or its name when not text).
+#: Keys of ``info["privileged"]`` rendered by ``privileged_text`` itself: what the built-in needs
+#: record (``benchsuite.needs``) and the realised trusted-set size the runner adds. Any other key is
+#: a plugin's own kind of privileged data (a need of its own, or e.g. ``forward``'s oracle
+#: transition), shown as its text value (or its name when not text).
 KNOWN_PRIVILEGED = ("trusted_per_class", "trusted_examples", "training_examples", "strong_view", "clean_validation_fraction")
 
 

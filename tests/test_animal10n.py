@@ -63,12 +63,12 @@ def test_prepare_keeps_the_human_labels_and_marks_the_truth_unknown(root):
     with pytest.raises(ValueError, match="animal10n carries real label noise"):
         task.prepare(PrepareRequest("symmetric", 0.2, 0, CPU, 16))
     with pytest.raises(ValueError, match="no clean training labels to draw a trusted set from"):
-        task.prepare(PrepareRequest("none", 0.0, 0, CPU, 16, trusted_per_class=1))
+        task.prepare(PrepareRequest("none", 0.0, 0, CPU, 16, needs={"trusted_set": {"per_class": 1}}))
 
 
 def test_a_validation_split_carries_the_human_labels(root):
     files = read_animal10n(str(root.resolve()))
-    data = benchsuite.load_task("animal10n", root=str(root)).prepare(PrepareRequest("none", 0.0, 0, CPU, 16, val_fraction=0.2))
+    data = benchsuite.load_task("animal10n", root=str(root)).prepare(PrepareRequest("none", 0.0, 0, CPU, 16, needs={"clean_validation": {"fraction": 0.2}}))
     x_val, y_val = data.eval_data.val
     x_train = torch.cat([batch.x for batch in data.train.eval_batches(64)])
     assert len(x_train) + len(y_val) == 60 and data.info["num_val"] == len(y_val) == 10

@@ -3,12 +3,12 @@
 ``split_labels`` takes the clean training labels of a data set and what the run asks
 (``PrepareRequest``), and decides, from the run's seed and in this order:
 
-1. the clean validation split (``request.val_fraction`` > 0): a stratified share of the examples,
-   removed from the training set (``stratified_holdout``);
-2. the trusted set (``request.trusted_per_class`` > 0): that many clean examples of every class,
-   drawn from what is left and removed from the training set before any noise is drawn (IEG's
-   protocol, ``docs/reference.md`` §5) — or, for a data set that ships a clean subset of its own
-   (Clothing1M), drawn from that ``trusted_pool`` instead;
+1. the clean validation split (need ``clean_validation``, ``request.val_fraction`` > 0): a
+   stratified share of the examples, removed from the training set (``stratified_holdout``);
+2. the trusted set (need ``trusted_set``, ``request.trusted_per_class`` > 0): that many clean
+   examples of every class, drawn from what is left and removed from the training set before any
+   noise is drawn (IEG's protocol, ``docs/reference.md`` §5) — or, for a data set that ships a
+   clean subset of its own (Clothing1M), drawn from that ``trusted_pool`` instead;
 3. the label noise: ``request.noise_kind`` at ``request.noise_rate`` on the remaining labels
    (``benchsuite.noise.corrupt_labels``), with the noise inputs the task knows of its label set;
 4. the ``NoiseRecord`` stored with the run: kind, rate, seed, the realised rate and count, the
