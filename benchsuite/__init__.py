@@ -12,7 +12,8 @@ For method plugins: ``Method``, ``LossMethod``, ``LossOutput``, ``StepOutput``, 
 plugins: ``Task``, ``Metric``, ``Recipe``, ``PrepareRequest`` (what ``Task.prepare`` is asked),
 ``PreparedData``, ``NoiseRecord``, ``TensorTrainSource``, ``prepare_in_memory`` (validation split,
 trusted set and label noise of an in-memory data set, in that order) and
-``evaluate_classification``; for both: ``Param``, ``Preset``, ``ParameterError``, ``hookimpl``.
+``evaluate_classification``; for both: ``Param``, ``Preset``, ``ParameterError``, ``hookimpl``, and
+``Need`` (what a method needs from a task, matched by name: ``benchsuite.needs``).
 ``benchsuite.checks`` holds the contract checks of method plugins; ``benchsuite.toolkit`` the data
 sources, networks and augmentation that task authors share.
 
@@ -48,11 +49,13 @@ _LAZY = {
     "evaluate_classification": "benchsuite.task",
     "TrainContext": "benchsuite.engine",
     "UnknownNameError": "benchsuite.registry",
+    "Need": "benchsuite.needs",
 }
 
 if TYPE_CHECKING:
     from .hookspecs import hookimpl
     from .method import Canonical, LossMethod, LossOutput, Method, StepOutput
+    from .needs import Need
     from .params import Param, ParameterError, Preset
     from .registry import UnknownNameError
     from .engine import TrainContext

@@ -389,9 +389,9 @@ def _grid_board(grid: Any, expansion: Any, results: str, whole: bool = False) ->
 
 
 def _open_store(results: str, mode: str = "write") -> Any:
-    from .store import open_store
+    from .store import ResultStore
 
-    return open_store(results, mode)  # type: ignore[arg-type]
+    return ResultStore(results, mode)  # type: ignore[arg-type]
 
 
 def _dry_run(expansion: Any, results: str, source: str, backend: Any) -> None:
@@ -399,23 +399,23 @@ def _dry_run(expansion: Any, results: str, source: str, backend: Any) -> None:
     is stored, but its plugin code, declared version or the host's results version has changed
     since: the cell runs again; the reason follows), or ``todo``."""
     from .spec import stale_reason
-    from .store import DONE_STATUSES
 
-    stored: dict[str, tuple[str, str]] = {}
+    stored: dict[str, str] = {}
     previous: dict[str, Any] = {}  # cell hash -> the spec of a stored run of the same experiment
     if Path(results).is_file():
         with _open_store(results, "read") as store:  # a dry run writes nothing, creates nothing
-            stored = store.states()
-            earlier = {lineage: h for h, (status, lineage) in stored.items() if status in DONE_STATUSES}
-            for cell in expansion.cells:
-                if cell.cell_hash not in stored and cell.lineage_hash() in earlier:
+            stored = store.states(c.cell_hash for c in expansion.cells)
+            missing = [c for c in expansion.cells if c.cell_hash not in stored]
+            earlier = store.earlier_runs(c.lineage_hash() for c in missing)
+            for cell in missing:
+                if cell.lineage_hash() in earlier:
                     previous[cell.cell_hash] = store.spec(earlier[cell.lineage_hash()])
     stale = 0
     for cell in expansion.cells:
         if cell.cell_hash in expansion.not_applicable:
             state = "n/a"
         else:
-            state = stored[cell.cell_hash][0] if cell.cell_hash in stored else "stale" if cell.cell_hash in previous else "todo"
+            state = stored[cell.cell_hash] if cell.cell_hash in stored else "stale" if cell.cell_hash in previous else "todo"
         others = [n["method"] + (f"@{n['preset']}" if n["preset"] else "") for n in expansion.names.get(cell.cell_hash, [])[1:]]
         click.echo(f"{cell.cell_hash}  {state:<9}  {cell.label()}" + (f"  (= {', '.join(others)})" if others else ""))
         if state == "stale":
@@ -532,6 +532,7 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
     if not grid_files:
         raise BadInput(f"no grid files in {root / 'grids'}: a board is a grid file grids/<board>.toml there")
     host = None if render_only else _host()
+    exports: dict[str, pd.DataFrame] = {}
     for grid_file in grid_files:
         board, runs_csv, curves_csv = grid_file.stem, root / f"{grid_file.stem}.runs.csv", root / f"{grid_file.stem}.curves.csv"
         grid = load_grid_file(grid_file)  # a GridError or ExecutorError is a UsageError: exit 2
@@ -555,15 +556,16 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
                 pub.curve_means(runs, curves_dataframe(results, runs.cell_hash)).to_csv(curves_csv, index=False)
         markdown = root / f"{board}.md"
         command = shlex.join(["benchsuite", "leaderboard", "--from", str(runs_csv), "--grid", str(grid_file), "--out", str(markdown)])
-        markdown.write_text(_render(pub.read_runs_export(runs_csv), command, **pub.leaderboard_options(str(grid_file), None)))
+        exports[runs_csv.name] = exported = pub.read_runs_export(runs_csv)  # read and checked once per board
+        markdown.write_text(_render(exported, command, **pub.leaderboard_options(str(grid_file), None)))
         click.echo(f"wrote {markdown}", err=True)
         if curves_csv.is_file() and grid.select == "none":
             pub.plot_board(pd.read_csv(curves_csv), root / board, board)
             click.echo(f"plots in {root / board}", err=True)
-        click.echo(pub.write_board_report(root, board, grid.select, host or _host()), err=True)
+        click.echo(pub.write_board_report(root, board, exported, grid.select, host or _host()), err=True)
     reported = root / pub.REPORTED_FILE
     if reported.is_file():
-        measured = {f.name.removesuffix(".runs.csv"): pub.read_runs_export(f) for f in sorted(root.glob("*.runs.csv"))}
+        measured = {f.name.removesuffix(".runs.csv"): exports[f.name] if f.name in exports else pub.read_runs_export(f) for f in sorted(root.glob("*.runs.csv"))}
         (root / "reported.md").write_text(pub.render_reported(pd.read_csv(reported), measured))
         click.echo(f"wrote {root / 'reported.md'}", err=True)
     plot_weight_curves(PLOTTED_WEIGHT_METHODS, root / "weight_curves.png", density=True, title="emphasis density of the built-in loss methods (defaults)")
@@ -577,12 +579,16 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
 def export(results: str, out: str | None, curves: str | None) -> None:
     """Export the raw numbers as CSV: one row per run (and optionally per run and epoch, streamed
     to the file a chunk of runs at a time)."""
-    from .results import to_dataframe, write_curves_csv
+    from .results import write_curves_csv, write_runs_csv
 
     for path, option in ((out, "--out"), (curves, "--curves")):
         if path is not None:
             writable_file(path, option)
-    to_dataframe(results).to_csv(out or sys.stdout, index=False)  # not kept: the curves stream in bounded memory
+    if out is None:
+        write_runs_csv(results, sys.stdout)
+    else:
+        with open(out, "w", newline="") as handle:
+            write_runs_csv(results, handle)
     if curves:
         write_curves_csv(results, curves)
 
@@ -637,13 +643,14 @@ def _describe(kind: str, as_json: bool) -> None:
         if kind == "method":
             rows.append((e["name"], e["level"], params, presets, e["summary"]))
         else:
-            rows.append((e["name"], e["evaluation"], e["num_classes"], "yes" if e["provides_trusted_set"] else "no", params, e["summary"]))
+            rows.append((e["name"], e["evaluation"], e["num_classes"], ", ".join(e["provides"]) or "-", params, e["summary"]))
     headers = (
         ["method", "level", "parameters (defaults)", "presets", "summary"]
         if kind == "method"
-        else ["task", "evaluation", "classes", "trusted set", "parameters (defaults)", "summary"]
+        else ["task", "evaluation", "classes", "provides", "parameters (defaults)", "summary"]
     )
-    click.echo(tabulate(rows, headers=headers, maxcolwidths=[None, None, 40, 40, 50][: len(headers)]))
+    widths = [None, None, 40, 40, 50] if kind == "method" else [None, None, None, 20, 40, 50]
+    click.echo(tabulate(rows, headers=headers, maxcolwidths=widths))
 
 
 @main.command()

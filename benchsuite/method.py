@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import torch
 from torch import nn
 
+from .needs import Need, unmet
 from .params import Configurable
 
 if TYPE_CHECKING:
@@ -74,27 +75,23 @@ class Method(Configurable, abc.ABC):
     """Base class of method plugins."""
 
     kind: ClassVar[str] = "method"
-    #: The method needs a clean trusted subset of the training data (e.g. IEG's probe set).
-    requires_trusted_set: ClassVar[bool] = False
-    #: The method needs the task's strong augmentation, ``PreparedData.strong_view`` (IEG).
-    requires_strong_view: ClassVar[bool] = False
     #: Joins the default grid of ``benchsuite run`` with its default parameters.
     in_default_grid: ClassVar[bool] = True
     #: Attributes that carry training state across steps and epochs, saved in the engine's
     #: checkpoints by the default ``state_dict`` and restored on resume (see there).
     state_attributes: ClassVar[tuple[str, ...]] = ()
 
-    def applicability(self, task: "Task") -> str | None:
-        """``None`` if this method can run on ``task``, else the reason (the cell is reported n/a)."""
-        if self.requires_trusted_set and not task.provides_trusted_set:
-            return f"{self.name} needs a trusted clean subset, which task {task.name!r} cannot provide"
-        if self.requires_strong_view and not task.provides_strong_view:
-            return f"{self.name} needs a strong augmentation of the inputs, which task {task.name!r} does not provide"
-        return None
+    def needs(self) -> tuple[Need, ...]:
+        """What this configured method trains on besides the noisy training set, by name
+        (``benchsuite.needs``): e.g. ``(trusted_set(self.probe_per_class), strong_view())``. The
+        engine asks the task for each (``PrepareRequest.needs``) and hands over what it provides
+        (``ctx.provided(name)``); a task that does not provide one makes the cell n/a."""
+        return ()
 
-    def trusted_per_class(self) -> int:
-        """How many trusted examples per class to hold out (only when ``requires_trusted_set``)."""
-        return 0
+    def applicability(self, task: "Task") -> str | None:
+        """``None`` if this method can run on ``task``, else the reason (the cell is reported n/a):
+        by default, the needs the task does not provide."""
+        return unmet(self.name, self.needs(), task.name, task.provides)
 
     def canonical(self) -> Canonical:
         """What this method trains: by default itself with its resolved parameters. A method that
@@ -106,22 +103,15 @@ class Method(Configurable, abc.ABC):
 
     def privileged_data(self) -> dict[str, Any]:
         """What the method trains on besides the noisy training set, recorded with each run and
-        marked on the boards: ``trusted_per_class`` (a clean trusted subset), ``strong_view``
-        (the task's strong augmentation), ``clean_validation_fraction`` (a clean split it uses);
-        any other key names a kind of its own, shown on the boards as its text value (e.g.
-        ``{"noise_transition": "true T from the clean labels"}``)."""
+        marked on the boards: the ``privileged`` entries of its needs (``trusted_per_class``,
+        ``strong_view``, ``clean_validation_fraction``, or a plugin's own key shown on the boards
+        as its text value). A method that uses privileged information the task need not hand over
+        (e.g. the clean labels every task gives the engine) adds its own key, e.g.
+        ``{"noise_transition": "true T from the clean labels"}``."""
         data: dict[str, Any] = {}
-        if self.requires_trusted_set:
-            data["trusted_per_class"] = self.trusted_per_class()
-        if self.requires_strong_view:
-            data["strong_view"] = True
-        if self.validation_fraction() > 0:
-            data["clean_validation_fraction"] = self.validation_fraction()
+        for need in self.needs():
+            data.update(need.privileged)
         return data
-
-    def validation_fraction(self) -> float:
-        """Fraction of the clean training set the method needs as a validation split (0: none)."""
-        return 0.0
 
     def configure_optimizer(
         self, model: nn.Module, recipe: "Recipe", total_steps: int
@@ -195,14 +185,18 @@ class Method(Configurable, abc.ABC):
         restore_attributes(self, state)
 
     @classmethod
+    def _default_needs(cls) -> list[str]:
+        """The names of what the method needs with its default parameters."""
+        return [need.name for need in cls().needs()]
+
+    @classmethod
     def describe(cls) -> dict[str, Any]:
         return {
             "name": cls.name,
             "summary": cls.summary,
             "version": cls.version,
             "level": "loss" if issubclass(cls, LossMethod) else "step",
-            "requires_trusted_set": cls.requires_trusted_set,
-            "requires_strong_view": cls.requires_strong_view,
+            "needs": cls._default_needs(),
             "in_default_grid": cls.in_default_grid,
             "parameters": {k: p.describe() for k, p in cls.parameters.items()},
             "presets": {k: p.describe() for k, p in cls.presets.items()},

@@ -98,8 +98,9 @@ def read_runs_export(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise InvalidExportError(f"no runs export at {path}; `benchsuite export --out {path}` or `benchsuite publish` writes one")
-    lines = _export_lines(path)
-    runs = pd.read_csv(path, dtype={"preset": "string", "error": "string"})
+    text = path.read_text(errors="replace")
+    lines = _export_lines(path, text)
+    runs = pd.read_csv(io.StringIO(text), dtype={"preset": "string", "error": "string"})
     problems = [(int(bad.to_numpy().argmax()), why) for bad, why in _cell_checks(runs) if bad.any()]
     if problems:
         row, why = min(problems, key=lambda problem: problem[0])
@@ -107,10 +108,9 @@ def read_runs_export(path: str | Path) -> pd.DataFrame:
     return runs.assign(preset=runs.preset.astype(object).where(runs.preset.notna(), None))
 
 
-def _export_lines(path: Path) -> list[int]:
-    """The line of each record of the CSV (records may span lines), after checking the header and
-    that every record is complete."""
-    text = path.read_text(errors="replace")
+def _export_lines(path: Path, text: str) -> list[int]:
+    """The line of each record of the CSV ``text`` read from ``path`` (records may span lines),
+    after checking the header and that every record is complete."""
     if not text.strip():
         raise InvalidExportError(f"{path}: the file is empty; not a benchsuite runs export")
     if not text.endswith("\n"):
@@ -185,8 +185,9 @@ def plot_board(means: pd.DataFrame, folder: Path, board: str) -> None:
             plot_epoch_curves(means, fit, rate, folder / f"fit_r{rate:g}.png", f"{board}: fit of the clean and the noisy subset per epoch, noise {rate:g}")
 
 
-def write_board_report(root: Path, board: str, select: str, host: Any) -> str:
-    """The board's HTML report (``benchsuite.report``) from its committed exports, into
+def write_board_report(root: Path, board: str, runs: pd.DataFrame, select: str, host: Any) -> str:
+    """The board's HTML report (``benchsuite.report``) from its committed exports (``runs``: the
+    runs export as ``read_runs_export`` returned it), into
     ``<root>/<board>/report/`` when it is at most ``report.PUBLISH_LIMIT_BYTES``; a larger one is
     not kept (the returned message gives the command that writes it anywhere)."""
     import shutil
@@ -199,7 +200,7 @@ def write_board_report(root: Path, board: str, select: str, host: Any) -> str:
     curves = pd.read_csv(curves_csv) if curves_csv.is_file() else None
     with tempfile.TemporaryDirectory(dir=root) as scratch:
         files = write_report(
-            read_runs_export(runs_csv), Path(scratch) / "report", curves=curves, command=command,
+            runs, Path(scratch) / "report", curves=curves, command=command,
             title=f"benchsuite report: {board}", select=select, host=host,
         )  # fmt: skip
         size = files.total_bytes

@@ -16,15 +16,19 @@ for the runs asked for, and ``iter_curves`` a bounded number of runs at a time.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import IO, Any, Callable
 
 import pandas as pd
 
-from .store import CURVE_CHUNK_RUNS, LAST_K, open_store
+from .store import CURVE_CHUNK_RUNS, LAST_K, ResultStore
 
-__all__ = ["LAST_K", "RUN_COLUMNS", "curves_dataframe", "iter_curves", "to_dataframe", "write_curves_csv"]
+__all__ = ["LAST_K", "RUN_COLUMNS", "curves_dataframe", "iter_curves", "to_dataframe", "write_curves_csv", "write_runs_csv"]
 
 RUN_COLUMNS = [
     "cell_hash", "method", "preset", "params", "names", "setting", "task", "task_params", "noise_kind", "noise_rate",
@@ -51,16 +55,21 @@ def iter_curves(path: str | Path, cell_hashes: Iterable[str] | None = None, chun
     """Per-epoch metrics of the runs asked for (all by default), ``chunk_runs`` runs at a time, in
     cell-hash order: each chunk is ``curves_dataframe``'s table for those runs. Memory is bounded
     by the chunk, whatever the size of the database."""
-    with open_store(path, "read") as store:
-        wanted = None if cell_hashes is None else set(cell_hashes)
-        runs = [(h, i) for h, i in store.query("SELECT cell_hash, id FROM runs ORDER BY cell_hash") if wanted is None or h in wanted]
-        for start in range(0, len(runs), chunk_runs):
-            chunk = {run_id: cell_hash for cell_hash, run_id in runs[start : start + chunk_runs]}
-            placeholders = ",".join("?" * len(chunk))
-            rows = store.query(f"SELECT run_id, epoch, key, value FROM curves WHERE run_id IN ({placeholders})", tuple(chunk))
-            long = pd.DataFrame([tuple(r) for r in rows], columns=["run_id", "epoch", "key", "value"])
-            long.insert(0, "cell_hash", long.pop("run_id").map(chunk))
-            yield _wide(long)
+    with ResultStore(path, "read") as store:
+        yield from _curve_chunks(store, cell_hashes, chunk_runs)
+
+
+def _curve_chunks(store: ResultStore, cell_hashes: Iterable[str] | None, chunk_runs: int) -> Iterator[pd.DataFrame]:
+    """``iter_curves`` on an open store."""
+    wanted = None if cell_hashes is None else set(cell_hashes)
+    runs = [(h, i) for h, i in store.rows("SELECT cell_hash, id FROM runs ORDER BY cell_hash") if wanted is None or h in wanted]
+    for start in range(0, len(runs), chunk_runs):
+        chunk = {run_id: cell_hash for cell_hash, run_id in runs[start : start + chunk_runs]}
+        placeholders = ",".join("?" * len(chunk))
+        rows = list(store.rows(f"SELECT run_id, epoch, key, value FROM curves WHERE run_id IN ({placeholders})", tuple(chunk)))
+        long = pd.DataFrame(rows, columns=["run_id", "epoch", "key", "value"])
+        long.insert(0, "cell_hash", long.pop("run_id").map(chunk))
+        yield _wide(long)
 
 
 def curves_dataframe(path: str | Path, cell_hashes: Iterable[str] | None = None) -> pd.DataFrame:
@@ -78,40 +87,176 @@ def write_curves_csv(path: str | Path, out: str | Path, cell_hashes: Iterable[st
     """Stream the curves of the runs asked for (all by default) to a CSV file, chunk by chunk, in
     bounded memory; the columns are every metric stored (one pass over the keys first). Returns
     the number of rows written."""
-    with open_store(path, "read") as store:
-        keys = sorted(row[0] for row in store.query("SELECT DISTINCT key FROM curves"))
-    columns = ["cell_hash", "epoch", *keys]
     written = 0
-    with open(out, "w", newline="") as handle:
+    with ResultStore(path, "read") as store, open(out, "w", newline="") as handle:
+        keys = sorted(key for (key,) in store.rows("SELECT DISTINCT key FROM curves"))
+        columns = ["cell_hash", "epoch", *keys]
         handle.write(",".join(columns) + "\n")
-        for chunk in iter_curves(path, cell_hashes):
+        for chunk in _curve_chunks(store, cell_hashes, CURVE_CHUNK_RUNS):
             chunk.reindex(columns=columns).to_csv(handle, header=False, index=False)
             written += len(chunk)
     return written
 
 
+#: Run columns whose texts repeat across runs (a grid's runs share them): each distinct text is held once.
+_SHARED_TEXTS = ("method", "preset", "task", "noise_kind", "status", "info", "provenance", "params", "task_params", "setting")
+
+
 def to_dataframe(path: str | Path, spec: bool = True) -> pd.DataFrame:
     """One row per run (see the module docstring for the columns); ``spec=False`` leaves out the
     full spec, which no board reads (the largest text of a run, one per run)."""
-    columns = [c for c in _RUN_COLUMNS_READ if spec or c != "spec"]
-    query = f"SELECT {', '.join(columns)}, s.requested_name, s.board FROM runs r JOIN summaries s ON s.run_id = r.id"
-    names = [c.split(".")[-1] for c in columns] + ["names"]
-    shared: dict[str, str] = {}  # equal texts (info, provenance, settings, names of many runs) held once
-    records, boards = [], []
-    with open_store(path, "read") as store:
-        recorded_names = store.names()
-        for row in store.rows(query):
-            values = [shared.setdefault(v, v) if type(v) is str and len(v) > 24 else v for v in row[:-2]]
-            canonical = {row[-2], *(json.dumps(n, sort_keys=True) for n in recorded_names.get(row[0], []))}
-            text = "[" + ", ".join(sorted(canonical)) + "]"
-            records.append((*values, shared.setdefault(text, text)))
-            boards.append(json.loads(row[-1]))
-    if not records:
+    columns = [c for c in _RUN_COLUMNS_READ if spec or c != "r.spec"]
+    query = f"SELECT {', '.join(columns)}, s.requested_name, s.board FROM runs r JOIN summaries s ON s.run_id = r.id ORDER BY r.id"
+    with ResultStore(path, "read") as store:
+        recorded: dict[str, list[str]] = {}
+        for cell_hash, name in store.rows("SELECT cell_hash, name FROM names"):
+            recorded.setdefault(cell_hash, []).append(name)
+        rows = list(store.rows(query))
+    if not rows:
         return pd.DataFrame(columns=RUN_COLUMNS)
-    runs = pd.DataFrame.from_records(records, columns=names)
-    runs["error"] = [error.splitlines()[0] if isinstance(error, str) and error else None for error in runs.error]
-    numbers = pd.DataFrame.from_records(boards)
+    names = [c.split(".")[-1] for c in columns]
+    data = dict(zip(names, map(list, zip(*rows))))
+    for column in _SHARED_TEXTS:
+        shared: dict[str, str] = {}
+        data[column] = [shared.setdefault(v, v) if type(v) is str else v for v in data[column]]
+    requested = [row[-2] for row in rows]
+    names_of = _NamesTexts(recorded)
+    data["names"] = [names_of(h, r) for h, r in zip(data["cell_hash"], requested)]
+    data["error"] = [error.splitlines()[0] if isinstance(error, str) and error else None for error in data["error"]]
+    runs = pd.DataFrame(data)
+    numbers = pd.DataFrame.from_records(json.loads("[" + ",".join(row[-1] for row in rows) + "]"))
+    del rows
     runs = pd.concat([runs.drop(columns=[c for c in numbers if c in runs]), numbers], axis=1)
     first = [c for c in RUN_COLUMNS if c in runs]
     rest = sorted(c for c in runs if c not in first)
     return runs[first + rest].sort_values(["task", "noise_kind", "method", "params", "noise_rate", "seed"], kind="stable").reset_index(drop=True)
+
+
+class _NamesTexts:
+    """Per run, the JSON list of every name it was asked for under: the requested one and those
+    recorded for its cell, canonical and sorted. Equal lists are one text, each name parsed once."""
+
+    def __init__(self, recorded: dict[str, list[str]]) -> None:
+        self._recorded = recorded
+        self._canonical: dict[str, str] = {}
+        self._shared: dict[str, str] = {}
+
+    def _one(self, text: str) -> str:
+        if text not in self._canonical:
+            self._canonical[text] = json.dumps(json.loads(text), sort_keys=True)
+        return self._canonical[text]
+
+    def __call__(self, cell_hash: str, requested: str) -> str:
+        texts = {requested, *(self._one(t) for t in self._recorded.get(cell_hash, ()))}
+        text = "[" + ", ".join(sorted(texts)) + "]"
+        return self._shared.setdefault(text, text)
+
+
+#: The order of ``to_dataframe``'s rows, as SQL (text compares by code point in both, ties by run id).
+_RUN_ORDER = "r.task, r.noise_kind, r.method, s.params, r.noise_rate, r.seed, r.id"
+#: Runs fetched per query when streaming the runs export.
+_EXPORT_CHUNK_RUNS = 2000
+
+
+def write_runs_csv(path: str | Path, handle: IO[str]) -> int:
+    """Write ``to_dataframe(path).to_csv(handle, index=False)`` byte for byte without building the
+    table: the per-run numbers are parsed first (the header needs every metric), then the runs
+    are read in board order a chunk at a time and written column by column, each value formatted
+    as pandas formats its column and quoted by the csv module as pandas' writer quotes it (each
+    distinct shared text once). Returns the number of runs written."""
+    fields = _CsvFields()
+    with ResultStore(path, "read") as store:
+        recorded: dict[str, list[str]] = {}
+        for cell_hash, name in store.rows("SELECT cell_hash, name FROM names"):
+            recorded.setdefault(cell_hash, []).append(name)
+        ordered = list(store.rows(f"SELECT r.id, s.board FROM runs r JOIN summaries s ON s.run_id = r.id ORDER BY {_RUN_ORDER}"))
+        if not ordered:
+            handle.write(",".join(RUN_COLUMNS) + "\n")
+            return 0
+        order = [run_id for run_id, _ in ordered]
+        boards = json.loads("[" + ",".join(text for _, text in ordered) + "]")
+        del ordered
+        names = [c.split(".")[-1] for c in _RUN_COLUMNS_READ] + ["names"]
+        metrics = list(dict.fromkeys(k for board in boards for k in board))
+        header = [c for c in RUN_COLUMNS if c in names or c in metrics]
+        header += sorted(set(names + metrics) - set(header))
+        formats = {k: _metric_format([board.get(k, _MISSING) for board in boards], fields) for k in metrics}
+        handle.write(",".join(fields.quote(c) for c in header) + "\n")
+        query = f"SELECT r.id, {', '.join(_RUN_COLUMNS_READ)}, s.requested_name FROM runs r JOIN summaries s ON s.run_id = r.id WHERE r.id IN "
+        names_of = _NamesTexts(recorded)
+        (counts,) = store.query(f"SELECT count(*), {', '.join(f'count(r.{c})' for c in _INTEGER_COLUMNS)} FROM runs r JOIN summaries s ON s.run_id = r.id")
+        total, *present = tuple(counts)
+        # pandas holds whole numbers with a gap as floats: they are written as floats ("2.0")
+        fields.as_floats = {c for c, n in zip(_INTEGER_COLUMNS, present) if 0 < n < total}
+        for start in range(0, len(order), _EXPORT_CHUNK_RUNS):
+            chunk = order[start : start + _EXPORT_CHUNK_RUNS]
+            fetched = {row[0]: row[1:] for row in store.rows(query + f"({','.join('?' * len(chunk))})", tuple(chunk))}
+            rows = [fetched[run_id] for run_id in chunk]
+            columns = dict(zip(names, map(list, zip(*rows))))
+            columns["names"] = [names_of(row[0], row[-1]) for row in rows]
+            columns["error"] = [e.splitlines()[0] if isinstance(e, str) and e else None for e in columns["error"]]
+            chunk_boards = boards[start : start + _EXPORT_CHUNK_RUNS]
+            texts = [formats[c](chunk_boards, c) if c in formats else fields.column(c, columns[c]) for c in header]
+            handle.write("\n".join(map(",".join, zip(*texts))) + "\n")
+    return len(order)
+
+
+#: Run columns whose values are numbers (written as pandas writes numbers: a float by its repr).
+_NUMBER_COLUMNS = ("noise_rate", "seed", "diverged_epoch", "epochs", "duration_s")
+#: The run columns SQLite holds as integers (or NULL).
+_INTEGER_COLUMNS = ("seed", "diverged_epoch", "epochs")
+#: Whether the csv module may quote a field: it holds the delimiter, the quote or a line end.
+_may_need_quotes = re.compile('[,"\r\n]').search
+
+
+class _CsvFields:
+    """Values as fields of a CSV line: quoted exactly as the csv module quotes them (as pandas'
+    writer does), the texts that repeat across runs quoted once."""
+
+    def __init__(self) -> None:
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, lineterminator="\n")
+        self._shared: dict[str | None, str] = {None: ""}
+        self.as_floats: set[str] = set()
+
+    def quote(self, text: str) -> str:
+        if not _may_need_quotes(text):
+            return text
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._writer.writerow((text, ""))
+        return self._buffer.getvalue()[:-2]
+
+    def shared(self, text: str | None) -> str:
+        quoted = self._shared.get(text)
+        if quoted is None:
+            quoted = self._shared[text] = self.quote(str(text))
+        return quoted
+
+    def column(self, name: str, values: list[Any]) -> list[str]:
+        """One column of the runs table as pandas writes it: a missing value empty, a float by its
+        repr, a text quoted as needed."""
+        if name in self.as_floats:
+            return ["" if v is None else repr(float(v)) for v in values]
+        if name in _NUMBER_COLUMNS:
+            return ["" if v is None or v != v else repr(v) if type(v) is float else str(v) for v in values]
+        if name in _SHARED_TEXTS or name == "names":
+            shared = self._shared
+            return [shared[v] if v in shared else self.shared(v) for v in values]
+        return ["" if v is None else self.quote(v) for v in values]
+
+
+_MISSING = object()
+
+
+def _metric_format(values: list[Any], fields: _CsvFields) -> Callable[[list[dict[str, Any]], str], list[str]]:
+    """How pandas writes a metric column built from these values (``_MISSING``: the run lacks the
+    key), as a function of a chunk of boards and the key: whole numbers without a gap as integers,
+    numbers as floats (a gap or NaN empty), anything else as text."""
+    kinds = {type(v) for v in values if v is not _MISSING and v is not None}
+    gaps = any(v is _MISSING or v is None for v in values)
+    if (kinds == {int} or kinds == {bool}) and not gaps:
+        return lambda boards, key: [str(board[key]) for board in boards]
+    if kinds and kinds <= {int, float}:
+        return lambda boards, key: ["" if (v := board.get(key)) is None or v != v else repr(float(v)) for board in boards]
+    return lambda boards, key: ["" if (v := board.get(key)) is None or (type(v) is float and v != v) else fields.quote(str(v)) for board in boards]

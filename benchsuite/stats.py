@@ -21,12 +21,15 @@ import warnings
 from typing import Iterator, Mapping
 
 import numpy as np
-from scipy import stats as sps
+from scipy import special  # the t distribution's functions without scipy.stats (a second of imports)
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
+#: Output elements summed per block of resamples in ``rank_intervals``: the running sums stay in
+#: the processor's cache while every seed's contribution is added to them.
+_BLOCK_ELEMENTS = 1 << 15
 
 
 def t_half_width(values: np.ndarray, confidence: float = CONFIDENCE) -> float:
@@ -38,10 +41,26 @@ def t_half_width(values: np.ndarray, confidence: float = CONFIDENCE) -> float:
     return _t_quantile(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
 
 
+def t_half_widths(values: np.ndarray, confidence: float = CONFIDENCE) -> list[float]:
+    """``t_half_width`` of each row of ``values`` (cells, n): each row's deviation is reduced along
+    its own contiguous row, as for that row alone, so the numbers are the same bit for bit."""
+    n = values.shape[1]
+    if n < 2:
+        return [math.nan] * len(values)
+    quantile = _t_quantile(0.5 + confidence / 2, n - 1)
+    return [quantile * sd / math.sqrt(n) for sd in np.ascontiguousarray(values).std(axis=1, ddof=1).tolist()]
+
+
 @functools.lru_cache(maxsize=256)
 def _t_quantile(probability: float, degrees_of_freedom: int) -> float:
-    """Student's t quantile, computed once per degrees of freedom (a board asks for a few, thousands of times)."""
-    return float(sps.t.ppf(probability, degrees_of_freedom))
+    """Student's t quantile (``scipy.stats.t.ppf``), computed once per degrees of freedom (a board
+    asks for a few, thousands of times)."""
+    return float(special.stdtrit(degrees_of_freedom, probability))
+
+
+def _t_two_sided_p(statistic: float, degrees_of_freedom: float) -> float:
+    """The two-sided p-value of a t statistic: twice ``scipy.stats.t.sf(|t|, df)``."""
+    return 2 * float(special.stdtr(degrees_of_freedom, -abs(statistic)))
 
 
 def significantly_worse(
@@ -68,8 +87,22 @@ def significantly_worse(
         return None
     if se == 0:
         return mean < 0
-    p_value = 2 * float(sps.t.sf(abs(mean / se), df))
-    return p_value < alpha and mean < 0
+    return _t_two_sided_p(mean / se, df) < alpha and mean < 0
+
+
+def paired_worse(candidates: np.ndarray, best: np.ndarray, higher_is_better: bool, alpha: float = ALPHA) -> np.ndarray:
+    """``significantly_worse`` by the paired test for many rows at once: ``candidates`` is (rows,
+    seeds) and ``best`` (seeds,), every row paired with ``best`` on all (two or more) seeds. Each
+    row's mean and deviation are reduced along its own contiguous row, as for one row alone, so
+    the decisions equal ``significantly_worse``'s bit for bit."""
+    sign = 1.0 if higher_is_better else -1.0
+    diff = np.ascontiguousarray(sign * (candidates - best[None, :]))
+    n = diff.shape[1]
+    mean = diff.mean(axis=1)
+    se = diff.std(axis=1, ddof=1) / math.sqrt(n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_value = 2 * special.stdtr(n - 1.0, -np.abs(mean / se))
+    return np.where(se == 0, mean < 0, (p_value < alpha) & (mean < 0))
 
 
 def average_ranks(means: np.ndarray, higher_is_better: bool) -> np.ndarray:
@@ -77,10 +110,76 @@ def average_ranks(means: np.ndarray, higher_is_better: bool) -> np.ndarray:
     (1 = best, ties share their mean rank); ``means`` is (rows, columns[, resamples]), NaN = no value."""
     score = -means if higher_is_better else means
     missing = np.isnan(score)
-    ranks = sps.rankdata(np.where(missing, np.inf, score), axis=0, method="average")
+    ranks = np.moveaxis(_tied_ranks(np.moveaxis(np.where(missing, np.inf, score), 0, -1)), -1, 0)
     ranks[missing] = np.nan
     with _quiet():
         return np.nanmean(ranks, axis=1)
+
+
+def _tied_ranks(scores: np.ndarray) -> np.ndarray:
+    """The ranks (1 = smallest; ties share their mean rank, as ``scipy.stats.rankdata``'s
+    ``average``) of ``scores`` along its last axis, for every leading index at once. Ranks are
+    half-integers, exact in floating point whatever the order of any later sum over them. Ties
+    among infinite scores (no value: their ranks are discarded) are left unresolved."""
+    shape = scores.shape
+    flat = np.ascontiguousarray(scores.reshape(-1, shape[-1]))
+    order = np.argsort(flat, axis=1)
+    ordered = np.take_along_axis(flat, order, axis=1)
+    ranks_in_order = np.broadcast_to(np.arange(1.0, shape[-1] + 1), ordered.shape).copy()
+    tied = (ordered[:, 1:] == ordered[:, :-1]) & np.isfinite(ordered[:, 1:])
+    with_ties = np.flatnonzero(tied.any(axis=1))  # rows with finite ties: their groups share the mean rank
+    if len(with_ties):
+        ranks_in_order[with_ties] = _average_tied(tied[with_ties])
+    ranks = np.empty(flat.shape)
+    np.put_along_axis(ranks, order, ranks_in_order, axis=1)
+    return ranks.reshape(shape)
+
+
+def _average_tied(tied: np.ndarray) -> np.ndarray:
+    """The ranks of sorted rows whose entry ``i + 1`` ties entry ``i`` where ``tied[:, i]``: each
+    group of tied entries, from position ``first`` to ``last``, has the rank ``(first + last) / 2 + 1``."""
+    rows, width = tied.shape[0], tied.shape[1] + 1
+    position = np.broadcast_to(np.arange(width), (rows, width))
+    starts = np.ones((rows, width), dtype=bool)
+    starts[:, 1:] = ~tied
+    ends = np.ones((rows, width), dtype=bool)
+    ends[:, :-1] = ~tied
+    first = np.maximum.accumulate(np.where(starts, position, 0), axis=1)
+    last = np.minimum.accumulate(np.where(ends, position, width)[:, ::-1], axis=1)[:, ::-1]
+    return (first + last) / 2 + 1
+
+
+@functools.lru_cache(maxsize=16)
+def _resample_counts(num_seeds: int, resamples: int, seed: int) -> np.ndarray:
+    """How often each seed is drawn in each resample, (resamples, seeds): the draws of a generator
+    seeded with ``seed``, made in one call, so every table of a board with as many seeds shares them."""
+    draws = np.random.default_rng(seed).integers(0, num_seeds, size=(resamples, num_seeds))
+    offsets = (draws + num_seeds * np.arange(resamples)[:, None]).ravel()
+    counts = np.bincount(offsets, minlength=resamples * num_seeds).reshape(resamples, num_seeds).astype(float)
+    counts.flags.writeable = False
+    return counts
+
+
+def _resampled_means(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per resample, row and column, the mean of the drawn runs, (resamples, rows, columns); NaN
+    where none was drawn. Each sum adds the seeds' contributions one seed after another, in seed
+    order: the same bits on every machine and for every way of batching the resamples."""
+    rows, columns, num_seeds = values.shape
+    present = ~np.isnan(values).reshape(rows * columns, num_seeds)
+    filled = np.where(present, values.reshape(rows * columns, num_seeds), 0.0)
+    resamples = len(counts)
+    runs = counts @ present.T.astype(float)  # whole numbers: exact in any order
+    sums = np.zeros((resamples, rows * columns))
+    block = max(1, _BLOCK_ELEMENTS // max(rows * columns, 1))
+    scratch = np.empty((min(block, resamples), rows * columns))
+    for start in range(0, resamples, block):
+        part, stop = sums[start : start + block], min(start + block, resamples)
+        product = scratch[: stop - start]
+        for s in range(num_seeds):
+            np.multiply(counts[start:stop, s, None], filled[None, :, s], out=product)
+            part += product
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(runs > 0, sums / runs, np.nan).reshape(resamples, rows, columns)
 
 
 def rank_intervals(
@@ -94,26 +193,22 @@ def rank_intervals(
 
     ``values`` is (rows, columns, seeds), NaN where a row has no run of that seed. Each resample
     draws the seeds with replacement once for the whole table; a row's mean in a column is then
-    the mean over its drawn runs, and its average rank is recomputed from those means.
+    the mean over its drawn runs, and its average rank is recomputed from those means. All
+    resamples are computed together, as arrays.
     """
-    rows, columns, num_seeds = values.shape
-    present = ~np.isnan(values)
-    filled = np.where(present, values, 0.0)
+    num_seeds = values.shape[2]
     with _quiet():
         point = average_ranks(np.nanmean(values, axis=2), higher_is_better)
-    draws = np.random.default_rng(seed).integers(0, num_seeds, size=(resamples, num_seeds))
-    counts = np.stack([np.bincount(draw, minlength=num_seeds) for draw in draws]).astype(float)  # (resamples, seeds)
-    sums = np.zeros((rows, columns, resamples))
-    runs = np.zeros((rows, columns, resamples))
-    for s in range(num_seeds):  # a fixed order of additions: the same bits on every machine
-        sums += filled[:, :, s, None] * counts[None, None, :, s]
-        runs += present[:, :, s, None] * counts[None, None, :, s]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(runs > 0, sums / runs, np.nan)
-    boot = average_ranks(means, higher_is_better)  # (rows, resamples)
+    means = _resampled_means(values, _resample_counts(num_seeds, resamples, seed))  # (resamples, rows, columns)
+    boot = average_ranks(np.moveaxis(means, 0, -1), higher_is_better)  # (rows, resamples)
     tail = 100 * (1 - confidence) / 2
+    low, high = np.full(len(boot), np.nan), np.full(len(boot), np.nan)
+    complete = ~np.isnan(boot).any(axis=1)
+    if complete.any():  # the rows ranked in every resample: one vectorised call
+        low[complete], high[complete] = np.percentile(boot[complete], [tail, 100 - tail], axis=1)
     with _quiet():
-        low, high = np.nanpercentile(boot, [tail, 100 - tail], axis=1)
+        for row in np.flatnonzero(~complete):
+            low[row], high[row] = np.nanpercentile(boot[row], [tail, 100 - tail])
     return point, low, high
 
 

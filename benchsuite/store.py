@@ -118,14 +118,6 @@ class StoreError(UsageError, RuntimeError):
 Mode = Literal["read", "write"]
 
 
-def open_store(path: str | Path, mode: Mode = "write") -> "ResultStore":
-    """The results database at ``path``, checked before anything is written to it: a file that is
-    not an SQLite database, an SQLite database of another application and a database of another
-    schema version are refused (``StoreError`` naming the path), as are paths that cannot hold a
-    database (an empty path, a folder that cannot be created or written)."""
-    return ResultStore(path, mode)
-
-
 def _check_path(path: Path, mode: Mode) -> None:
     """Refuse, naming the path, what cannot be a results database before anything touches it.
 
@@ -267,7 +259,10 @@ def _finite_or_none(value: Any) -> float | None:
 
 class ResultStore:
     """A results database; safe to share between processes on one machine (and on shared disks
-    that support SQLite locking)."""
+    that support SQLite locking). The file is checked before anything is written to it: a file
+    that is not an SQLite database, an SQLite database of another application and a database of
+    another schema version are refused (``StoreError`` naming the path), as are paths that cannot
+    hold a database (an empty path, a folder that cannot be created or written)."""
 
     def __init__(self, path: str | Path, mode: Mode = "write") -> None:
         self.path = Path(path)
@@ -494,11 +489,32 @@ class ResultStore:
         rows = self._conn.execute("SELECT cell_hash, status, spec FROM runs")
         return {h: (status, CellSpec.from_dict(json.loads(spec))) for h, status, spec in rows}
 
-    def states(self) -> dict[str, tuple[str, str]]:
-        """Cell hash -> (status, lineage hash) of every stored run, without parsing any spec: what
-        ``run --dry-run`` needs to tell done, stale and new cells apart."""
-        rows = self._conn.execute("SELECT r.cell_hash, r.status, s.lineage_hash FROM runs r JOIN summaries s ON s.run_id = r.id")
-        return {h: (status, lineage) for h, status, lineage in rows}
+    def states(self, cell_hashes: Iterable[str]) -> dict[str, str]:
+        """Cell hash -> status of the stored runs among ``cell_hashes``, by the cell-hash index: what
+        ``run --dry-run`` reads, whatever the number of other runs stored."""
+        wanted = list(dict.fromkeys(cell_hashes))
+        out: dict[str, str] = {}
+        for start in range(0, len(wanted), CURVE_CHUNK_RUNS):
+            chunk = wanted[start : start + CURVE_CHUNK_RUNS]
+            query = f"SELECT cell_hash, status FROM runs WHERE cell_hash IN ({','.join('?' * len(chunk))})"
+            out.update(self._conn.execute(query, chunk))
+        return out
+
+    def earlier_runs(self, lineage_hashes: Iterable[str]) -> dict[str, str]:
+        """Lineage hash -> the cell hash of a finished stored run of that experiment (``stale``
+        cells: the same experiment stored under older code or versions), for the lineages asked
+        for; one pass over the summaries per chunk of them, none when none is asked for."""
+        wanted = list(dict.fromkeys(lineage_hashes))
+        out: dict[str, str] = {}
+        done = ",".join(f"'{status}'" for status in DONE_STATUSES)
+        for start in range(0, len(wanted), CURVE_CHUNK_RUNS):
+            chunk = wanted[start : start + CURVE_CHUNK_RUNS]
+            query = (
+                f"SELECT s.lineage_hash, r.cell_hash FROM summaries s JOIN runs r ON r.id = s.run_id "
+                f"WHERE r.status IN ({done}) AND s.lineage_hash IN ({','.join('?' * len(chunk))}) ORDER BY r.id"
+            )
+            out.update(self._conn.execute(query, chunk))
+        return out
 
     def spec(self, cell_hash: str) -> CellSpec:
         """The stored spec of one run."""

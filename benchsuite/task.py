@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .needs import CLEAN_VALIDATION, STRONG_VIEW, TRUSTED_SET
 from .params import Configurable
 from .toolkit.labels import NoiseRecord, draw_trusted, split_labels, stratified_holdout  # noqa: F401  (re-exported)
 
@@ -242,10 +243,21 @@ class PrepareRequest:
     seed: int
     device: torch.device
     batch_size: int
-    trusted_per_class: int = 0
-    #: Fraction of the clean training set to hold out as a validation split (0: none).
-    val_fraction: float = 0.0
     noise_params: Mapping[str, Any] = field(default_factory=dict)
+    #: What the method needs, by name, with its parameters (``benchsuite.needs``), e.g.
+    #: ``{"trusted_set": {"per_class": 10}}``; only names the task ``provides``.
+    needs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def trusted_per_class(self) -> int:
+        """Trusted examples per class asked (need ``trusted_set``; 0: none)."""
+        return int(self.needs.get(TRUSTED_SET, {}).get("per_class", 0))
+
+    @property
+    def val_fraction(self) -> float:
+        """Fraction of the clean training set to hold out as a validation split (need
+        ``clean_validation``; 0: none)."""
+        return float(self.needs.get(CLEAN_VALIDATION, {}).get("fraction", 0.0))
 
 
 @dataclass
@@ -254,9 +266,10 @@ class PreparedData:
 
     ``noisy_labels`` are the training labels the method sees. ``true_labels`` are the clean
     labels where known (``truth_known`` marks where; all of them for synthetic noise), so the
-    engine can measure memorisation. ``trusted`` is a clean subset for methods that need one
-    (removed from the training set before noise was injected). ``strong_view`` is the task's
-    strong augmentation for consistency-based methods; ``info`` is recorded with the run;
+    engine can measure memorisation. ``provided`` holds what the task hands over for the method's
+    needs, by need name (``benchsuite.needs``): e.g. ``trusted_set``, a ``TrainSource`` of a clean
+    subset (removed from the training set before noise was injected), or ``strong_view``, the
+    task's strong augmentation (a ``ViewFn``); ``info`` is recorded with the run;
     ``eval_data`` is the task's own payload for ``evaluate`` (e.g. the test tensors).
     """
 
@@ -265,8 +278,7 @@ class PreparedData:
     true_labels: torch.Tensor
     truth_known: torch.Tensor
     noise: NoiseRecord
-    trusted: TrainSource | None = None
-    strong_view: ViewFn | None = None
+    provided: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     eval_data: Any = None
 
@@ -290,10 +302,10 @@ class Task(Configurable, abc.ABC):
     num_classes: ClassVar[int]
     evaluation: ClassVar[Literal["classification", "retrieval"]] = "classification"
     input_kind: ClassVar[str] = "image"
-    #: Whether a clean, trusted subset can be drawn for methods that need one (IEG).
-    provides_trusted_set: ClassVar[bool] = False
-    #: Whether ``prepare`` hands methods a strong augmentation, ``PreparedData.strong_view`` (IEG).
-    provides_strong_view: ClassVar[bool] = False
+    #: The names of the needs ``prepare`` can serve (``benchsuite.needs``): e.g. ``trusted_set``
+    #: (a clean subset for methods such as IEG), ``strong_view``, ``clean_validation``, or a name
+    #: of a plugin's own. A method that needs a name not listed is n/a on this task.
+    provides: ClassVar[frozenset[str]] = frozenset()
     #: Label-noise kinds this task accepts ("none" = the data's own labels).
     noise_kinds: ClassVar[tuple[str, ...]] = ("none", "symmetric")
     #: Noise of a grid that names none: (kind, rates).
@@ -311,6 +323,8 @@ class Task(Configurable, abc.ABC):
         plugins registered (``register_noise_kinds``)."""
         if not isinstance(getattr(cls, "num_classes", None), int) or cls.num_classes < 1:
             raise ValueError("num_classes must be a positive int")
+        if not isinstance(cls.provides, (set, frozenset)) or not all(isinstance(n, str) for n in cls.provides):
+            raise ValueError(f"provides must be a set of need names, e.g. frozenset({{'trusted_set'}}), not {cls.provides!r}")
         if cls.primary_metric not in cls.metrics:
             raise ValueError(f"primary_metric {cls.primary_metric!r} is not among metrics {sorted(cls.metrics)}")
         if cls.default_noise[0] not in cls.noise_kinds:
@@ -363,8 +377,7 @@ class Task(Configurable, abc.ABC):
             "num_classes": cls.num_classes,
             "evaluation": cls.evaluation,
             "input": cls.input_kind,
-            "provides_trusted_set": cls.provides_trusted_set,
-            "provides_strong_view": cls.provides_strong_view,
+            "provides": sorted(cls.provides),
             "noise_kinds": list(cls.noise_kinds),
             "metrics": {k: {"doc": m.doc, "higher_is_better": m.higher_is_better} for k, m in cls.metrics.items()},
             "primary_metric": cls.primary_metric,
@@ -382,7 +395,8 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([model(x[i : i + batch_size]).float() for i in range(0, len(x), batch_size)])
+        chunks = [model(x[i : i + batch_size]).float() for i in range(0, len(x), batch_size)]
+        return chunks[0] if len(chunks) == 1 else torch.cat(chunks)  # one chunk: no copy
     finally:
         model.train(was_training)
 
@@ -411,13 +425,16 @@ def prepare_in_memory(
     strong_view: ViewFn | None = None,
     info: dict[str, Any] | None = None,
     noise_inputs: Mapping[str, Any] | None = None,
+    provided: Mapping[str, Any] | None = None,
 ) -> PreparedData:
     """The common ``prepare`` of classification tasks whose data fits in memory.
 
     Runs the label pipeline (``benchsuite.toolkit.labels.split_labels``) on the clean training
-    labels — clean validation split (when ``request.val_fraction`` > 0), class-balanced trusted
-    subset (when asked), label noise on the rest, noise record — and puts the splits on the device;
-    ``eval_data`` is a ``ClassificationEval`` for ``evaluate_classification``.
+    labels — clean validation split (need ``clean_validation``), class-balanced trusted subset
+    (need ``trusted_set``), label noise on the rest, noise record — and puts the splits on the
+    device; ``eval_data`` is a ``ClassificationEval`` for ``evaluate_classification``. What the run
+    gets by need name (``PreparedData.provided``): the trusted subset when asked, ``strong_view``
+    when given, and ``provided``, what the task serves for needs of its own.
 
     ``noise_inputs`` is what the task knows about its label set that some noise kinds need (e.g.
     ``coarse_of``, the superclass of every class, or a file's human annotations); to them the
@@ -431,9 +448,11 @@ def prepare_in_memory(
     val = None
     if split.val is not None:
         val = (x_train[torch.as_tensor(split.val)].to(device), torch.as_tensor(y_train[split.val]).to(device))
-    trusted = None
+    served = dict(provided or {})
+    if strong_view is not None:
+        served[STRONG_VIEW] = strong_view
     if split.trusted is not None:
-        trusted = TensorTrainSource(
+        served[TRUSTED_SET] = TensorTrainSource(
             x_train[torch.as_tensor(split.trusted)].to(device),
             torch.as_tensor(y_train[split.trusted]).to(device),
             batch_size=min(request.batch_size, len(split.trusted)),
@@ -449,8 +468,7 @@ def prepare_in_memory(
         true_labels=torch.as_tensor(split.clean, dtype=torch.long),
         truth_known=torch.ones(len(split.clean), dtype=torch.bool),
         noise=split.noise,
-        trusted=trusted,
-        strong_view=strong_view,
+        provided=served,
         info=info,
         eval_data=ClassificationEval(test=(x_test.to(device), torch.as_tensor(y_test, dtype=torch.long).to(device)), val=val),
     )

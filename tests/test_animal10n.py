@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -52,11 +53,30 @@ def test_reads_the_layout_with_labels_from_the_file_names(root):
 
 def test_prepare_keeps_the_human_labels_and_marks_the_truth_unknown(root):
     task = benchsuite.load_task("animal10n", root=str(root))
+    files = read_animal10n(str(root.resolve()))
     data = task.prepare(PrepareRequest("none", 0.0, 0, CPU, 16))
-    assert data.num_train == 60 and not data.truth_known.any() and math.isnan(data.noise.realised_rate)
-    assert data.info["noise_rate_estimate"] == 0.08 and data.info["class_names"][5] == "jaguar"
+    # every file's label, in file order, is what the method trains on; none of them counts as checked
+    assert torch.equal(data.noisy_labels, torch.as_tensor(files.y_train)) and torch.equal(data.true_labels, data.noisy_labels)
+    assert not data.truth_known.any() and not data.is_noisy.any()
+    assert math.isnan(data.noise.realised_rate) and data.noise.num_noisy == 0 and "no clean training labels" in data.noise.params["source"]
+    assert (data.info["num_train_files"], data.info["num_test"]) == (60, 20)
     with pytest.raises(ValueError, match="animal10n carries real label noise"):
         task.prepare(PrepareRequest("symmetric", 0.2, 0, CPU, 16))
+    with pytest.raises(ValueError, match="no clean training labels to draw a trusted set from"):
+        task.prepare(PrepareRequest("none", 0.0, 0, CPU, 16, needs={"trusted_set": {"per_class": 1}}))
+
+
+def test_a_validation_split_carries_the_human_labels(root):
+    files = read_animal10n(str(root.resolve()))
+    data = benchsuite.load_task("animal10n", root=str(root)).prepare(PrepareRequest("none", 0.0, 0, CPU, 16, needs={"clean_validation": {"fraction": 0.2}}))
+    x_val, y_val = data.eval_data.val
+    x_train = torch.cat([batch.x for batch in data.train.eval_batches(64)])
+    assert len(x_train) + len(y_val) == 60 and data.info["num_val"] == len(y_val) == 10
+    # each held-out image keeps the label of its own file, and leaves the training set
+    for image, label in zip(x_val, y_val):
+        row = next(i for i in range(60) if np.array_equal(files.x_train[i], image.numpy()))
+        assert label == files.y_train[row] and not (x_train == image).flatten(1).all(1).any()
+    assert not data.truth_known.any()
 
 
 @pytest.mark.parametrize(
@@ -74,14 +94,26 @@ def test_a_wrong_layout_is_named(tmp_path, damage, message):
         read_animal10n(str(root.resolve()))
 
 
-def test_the_preset_is_the_selfie_protocol():
+def test_the_preset_runs_the_protocol_it_states():
+    """The preset's own description is the protocol a reader trusts: the recipe must run exactly it."""
     task = benchsuite.load_task("animal10n", preset="selfie_vgg19")
+    stated = type(task).presets["selfie_vgg19"].doc
+    found = re.search(r"batch (\d+), SGD momentum ([\d.]+), wd ([\de.-]+), lr ([\d.]+) ÷(\d+) at (\d+) and (\d+) of (\d+) epochs", stated)
+    assert found, stated
+    batch, momentum, decay, lr, divisor, first, second, epochs = found.groups()
     recipe = task.recipe()
-    assert (recipe.epochs, recipe.batch_size, recipe.lr, recipe.momentum, recipe.weight_decay) == (100, 128, 0.1, 0.9, 5e-4)
-    assert recipe.lr_factor(499, 1000) == 1.0 and recipe.lr_factor(500, 1000) == pytest.approx(0.2)
-    assert recipe.lr_factor(750, 1000) == pytest.approx(0.04) and not task.augment
+    assert (recipe.batch_size, recipe.momentum, recipe.weight_decay, recipe.lr, recipe.epochs) == (
+        int(batch), float(momentum), float(decay), float(lr), int(epochs),
+    )  # fmt: skip
+    steps = 100 * int(epochs)  # any step count: the drops sit at the stated epochs' share of the run
+    factors = np.array([recipe.lr_factor(step, steps) for step in range(steps)])
+    drops = np.flatnonzero(factors[1:] != factors[:-1]) + 1
+    assert drops.tolist() == [100 * int(first), 100 * int(second)]
+    assert factors[[0, drops[0], drops[1]]] == pytest.approx([1.0, 1 / int(divisor), 1 / int(divisor) ** 2])
+    assert "no augmentation" in stated and not task.augment
+    assert "VGG-19 with BN" in stated
     model = task.build_model()
-    assert sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) == 16  # VGG-19: 16 conv + 1 linear here
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) == 16  # VGG-19: 16 conv layers
     assert model(torch.zeros(2, 3, 64, 64, dtype=torch.uint8)).shape == (2, 10)
 
 

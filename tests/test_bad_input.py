@@ -174,14 +174,24 @@ def test_a_database_in_a_read_only_folder_is_read_and_refused_for_writing(folder
         shelf.chmod(0o755)
 
 
-def test_ctrl_c_while_the_board_renders_exits_130(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("earlier_board", [False, True], ids=["new-out", "existing-out"])
+def test_ctrl_c_while_the_board_renders_exits_130(folder: Path, monkeypatch: pytest.MonkeyPatch, earlier_board: bool) -> None:
+    """Ctrl-C after the --out path was checked and the runs read, during rendering: an earlier board
+    at --out keeps its bytes (the check neither truncates nor touches it), a new one is not created,
+    and nothing else in the folder changes."""
+    if earlier_board:
+        (folder / "board.md").write_text("an earlier board, still wanted\n")
+    rendering = []
+
     def interrupted(*args: object, **kwargs: object) -> str:
+        rendering.append(len(args[0]))  # the runs it was handed
         raise KeyboardInterrupt
 
     monkeypatch.setattr("benchsuite.leaderboard.render", interrupted)
+    before = fingerprint(folder)
     result = CliRunner().invoke(main, ["leaderboard", "--from", "good.csv", "--out", "board.md"])
-    assert result.exit_code == 130
-    assert not (folder / "board.md").exists()
+    assert result.exit_code == 130 and rendering == [6]  # interrupted in render, with the 6 runs of good.csv
+    assert fingerprint(folder) == before
 
 
 def test_an_internal_error_keeps_its_traceback(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:

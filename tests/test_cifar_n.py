@@ -70,7 +70,7 @@ def test_cifar10n_trains_on_the_file_labels_and_records_the_realised_rate(root, 
 
 def test_held_out_examples_keep_their_place_in_the_file(root):
     task = benchsuite.load_task("cifar10", root=str(root), human_labels=str(root / "CIFAR-10_human.pt"))
-    data = task.prepare(request("cifar10n:worst", val_fraction=0.2, trusted_per_class=2))
+    data = task.prepare(request("cifar10n:worst", needs={"clean_validation": {"fraction": 0.2}, "trusted_set": {"per_class": 2}}))
     y_train = read_cifar("cifar10", root).y_train
     keep = np.setdiff1d(np.arange(100), stratified_holdout(y_train, 0.2, 3))
     keep = np.setdiff1d(keep, data.info["trusted_indices"])

@@ -203,10 +203,11 @@ def test_vehicles10_relabels_the_vehicle_classes_in_fine_index_order(root):
 
 def test_validation_split_and_trusted_set(root):
     task = benchsuite.load_task("cifar10", root=str(root))
-    data = task.prepare(request("symmetric", 0.5, val_fraction=1 / 3, trusted_per_class=1))
-    assert data.info["num_val"] == 20 and len(data.trusted.y) == 10
+    data = task.prepare(request("symmetric", 0.5, needs={"clean_validation": {"fraction": 1 / 3}, "trusted_set": {"per_class": 1}}))
+    trusted = data.provided["trusted_set"]
+    assert data.info["num_val"] == 20 and len(trusted.y) == 10
     assert data.num_train == 30 and data.noise.num_noisy == 15
-    assert torch.equal(data.trusted.y.sort().values, torch.arange(10))
+    assert torch.equal(trusted.y.sort().values, torch.arange(10))
 
 
 def test_recipes_follow_the_papers_iteration_schedules():

@@ -194,9 +194,10 @@ def test_augmentation_does_not_depend_on_worker_count(release_root):
 def test_trusted_set_comes_from_the_clean_training_subset(release_root):
     root, splits = release_root
     task = small_task(root)
-    request = PrepareRequest("none", 0.0, seed=0, device=torch.device("cpu"), batch_size=8, trusted_per_class=2)
+    request = PrepareRequest("none", 0.0, seed=0, device=torch.device("cpu"), batch_size=8, needs={"trusted_set": {"per_class": 2}})
     data = task.prepare(request)
-    assert len(data.trusted.y) == 28 and torch.equal(data.trusted.y.bincount(minlength=14), torch.full((14,), 2))
+    trusted = data.provided["trusted_set"]
+    assert len(trusted.y) == 28 and torch.equal(trusted.y.bincount(minlength=14), torch.full((14,), 2))
     assert data.num_train == 14 * NOISY_PER_CLASS  # the noisy set stays whole
     assert data.info["trusted_indices"] == list(range(28))
     with pytest.raises(ValueError, match="real label noise"):

@@ -101,8 +101,9 @@ def test_trusted_and_validation_splits_are_held_out_before_noise():
     task = benchsuite.load_task("digits", width=16)
     from benchsuite.task import PrepareRequest
 
-    data = task.prepare(PrepareRequest("symmetric", 0.4, 0, CPU, 64, trusted_per_class=5, val_fraction=0.2))
-    assert len(data.trusted.y) == 50 and torch.bincount(data.trusted.y).tolist() == [5] * 10
+    data = task.prepare(PrepareRequest("symmetric", 0.4, 0, CPU, 64, needs={"trusted_set": {"per_class": 5}, "clean_validation": {"fraction": 0.2}}))
+    trusted = data.provided["trusted_set"]
+    assert len(trusted.y) == 50 and torch.bincount(trusted.y).tolist() == [5] * 10
     assert data.info["num_val"] == len(data.eval_data.val[1])
     assert data.num_train == 1347 - 50 - data.info["num_val"]
     assert data.noise.num_noisy == math.floor(0.4 * data.num_train)

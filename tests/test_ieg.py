@@ -27,8 +27,7 @@ class Blobs(Task):
     name = "blobs"
     num_classes = 4
     input_kind = "vector"
-    provides_trusted_set = True
-    provides_strong_view = True
+    provides = frozenset({"trusted_set", "strong_view"})
     metrics = {"test_acc": Metric("accuracy")}
     primary_metric = "test_acc"
     parameters = {"batchnorm": Param(False, "put a BatchNorm1d after the hidden layer")}
@@ -193,7 +192,7 @@ def test_weights_isolate_and_lambda_relabels_noisy_examples():
     method = RecordingIEG()
     record = train(method, task, spec_for(method, task, 0.4, epochs=4), torch.device("cpu"))
     assert record.status == "completed"
-    data = task.prepare(PrepareRequest("symmetric", 0.4, 0, torch.device("cpu"), 100, trusted_per_class=10))
+    data = task.prepare(PrepareRequest("symmetric", 0.4, 0, torch.device("cpu"), 100, needs={"trusted_set": {"per_class": 10}}))
     noisy = data.is_noisy
     after_warmup = [(i, w) for epoch, i, w in method.log if epoch >= 3]
     index = torch.cat([i for i, _ in after_warmup])
@@ -217,7 +216,7 @@ def test_weights_isolate_and_lambda_relabels_noisy_examples():
 def make_context(method: IEG, task: Task, seed: int = 0) -> TrainContext:
     torch.manual_seed(seed)
     recipe = task.recipe()
-    data = task.prepare(PrepareRequest("symmetric", 0.4, seed, torch.device("cpu"), recipe.batch_size, trusted_per_class=10))
+    data = task.prepare(PrepareRequest("symmetric", 0.4, seed, torch.device("cpu"), recipe.batch_size, needs={"trusted_set": {"per_class": 10}}))
     model = task.build_model()
     optimizer, scheduler = method.configure_optimizer(model, recipe, 100)
     ctx = TrainContext(
@@ -281,32 +280,34 @@ def test_uint8_inputs_are_mixed_in_float_and_rounded_back():
 # --- contracts and end to end --------------------------------------------------------------------
 
 
-def test_requires_trusted_set_and_a_strong_view():
+def test_needs_a_trusted_set_and_a_strong_view():
     method = benchsuite.load_method("ieg")
-    assert method.trusted_per_class() == 10 and benchsuite.load_method("ieg", probe_per_class=3).trusted_per_class() == 3
+    assert [(n.name, dict(n.params)) for n in method.needs()] == [("trusted_set", {"per_class": 10}), ("strong_view", {})]
+    assert benchsuite.load_method("ieg", probe_per_class=3).needs()[0].params == {"per_class": 3}
+    assert method.privileged_data() == {"trusted_per_class": 10, "strong_view": True}
     assert method.applicability(Blobs()) is None
 
     class NoTrusted(Blobs):
         name = "no_trusted"
-        provides_trusted_set = False
+        provides = frozenset({"strong_view"})
 
     class NoStrongView(Blobs):
         name = "no_strong"
-        provides_strong_view = False
+        provides = frozenset({"trusted_set"})
 
-    assert "trusted" in method.applicability(NoTrusted())
-    assert "strong augmentation" in method.applicability(NoStrongView())
+    assert method.applicability(NoTrusted()) == "ieg needs a trusted clean subset (trusted_set), which task 'no_trusted' does not provide"
+    assert "strong augmentation of the inputs (strong_view)" in method.applicability(NoStrongView())
 
     class BrokenPromise(Blobs):
         name = "broken_promise"
 
         def prepare(self, request):
             data = super().prepare(request)
-            data.strong_view = None
+            del data.provided["strong_view"]
             return data
 
     task = BrokenPromise()
-    with pytest.raises(ValueError, match="strong_view"):
+    with pytest.raises(RuntimeError, match="this run has no 'strong_view'.*it provided: \\['trusted_set'\\]"):
         train(method, task, spec_for(method, task, 0.4, epochs=1), torch.device("cpu"))
 
 

@@ -20,13 +20,13 @@ from benchsuite_plugins.digits.digits import Digits
 
 class UntrustedDigits(Digits):
     name = "untrusted_digits"
-    provides_trusted_set = False
+    provides = frozenset({"strong_view", "clean_validation"})
     in_default_grid = False
 
 
 class PlainDigits(Digits):
     name = "plain_digits"
-    provides_strong_view = False
+    provides = frozenset({"trusted_set", "clean_validation"})
     in_default_grid = False
 
 

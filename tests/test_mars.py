@@ -151,7 +151,7 @@ def test_evaluate_uses_each_rule_sets_gallery(task, model, fake):
 
 
 def test_validation_split_reports_val_acc(task, model):
-    data = task.prepare(PrepareRequest("none", 0.0, 0, CPU, batch_size=2, val_fraction=0.5))
+    data = task.prepare(PrepareRequest("none", 0.0, 0, CPU, batch_size=2, needs={"clean_validation": {"fraction": 0.5}}))
     assert data.info["num_val_tracklets"] == 4 and data.num_train == 4
     metrics = task.evaluate(model, data, CPU)
     assert 0.0 <= metrics["val_acc"] <= 1.0 and metrics["val_acc"] * 4 == round(metrics["val_acc"] * 4)

@@ -154,7 +154,7 @@ def test_methods_and_tasks_commands_describe_declarations():
     assert cce["level"] == "loss" and cce["plugin"]["distribution"] == "benchsuite"
     tasks = json.loads(run_cli("tasks", "--json").stdout)
     digits = next(t for t in tasks if t["name"] == "digits")
-    assert digits["num_classes"] == 10 and digits["provides_trusted_set"] is True
+    assert digits["num_classes"] == 10 and digits["provides"] == ["clean_validation", "strong_view", "trusted_set"]
     assert digits["parameters"]["width"]["allowed"] == "int, x ≥ 1"
 
 

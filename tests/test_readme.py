@@ -87,9 +87,41 @@ def test_every_code_block_is_run_or_says_why_not():
         assert block.language == "python" or block.marker, f"{block}: a {block.language} block needs a marker"
         if block.kind == "skip":
             assert len(block.marker.split(":", 1)[1].strip()) > 10, f"{block}: say why the block is not run"
-    skipped = blocks_of("skip")
-    # the command that runs this suite, and the CIFAR-N runs (their annotation files are not here)
-    assert [b.code.split()[-1] for b in skipped] == ["pytest", "cifar100n:noisy"]
+
+
+def test_a_skipped_block_cannot_run_here_for_a_reason_checked_here(tmp_path, monkeypatch):
+    """A block may skip only for a reason this test checks: it is the suite's own install-and-test
+    command (its extras are the project's, the ones tox installs, and it runs pytest), or it needs
+    data that is never here: its benchsuite commands, run dry against a fake CIFAR release where
+    they say ``/data``, stop with exit 2 naming a file the command gives that does not exist."""
+    import configparser
+    import tomllib
+
+    from benchsuite_plugins.cifar.fake_release import write_fake_cifar
+    from click.testing import CliRunner
+
+    from benchsuite.cli import main
+
+    project_extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    tox = configparser.ConfigParser()
+    tox.read(ROOT / "tox.ini")
+    tox_extras = set(tox["testenv"]["extras"].split())
+    for which in ("cifar10", "cifar100"):
+        write_fake_cifar(tmp_path / "data", which)
+    monkeypatch.chdir(tmp_path)
+    for block in blocks_of("skip"):
+        commands = benchsuite_commands(block.code)
+        if not commands:
+            installed = re.search(r"pip install -e '\.\[([\w,]+)\]'", block.code)
+            assert installed and re.search(r"-m pytest\s*$", block.code), f"{block}: neither the suite's command nor a data-bound run"
+            assert set(installed.group(1).split(",")) == tox_extras <= project_extras, f"{block}: not the extras the suite runs with"
+            continue
+        for command in commands:
+            command = [arg.replace("'/data", repr(str(tmp_path / "data"))[:-1]) for arg in command]
+            result = CliRunner().invoke(main, [*command, "--dry-run"])
+            missing = re.findall(r"no [\w-]+ file at (\S+):", result.output)
+            assert result.exit_code == 2 and missing, f"{block}: benchsuite {shlex.join(command)} could run here:\n{result.output}"
+            assert all(path in " ".join(command) and not Path(path).exists() for path in missing), result.output
 
 
 def test_marker_parsing():
@@ -230,9 +262,10 @@ def test_grid_block_is_valid(block, tmp_path, monkeypatch, slurm_login_node):
 
 
 def benchsuite_commands(code: str) -> list[list[str]]:
-    """The ``benchsuite`` commands of a shell block (one per line or after ``&&``), comments dropped."""
+    """The ``benchsuite`` commands of a shell block (one per line, continued lines joined, or after
+    ``&&``), comments dropped."""
     commands = []
-    for line in code.splitlines():
+    for line in code.replace("\\\n", " ").splitlines():
         for part in line.split("&&"):
             words = shlex.split(part, comments=True)
             if words and Path(words[0]).name == "benchsuite":
@@ -241,8 +274,8 @@ def benchsuite_commands(code: str) -> list[list[str]]:
 
 
 def test_benchsuite_commands_are_found():
-    code = "python3 -m venv .venv && .venv/bin/benchsuite run\nbenchsuite run -m \"gce{q = 0.5}\"  # a comment\n"
-    assert benchsuite_commands(code) == [["run"], ["run", "-m", "gce{q = 0.5}"]]
+    code = "python3 -m venv .venv && .venv/bin/benchsuite run\nbenchsuite run -m \"gce{q = 0.5}\" \\\n  --seeds 0  # a comment\n"
+    assert benchsuite_commands(code) == [["run"], ["run", "-m", "gce{q = 0.5}", "--seeds", "0"]]
 
 
 @pytest.mark.parametrize("block", blocks_of("dry-run"), ids=str)

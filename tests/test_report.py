@@ -3,6 +3,7 @@ at noise 0 and 0.4, two seeds, three epochs, and digits_retrieval with CCE at 0.
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import struct
@@ -19,6 +20,7 @@ from benchsuite.plotting import DISTINCT_SERIES, series_styles
 from benchsuite.results import curves_dataframe, to_dataframe
 
 SERIES = re.compile(r'id="series-\d+-\d+"')
+T_975_ONE_DF = math.tan(0.475 * math.pi)  # Student's t with 1 degree of freedom is Cauchy: its 97.5 % quantile
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +104,9 @@ def test_report_tables_are_the_boards_numbers(results_db, report_dir):
         for (text, value), rate in zip(row[1:3], (0.0, 0.4)):
             accs = digits[(digits.method == label) & (digits.noise_rate == rate)].test_acc
             assert float(value) == pytest.approx(accs.mean(), rel=1e-5)  # the sort key is the cell's mean
-            assert text == table_row.cells[rate].text  # the board's own cell text, interval included
-            assert text.startswith(f"{100 * accs.mean():.2f} ± ") and text.endswith("(2)")
+            # mean ± half-width of the 95 % Student-t interval over the 2 seeds (1 degree of freedom)
+            half = T_975_ONE_DF * accs.std(ddof=1) / np.sqrt(2)
+            assert text == f"{100 * accs.mean():.2f} ± {100 * half:.2f} (2)"
     assert "symmetric:0,0.4" not in page and "No runs stored" not in page
     assert page.count("<summary>provenance</summary>") == 10  # 8 digits runs + 2 retrieval runs
     assert "&quot;commit&quot;: &quot;" in page and "<script>" in page and "http" not in re.sub(r'xmlns="http[^"]*"', "", page)

@@ -9,6 +9,7 @@ from scipy import stats as sps
 from benchsuite.stats import (
     BOOTSTRAP_RESAMPLES,
     average_ranks,
+    paired_worse,
     rank_intervals,
     significantly_worse,
     t_half_width,
@@ -79,3 +80,67 @@ def test_rank_intervals_are_the_plain_bootstrap_and_deterministic():
     again = rank_intervals(values, higher_is_better=True, resamples=300, seed=7)
     assert all(np.array_equal(a, b) for a, b in zip((point, low, high), again))
     assert BOOTSTRAP_RESAMPLES >= 1000
+
+
+def _reference_rank_intervals(values, higher_is_better, resamples, seed):
+    """The per-resample formulation ``rank_intervals`` replaced: counts per draw, sums over seeds in
+    seed order, ranks by ``scipy.stats.rankdata``, percentiles row by row."""
+    from scipy import stats as sps
+
+    def ranks(means):
+        score = -means if higher_is_better else means
+        missing = np.isnan(score)
+        r = sps.rankdata(np.where(missing, np.inf, score), axis=0, method="average")
+        r[missing] = np.nan
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(r, axis=1)
+
+    rows, columns, num_seeds = values.shape
+    present = ~np.isnan(values)
+    filled = np.where(present, values, 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        point = ranks(np.nanmean(values, axis=2))
+    draws = np.random.default_rng(seed).integers(0, num_seeds, size=(resamples, num_seeds))
+    counts = np.stack([np.bincount(draw, minlength=num_seeds) for draw in draws]).astype(float)
+    sums, runs = np.zeros((rows, columns, resamples)), np.zeros((rows, columns, resamples))
+    for s in range(num_seeds):
+        sums += filled[:, :, s, None] * counts[None, None, :, s]
+        runs += present[:, :, s, None] * counts[None, None, :, s]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = ranks(np.where(runs > 0, sums / runs, np.nan))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        tail = 100 * (1 - 0.95) / 2  # as the module computes it: 2.5000000000000022
+        low, high = np.nanpercentile(boot, [tail, 100 - tail], axis=1)
+    return point, low, high
+
+
+@pytest.mark.parametrize("trial", range(6))
+def test_rank_intervals_are_the_per_resample_bootstrap_bit_for_bit(trial):
+    """The batched bootstrap draws the same seeds and adds them in the same order as the loop it
+    replaced: every bound is the same float (boards regenerate byte for byte). Values are rounded
+    so that rows tie, and some runs are missing."""
+    rng = np.random.default_rng(trial)
+    rows, columns, seeds = int(rng.integers(2, 40)), int(rng.integers(1, 5)), int(rng.integers(2, 12))
+    values = np.round(rng.random((rows, columns, seeds)), int(rng.integers(1, 3)))
+    values[rng.random(values.shape) < 0.2] = np.nan
+    for higher_is_better in (True, False):
+        expected = _reference_rank_intervals(values, higher_is_better, 400, trial)
+        got = rank_intervals(values, higher_is_better, resamples=400, seed=trial)
+        assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(expected, got))
+
+
+def test_the_batched_paired_test_decides_as_the_single_one():
+    rng = np.random.default_rng(3)
+    best = rng.normal(0.8, 0.02, size=8)
+    candidates = best[None, :] + rng.normal(-0.01, 0.02, size=(50, 8))
+    candidates[0] = best  # the best itself: not worse
+    candidates[1] = best - 0.05  # a constant gap: worse when higher is better
+    candidates[2] = best + 0.05  # and when lower is better
+    for higher_is_better in (True, False):
+        batched = paired_worse(candidates, best, higher_is_better)
+        single = [significantly_worse(dict(enumerate(c)), dict(enumerate(best)), higher_is_better) for c in candidates]
+        assert batched.tolist() == single
+        assert 0 < sum(single) < len(single)  # both outcomes occur

@@ -243,10 +243,47 @@ def test_curves_are_read_only_for_the_runs_asked_and_exported_in_chunks(tmp_path
     assert (tmp_path / "c.csv").read_text() == everything.to_csv(index=False)
 
 
-def test_dry_run_states_come_from_the_summaries(tmp_path):
+def test_dry_run_reads_only_the_cells_asked_for(tmp_path):
     with ResultStore(tmp_path / "r.sqlite") as store:
         store.save(record(0))
         store.save(RunRecord(cell(1), "failed", error="boom"))
-        assert store.states() == {cell(0).cell_hash: ("completed", cell(0).lineage_hash()), cell(1).cell_hash: ("failed", cell(1).lineage_hash())}
+        assert store.states([cell(0).cell_hash, cell(1).cell_hash, cell(2).cell_hash]) == {cell(0).cell_hash: "completed", cell(1).cell_hash: "failed"}
+        assert store.states([cell(1).cell_hash]) == {cell(1).cell_hash: "failed"}
+        # only finished runs are earlier runs of an experiment; lineages not stored are absent
+        assert store.earlier_runs([cell(0).lineage_hash(), cell(1).lineage_hash(), cell(2).lineage_hash()]) == {
+            cell(0).lineage_hash(): cell(0).cell_hash
+        }
         assert store.spec(cell(1).cell_hash) == cell(1) and store.status(cell(0).cell_hash) == "completed"
         assert store.status("0" * 16) is None
+
+
+def test_the_streamed_runs_export_is_the_pandas_export_byte_for_byte(tmp_path):
+    """``write_runs_csv`` formats and quotes every kind of value as ``to_dataframe(...).to_csv``:
+    texts with commas, quotes and line ends, missing values, whole and fractional numbers, a
+    metric some runs lack, a NaN, integers and booleans in the final metrics."""
+    import io
+
+    from benchsuite.results import to_dataframe, write_runs_csv
+
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path) as store:
+        store.save(record(0, acc=0.75))
+        store.save(RunRecord(cell(1), "failed", error='Traceback, "quoted"\nValueError: boom', info={"k": "a,b"}, provenance={"torch": "x\ny"}))
+        diverged = record(2, status="diverged")
+        diverged.diverged_epoch = 2
+        diverged.curves[-1].update({"test_acc": float("nan"), "steps": 7, "early": True, "note": 'say "hi", twice'})
+        store.save(diverged)
+        for seed in (3, 4):
+            done = record(seed, acc=0.5 + seed / 10)
+            done.curves[-1].update({"steps": 9, "early": False})
+            done.duration_s = 12.0
+            store.save(done)
+        store.add_names({cell(3).cell_hash: [{"method": "alias", "params": {}, "preset": ""}]})
+    streamed = io.StringIO()
+    assert write_runs_csv(path, streamed) == 5
+    expected = to_dataframe(path).to_csv(index=False)
+    assert streamed.getvalue() == expected
+    assert '"Traceback, ""quoted"""' in expected and "alias" in expected  # the cases above are in the export
+    empty = io.StringIO()
+    ResultStore(tmp_path / "e.sqlite").close()
+    assert write_runs_csv(tmp_path / "e.sqlite", empty) == 0 and empty.getvalue() == to_dataframe(tmp_path / "e.sqlite").to_csv(index=False)

@@ -25,7 +25,7 @@ class Tagged(Task):
     name = "tagged"
     num_classes = CLASSES
     input_kind = "vector"
-    provides_trusted_set = True
+    provides = frozenset({"trusted_set"})
     metrics = {"test_acc": Metric("accuracy")}
     primary_metric = "test_acc"
     parameters = {"batchnorm": Param(False, "a BatchNorm1d after the hidden layer")}
@@ -140,7 +140,7 @@ def test_union_chunks_cut_each_batch_into_near_equal_consecutive_pieces():
 @pytest.mark.parametrize("name", ["trusted_only", "cce_trusted"])
 def test_trusted_baselines_share_ieg_trusted_set_parameter_and_need_a_trusted_set(name):
     method, ieg = benchsuite.load_method(name, probe_per_class=3), benchsuite.load_method("ieg", probe_per_class=3)
-    assert method.trusted_per_class() == ieg.trusted_per_class() == 3
+    assert method.needs()[0] == ieg.needs()[0] and method.needs()[0].params == {"per_class": 3}
     assert type(method).parameters["probe_per_class"].default == type(ieg).parameters["probe_per_class"].default
     assert method.in_default_grid
     no_trusted = benchsuite.load_task("mars")

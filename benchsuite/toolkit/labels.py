@@ -3,18 +3,20 @@
 ``split_labels`` takes the clean training labels of a data set and what the run asks
 (``PrepareRequest``), and decides, from the run's seed and in this order:
 
-1. the clean validation split (``request.val_fraction`` > 0): a stratified share of the examples,
-   removed from the training set (``stratified_holdout``);
-2. the trusted set (``request.trusted_per_class`` > 0): that many clean examples of every class,
-   drawn from what is left and removed from the training set before any noise is drawn (IEG's
-   protocol, ``docs/reference.md`` §5) — or, for a data set that ships a clean subset of its own
-   (Clothing1M), drawn from that ``trusted_pool`` instead;
+1. the clean validation split (need ``clean_validation``, ``request.val_fraction`` > 0): a
+   stratified share of the examples, removed from the training set (``stratified_holdout``);
+2. the trusted set (need ``trusted_set``, ``request.trusted_per_class`` > 0): that many clean
+   examples of every class, drawn from what is left and removed from the training set before any
+   noise is drawn (IEG's protocol, ``docs/reference.md`` §5) — or, for a data set that ships a
+   clean subset of its own (Clothing1M), drawn from that ``trusted_pool`` instead;
 3. the label noise: ``request.noise_kind`` at ``request.noise_rate`` on the remaining labels
    (``benchsuite.noise.corrupt_labels``), with the noise inputs the task knows of its label set;
 4. the ``NoiseRecord`` stored with the run: kind, rate, seed, the realised rate and count, the
    sampling used and what the draw decided (e.g. which classes swap). For a data set whose own
-   labels are noisy (noise kind ``none``) and whose truth is known for some examples, the realised
-   rate is measured there.
+   labels are noisy (noise kind ``none``), the task gives the ``truth`` it knows (none at all for
+   ANIMAL-10N, part of it for Clothing1M): the realised rate is measured there, NaN where nothing
+   is known, and the split says which training rows have a known clean label, so that nothing
+   downstream counts an unchecked human label as clean.
 
 Tasks hand the rows and labels to their own data sources (in-memory tensors, image files,
 tracklets), so that every task records the same provenance. ``benchsuite.prepare_in_memory``
@@ -23,6 +25,7 @@ runs it for data sets that fit in memory.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -76,10 +79,12 @@ class LabelSplit:
 
     #: Rows that train, in increasing order.
     train: np.ndarray
-    #: Their clean labels, and the labels the method sees.
+    #: Their clean labels (where unknown, the label the method sees), and the labels the method sees.
     clean: np.ndarray
     noisy: np.ndarray
     noise: NoiseRecord
+    #: Whether each training row's clean label is known: every row unless ``truth`` said otherwise.
+    truth_known: np.ndarray
     #: Rows of the clean validation split, or ``None``.
     val: np.ndarray | None = None
     #: Rows of the trusted set, or ``None``.
@@ -126,7 +131,7 @@ def measured_real_noise(record: NoiseRecord, labels: np.ndarray, truth: np.ndarr
     truth is known (``truth`` ≥ 0): its count and rate over those examples, and where it comes from."""
     known = truth >= 0
     num_noisy = int((labels[known] != truth[known]).sum())
-    record.realised_rate = num_noisy / max(int(known.sum()), 1)
+    record.realised_rate = num_noisy / int(known.sum()) if known.any() else math.nan
     record.num_noisy = num_noisy
     record.params = {**record.params, "source": source}
     return record
@@ -139,6 +144,8 @@ def split_labels(
     *,
     noise_inputs: Mapping[str, Any] | None = None,
     trusted_pool: np.ndarray | None = None,
+    truth: np.ndarray | None = None,
+    truth_source: str = "",
 ) -> LabelSplit:
     """Run the label pipeline (module docstring) on the clean training ``labels`` of a data set.
 
@@ -146,7 +153,12 @@ def split_labels(
     ``coarse_of``); each kind receives only the inputs it declares, and they are not recorded.
     ``trusted_pool``: the labels of a clean set the data set ships, to draw the trusted set from
     instead of the training set (which then keeps all its examples).
+    ``truth``: for a data set whose ``labels`` are its own noisy ones (noise kind ``none``), the
+    clean label of every example where known and −1 where not; the noise is measured there
+    (``measured_real_noise``, recording ``truth_source``) and ``truth_known`` marks those rows.
     """
+    if truth is not None and request.noise_kind != "none":
+        raise ValueError(f"synthetic {request.noise_kind!r} noise on labels that are noisy already: use noise kind 'none'")
     info: dict[str, Any] = {}
     keep = np.arange(len(labels))
     val = None
@@ -162,6 +174,13 @@ def split_labels(
         else:
             trusted = draw_trusted(trusted_pool, num_classes, request.trusted_per_class, request.seed)
         info["trusted_indices"] = trusted.tolist()
+    noisy, record = _noise_record(request, labels[keep], keep, num_classes, noise_inputs)
+    known = np.ones(len(keep), dtype=bool)
     clean = labels[keep]
-    noisy, record = _noise_record(request, clean, keep, num_classes, noise_inputs)
-    return LabelSplit(train=keep, clean=clean, noisy=noisy, noise=record, val=val, trusted=trusted, info=info)
+    if truth is not None:
+        record = measured_real_noise(record, noisy, truth[keep], truth_source)
+        known = truth[keep] >= 0
+        clean = np.where(known, truth[keep], noisy)
+    return LabelSplit(
+        train=keep, clean=clean, noisy=noisy, noise=record, truth_known=known, val=val, trusted=trusted, info=info
+    )

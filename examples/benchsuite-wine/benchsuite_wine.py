@@ -30,6 +30,7 @@ class Wine(Task):
     summary = "scikit-learn wine recognition (13 features, 3 classes), small MLP"
     num_classes = 3
     input_kind = "vector"
+    provides = frozenset({"trusted_set", "clean_validation"})  # prepare_in_memory serves both
     noise_kinds = ("none", "symmetric", "uniform")
     metrics = {"test_acc": Metric("top-1 accuracy on the 54 held-out wines")}
     primary_metric = "test_acc"

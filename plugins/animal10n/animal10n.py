@@ -24,7 +24,6 @@ SELFIE code's dropout 0.2; VGG-11 is offered as a smaller network. Pixels are sc
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -37,9 +36,10 @@ from benchsuite_plugins.animal10n.vgg import VGG
 from torch import nn
 
 from benchsuite import Metric, Param, Preset, Recipe, Task, hookimpl
-from benchsuite.task import PreparedData, PrepareRequest, evaluate_classification, prepare_in_memory
+from benchsuite.task import ClassificationEval, PreparedData, PrepareRequest, TensorTrainSource, evaluate_classification
 from benchsuite.toolkit.augment import CropFlip
 from benchsuite.toolkit.datasets import DatasetError
+from benchsuite.toolkit.labels import split_labels
 from benchsuite.toolkit.models.normalize import Normalized
 
 CLASS_NAMES = ("cat", "lynx", "wolf", "coyote", "cheetah", "jaguar", "chimpanzee", "orangutan", "hamster", "guinea pig")
@@ -161,15 +161,33 @@ class Animal10N(Task):
                 f"animal10n carries real label noise; synthetic {request.noise_kind!r} noise does not apply: "
                 "run it with noise kind 'none'"
             )
+        if request.trusted_per_class:
+            raise ValueError("animal10n has no clean training labels to draw a trusted set from")
         data = read_animal10n(str(Path(self.root).expanduser().resolve()))
-        prepared = prepare_in_memory(
+        # the training labels are the annotators': which of them are wrong is unknown
+        split = split_labels(
             request,
-            torch.from_numpy(data.x_train),
             data.y_train,
-            torch.from_numpy(data.x_test),
-            data.y_test,
             self.num_classes,
-            augment=CropFlip(4) if self.augment else None,
+            truth=np.full(len(data.y_train), -1),
+            truth_source="real (ANIMAL-10N): the release has no clean training labels, so the rate is not measured",
+        )
+        x_train, device = torch.from_numpy(data.x_train), request.device
+        val = None
+        if split.val is not None:
+            val = (x_train[torch.as_tensor(split.val)].to(device), torch.as_tensor(data.y_train[split.val]).to(device))
+        noisy = torch.as_tensor(split.noisy, dtype=torch.long)
+        return PreparedData(
+            train=TensorTrainSource(
+                x_train[torch.as_tensor(split.train)].to(device),
+                noisy.to(device),
+                batch_size=request.batch_size,
+                augment=CropFlip(4) if self.augment else None,
+            ),
+            noisy_labels=noisy,
+            true_labels=torch.as_tensor(split.clean, dtype=torch.long),
+            truth_known=torch.as_tensor(split.truth_known),
+            noise=split.noise,
             info={
                 "class_names": list(CLASS_NAMES),
                 "num_train_files": len(data.y_train),
@@ -177,12 +195,13 @@ class Animal10N(Task):
                 "noise_rate_estimate": 0.08,
                 "noise_rate_source": "Song et al. 2019, by cross-validation; the release has no clean training labels",
                 "validation_labels": "a validation split, when asked, carries the human (noisy) labels",
+                **split.info,
             },
+            eval_data=ClassificationEval(
+                test=(torch.from_numpy(data.x_test).to(device), torch.as_tensor(data.y_test, dtype=torch.long).to(device)),
+                val=val,
+            ),
         )
-        # The training labels are the annotators'; which of them are wrong is unknown.
-        prepared.truth_known = torch.zeros_like(prepared.truth_known)
-        prepared.noise.realised_rate = math.nan
-        return prepared
 
     def build_model(self) -> nn.Module:
         return Normalized(VGG(MODELS[self.model], self.num_classes), (0.5,) * 3, (0.5,) * 3, channels_last=self.channels_last)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchsuite.needs import CLEAN_VALIDATION, STRONG_VIEW, TRUSTED_SET
 from benchsuite.params import Param
 from benchsuite.task import (
     Metric,
@@ -88,8 +89,7 @@ class CifarTask(Task):
     """Base of the CIFAR-family tasks: subclasses say how to load their arrays."""
 
     input_kind = "image"
-    provides_trusted_set = True
-    provides_strong_view = True
+    provides = frozenset({TRUSTED_SET, STRONG_VIEW, CLEAN_VALIDATION})
     metrics = {"test_acc": Metric("top-1 accuracy on the test set")}
     primary_metric = "test_acc"
     #: (mean, std) per channel for the model's input normalisation.

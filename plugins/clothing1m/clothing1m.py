@@ -46,6 +46,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from benchsuite import Metric, Param, PreparedData, Preset, Recipe, Task, hookimpl
+from benchsuite.needs import CLEAN_VALIDATION, TRUSTED_SET
 from benchsuite.task import Batch, PrepareRequest
 from benchsuite.toolkit.labels import measured_real_noise, split_labels
 from benchsuite.toolkit.models.pretrained import torchvision_backbone
@@ -331,7 +332,8 @@ class Clothing1M(Task):
     summary = "Clothing1M: 1M web images of 14 clothing classes with real label noise, ResNet-50 (DM recipe)"
     num_classes = NUM_CLASSES
     input_kind = "image"
-    provides_trusted_set = True
+    #: ``clean_validation``: the release's own clean validation set (``val_acc``), whatever fraction is asked.
+    provides = frozenset({TRUSTED_SET, CLEAN_VALIDATION})
     noise_kinds = ("none",)
     default_noise = ("none", (0.0,))
     metrics = {
@@ -393,9 +395,8 @@ class Clothing1M(Task):
         # the label pipeline on the real noisy labels: no synthetic noise, the trusted set drawn
         # from the release's clean training subset, and no validation split carved from noisy
         # labels (the release has a clean validation set of its own, which evaluate() reports)
-        split = split_labels(
-            replace(request, val_fraction=0.0), noisy, NUM_CLASSES, trusted_pool=release.labels["clean_train"]
-        )
+        asked = {name: params for name, params in request.needs.items() if name != CLEAN_VALIDATION}
+        split = split_labels(replace(request, needs=asked), noisy, NUM_CLASSES, trusted_pool=release.labels["clean_train"])
         noise = measured_real_noise(
             split.noise, noisy, truth, "real (Clothing1M); rate measured where a clean label is known"
         )
@@ -403,7 +404,7 @@ class Clothing1M(Task):
         def files(split: str) -> ImageFiles:
             return ImageFiles(release.image_dir, release.keys[split], self.resize, self.crop)
 
-        trusted = None
+        provided: dict[str, Any] = {}
         info: dict[str, Any] = {
             "image_dir": str(release.image_dir),
             "num_noisy_train": len(noisy),
@@ -419,7 +420,7 @@ class Clothing1M(Task):
         if split.trusted is not None:
             clean_labels = release.labels["clean_train"]
             picked = split.trusted
-            trusted = ImageTrainSource(
+            provided[TRUSTED_SET] = ImageTrainSource(
                 ImageFiles(release.image_dir, [release.keys["clean_train"][i] for i in picked], self.resize, self.crop),
                 clean_labels[picked],
                 batch_size=request.batch_size,
@@ -442,7 +443,7 @@ class Clothing1M(Task):
             true_labels=torch.as_tensor(np.where(known, truth, noisy)),
             truth_known=torch.as_tensor(known),
             noise=noise,
-            trusted=trusted,
+            provided=provided,
             info=info,
             eval_data=ClothingEval(
                 val=files("clean_val"),

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from benchsuite import Metric, Param, PreparedData, Recipe, Task, hookimpl
+from benchsuite.needs import CLEAN_VALIDATION, STRONG_VIEW, TRUSTED_SET
 from benchsuite.task import PrepareRequest, evaluate_classification, prepare_in_memory
 from benchsuite.toolkit.models.mlp import MLP
 
@@ -81,8 +82,7 @@ class Digits(Task):
     summary = "scikit-learn handwritten digits (8×8, 10 classes), MLP; runs anywhere in seconds"
     num_classes = 10
     input_kind = "vector"
-    provides_trusted_set = True
-    provides_strong_view = True
+    provides = frozenset({TRUSTED_SET, STRONG_VIEW, CLEAN_VALIDATION})
     noise_kinds = ("none", "symmetric", "uniform")
     metrics = {"test_acc": Metric("top-1 accuracy on the 450 held-out test digits")}
     primary_metric = "test_acc"

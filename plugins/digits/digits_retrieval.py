@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchsuite import Metric, Param, PreparedData, Recipe, Task, hookimpl
+from benchsuite.needs import CLEAN_VALIDATION, TRUSTED_SET
 from benchsuite.task import ClassificationEval, PrepareRequest, classification_accuracy, prepare_in_memory
 from benchsuite.toolkit.models.embedding import EmbeddingClassifier, embed_in_batches
 from benchsuite.toolkit.models.mlp import MLP
@@ -70,7 +71,7 @@ class DigitsRetrieval(Task):
     num_classes = SEEN_CLASSES
     evaluation = "retrieval"
     input_kind = "vector"
-    provides_trusted_set = True
+    provides = frozenset({TRUSTED_SET, CLEAN_VALIDATION})
     noise_kinds = ("none", "symmetric", "uniform")
     metrics = {
         "test_map": Metric("mAP on the test images of classes 5-9, each querying all others"),

@@ -67,7 +67,8 @@ from torch import nn
 
 from benchsuite import Method, Param, Preset, StepOutput, hookimpl
 from benchsuite.engine import TrainContext
-from benchsuite.task import Batch, Task
+from benchsuite.needs import STRONG_VIEW, Need, strong_view
+from benchsuite.task import Batch
 
 #: The code's ``GaussianMixture(n_components=2, max_iter=10, tol=1e-2, reg_covar=5e-4)``.
 GMM_MAX_ITER = 10
@@ -314,10 +315,8 @@ class DivideMix(Method):
         ),
     }
 
-    def applicability(self, task: Task) -> str | None:
-        if self.second_view == "strong" and not task.provides_strong_view:
-            return f"dividemix with second_view = 'strong' needs a strong augmentation, which task {task.name!r} does not provide"
-        return super().applicability(task)
+    def needs(self) -> tuple[Need, ...]:
+        return (strong_view(),) if self.second_view == "strong" else ()
 
     def start(self, ctx: TrainContext) -> None:
         self._view = self._second_view_fn(ctx)
@@ -338,9 +337,7 @@ class DivideMix(Method):
 
     def _second_view_fn(self, ctx: TrainContext) -> Callable[[Batch], torch.Tensor]:
         if self.second_view == "strong":
-            strong = ctx.data.strong_view
-            if strong is None:
-                raise ValueError("dividemix: second_view = 'strong' but this task's PreparedData.strong_view is None")
+            strong = ctx.provided(STRONG_VIEW)
             return lambda batch: strong(batch.x, ctx.generator)
         fresh = getattr(ctx.data.train, "fresh_view", None)
         if fresh is None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from benchsuite import LossOutput, Param, Preset, StepOutput, hookimpl
+from benchsuite.needs import Need, clean_validation
 from benchsuite_plugins.methods.weighting import LOG2, DerivativeLoss, TargetProbLoss, TargetProbs, target_probs
 
 if TYPE_CHECKING:
@@ -108,8 +109,8 @@ class GCETruncated(GCE):
         "cifar100": Preset({"prune_start": 80 / 150, "prune_every": 10 / 150}, source=_schedule_source("CIFAR-100", 80, 150)),
     }
 
-    def validation_fraction(self) -> float:
-        return self.val_fraction
+    def needs(self) -> tuple[Need, ...]:
+        return (clean_validation(self.val_fraction),)
 
     def compute(self, logits: torch.Tensor, targets: torch.Tensor, keep: torch.Tensor | None = None) -> LossOutput:
         """Truncated loss of the batch; ``keep`` holds the examples' 0/1 weights (default: all 1)."""
@@ -143,7 +144,7 @@ class GCETruncated(GCE):
         if "val_acc" not in metrics:
             raise RuntimeError(
                 f"{self.name} selects its pruning checkpoint on validation accuracy, but the task reported no "
-                "'val_acc'; the task's prepare() must carve PrepareRequest.val_fraction (prepare_in_memory does) "
+                "'val_acc'; the task's prepare() must carve the clean_validation need's split (prepare_in_memory does) "
                 "and its evaluate() must report val_acc"
             )
         if metrics["val_acc"] > self._best_val:

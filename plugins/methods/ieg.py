@@ -4,7 +4,7 @@ Zhang, Zhang, Arik, Lee & Pfister, "IEG: Robust neural network training to tackl
 noise" (ICLR-20 submission; CVPR-20 as "Distilling effective supervision from severe label
 noise"). One step follows the official TF code's choices (``docs/reference.md`` §5):
 
-1. weak view ``x_w`` (the task's training batch) and strong view ``x_s`` (``data.strong_view``);
+1. weak view ``x_w`` (the task's training batch) and strong view ``x_s`` (the ``strong_view`` need);
    pseudo labels ``g`` = the averaged softmax of both views' logit-normalised logits, sharpened
    with temperature 0.5;
 2. meta step: a one-step momentum-SGD look-ahead of the weights on Σ ω_i CE(z_i, λ_i e_y + (1−λ_i) g)
@@ -44,6 +44,7 @@ from torch.func import functional_call
 
 from benchsuite import Method, Param, Preset, StepOutput, hookimpl
 from benchsuite.engine import TrainContext
+from benchsuite.needs import STRONG_VIEW, Need, strong_view, trusted_set
 from benchsuite.task import Batch, Recipe
 
 #: Added to the mean square in ``logit_norm`` (the code's constant).
@@ -204,8 +205,6 @@ class IEG(Method):
 
     name = "ieg"
     summary = "meta re-weighting and re-labelling from a tiny trusted set, MixUp and consistency (IEG)"
-    requires_trusted_set = True
-    requires_strong_view = True
     parameters = {
         "probe_per_class": Param(10, "trusted (probe) examples per class, held out of the noisy set", low=1),
         "temperature": Param(0.5, "sharpening temperature of the pseudo labels", low=0.0, low_open=True),
@@ -238,8 +237,8 @@ class IEG(Method):
         ),
     }
 
-    def trusted_per_class(self) -> int:
-        return self.probe_per_class
+    def needs(self) -> tuple[Need, ...]:
+        return (trusted_set(self.probe_per_class), strong_view())
 
     def configure_optimizer(
         self, model: nn.Module, recipe: Recipe, total_steps: int
@@ -255,12 +254,7 @@ class IEG(Method):
         return optimizer, CosineRestarts(optimizer, self.first_decay_steps, self.t_mul, self.m_mul, self.decay_alpha)
 
     def start(self, ctx: TrainContext) -> None:
-        if ctx.data.strong_view is None:
-            raise ValueError(
-                "ieg needs a strong augmentation of the training inputs, but this task's prepare() "
-                "gives PreparedData.strong_view = None although the task declares provides_strong_view; "
-                "pass strong_view= (batched, seeded from the generator) to the PreparedData"
-            )
+        self._strong_view = ctx.provided(STRONG_VIEW)
         self._params = [p for p in ctx.model.parameters() if p.requires_grad]
         decay_of = {p: group["weight_decay"] for group in ctx.optimizer.param_groups for p in group["params"]}
         self._weight_decay = [decay_of[p] for p in self._params]
@@ -275,7 +269,7 @@ class IEG(Method):
         model, gen = ctx.model, ctx.generator
         probe = next(self._probe)
         x_w, y = batch.x, batch.y
-        x_s = ctx.data.strong_view(x_w, gen)
+        x_s = self._strong_view(x_w, gen)
         size = len(y)
         with ctx.autocast():
             logits_w = model(x_w).float()  # the one forward that updates BN running statistics

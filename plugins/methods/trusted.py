@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from benchsuite import Method, Param, StepOutput, hookimpl
 from benchsuite.engine import TrainContext
+from benchsuite.needs import TRUSTED_SET, Need, trusted_set
 from benchsuite.task import Batch
 from benchsuite_plugins.methods.ieg import stateless_forward
 
@@ -44,11 +45,10 @@ class TrustedOnly(Method):
 
     name = "trusted_only"
     summary = "cross entropy on the clean trusted set alone (baseline for methods that use one)"
-    requires_trusted_set = True
     parameters = {"probe_per_class": PROBE_PER_CLASS}
 
-    def trusted_per_class(self) -> int:
-        return self.probe_per_class
+    def needs(self) -> tuple[Need, ...]:
+        return (trusted_set(self.probe_per_class),)
 
     def start(self, ctx: TrainContext) -> None:
         self._trusted = ctx.trusted_batches()
@@ -102,7 +102,6 @@ class CCETrusted(Method):
 
     name = "cce_trusted"
     summary = "cross entropy on the noisy training set plus the clean trusted set"
-    requires_trusted_set = True
     parameters = {
         "probe_per_class": PROBE_PER_CLASS,
         "sampling": Param(
@@ -113,8 +112,8 @@ class CCETrusted(Method):
         ),
     }
 
-    def trusted_per_class(self) -> int:
-        return self.probe_per_class
+    def needs(self) -> tuple[Need, ...]:
+        return (trusted_set(self.probe_per_class),)
 
     #: Union sampling: the chunks of the current trusted batch still to come.
     state_attributes = ("_trusted",)
@@ -122,7 +121,7 @@ class CCETrusted(Method):
     def start(self, ctx: TrainContext) -> None:
         self._trusted = ctx.trusted_batches()
         if self.sampling == "union":
-            pieces = max(1, round(ctx.steps_per_epoch / len(ctx.data.trusted)))
+            pieces = max(1, round(ctx.steps_per_epoch / len(ctx.provided(TRUSTED_SET))))
             self._trusted = UnionChunks(self._trusted, pieces)
 
     def train_step(self, ctx: TrainContext, batch: Batch) -> StepOutput:

@@ -38,6 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from benchsuite import Metric, Param, PreparedData, Recipe, Task, hookimpl
+from benchsuite.needs import CLEAN_VALIDATION
 from benchsuite.task import Batch, PrepareRequest
 from benchsuite.toolkit.labels import split_labels
 from benchsuite.toolkit.models.embedding import EmbeddingClassifier
@@ -257,7 +258,7 @@ class Mars(Task):
     num_classes = 625
     evaluation = "retrieval"
     input_kind = "video"
-    provides_trusted_set = False
+    provides = frozenset({CLEAN_VALIDATION})
     noise_kinds = ("none", "symmetric")
     default_noise = ("none", (0.0,))  # MARS's own label noise is the benchmark
     metrics = {

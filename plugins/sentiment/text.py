@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchsuite.needs import CLEAN_VALIDATION
 from benchsuite.params import Param, Preset
 from benchsuite.task import (
     Metric,
@@ -293,6 +294,7 @@ class SentimentTask(Task):
 
     num_classes = 2
     input_kind = "text"
+    provides = frozenset({CLEAN_VALIDATION})
     noise_kinds = ("none", "symmetric", "uniform")
     #: DM appendix E.1; with two classes a symmetric rate above 0.5 would invert the labels.
     default_noise = ("symmetric", (0.0, 0.2, 0.4))

@@ -22,8 +22,8 @@ def test_noise_goes_into_the_training_labels_only_and_is_recorded():
 
 
 def test_trusted_set_and_validation_split_are_held_out_before_the_noise():
-    data = prepare(trusted_per_class=5, val_fraction=0.2)
-    assert len(data.trusted.y) == 15 and data.info["num_val"] == 25
+    data = prepare(needs={"trusted_set": {"per_class": 5}, "clean_validation": {"fraction": 0.2}})
+    assert len(data.provided["trusted_set"].y) == 15 and data.info["num_val"] == 25
     assert data.num_train == 124 - 15 - 25
 
 
