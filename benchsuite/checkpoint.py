@@ -75,6 +75,8 @@ class CheckpointPolicy:
 
     directory: Path
     every_seconds: float = DEFAULT_EVERY_MINUTES * 60
+    #: Where the cells keep their final and best models (None: not kept; ``benchsuite.models``).
+    models: Path | None = None
 
     def path(self, cell_hash: str) -> Path:
         return self.directory / f"{cell_hash}{SUFFIX}"

@@ -203,6 +203,12 @@ def _invocation(ctx: click.Context) -> str:
     "a re-run resumes from it.",
 )
 @click.option(
+    "--keep-models",
+    is_flag=True,
+    help="Keep each cell's final model (and its best on validation, when the run has a validation split) "
+    "beside the results, for `benchsuite evaluate`; finished cells are not run again (--force runs them).",
+)
+@click.option(
     "--wait/--no-wait",
     default=True,
     help="Wait for cells another live driver is running (default), or exit with status 3 naming them.",
@@ -235,6 +241,7 @@ def run(
     retries: int | None,
     cell_timeout: float | None,
     checkpoint_every: float,
+    keep_models: bool,
     wait: bool,
     device: str,
     amp: bool | None,
@@ -267,7 +274,7 @@ def run(
     _prepare_process(grid)
     outcome = _execute(
         grid, expansion, backend, results, force=force, device=device, amp=amp, progress=progress,
-        checkpoint_every=checkpoint_every * 60, wait=wait,
+        checkpoint_every=checkpoint_every * 60, wait=wait, keep_models=keep_models,
     )  # fmt: skip
     if leaderboard and not outcome.interrupted:
         _grid_board(grid, expansion, results, print_leaderboard)
@@ -664,6 +671,102 @@ def _report_runs(results: str | None, export_file: str | None, curves_file: str 
         return read_runs_export(export_file), pd.read_csv(curves_file) if curves_file else None
     results = results or DEFAULT_RESULTS
     return to_dataframe_or_fail(results), curves_dataframe(results)
+
+
+def _task_options(items: tuple[str, ...]) -> dict[str, str]:
+    """``--task-option KEY=VALUE`` (repeatable) -> {KEY: VALUE}."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BadInput(f"--task-option {item!r}: give KEY=VALUE, e.g. root=/data/MARS")
+        options[key.strip()] = value.strip()
+    return options
+
+
+def _kept_model(
+    model: str | None, results: str | None, which: str, method: str | None, task: str | None, noise: str | None, seed: int | None
+) -> Any:
+    """The one kept model that MODEL (a file, or a cell hash or prefix in ``--results``) or the
+    filters name; ``KeptModelError`` when none or several match."""
+    from .models import KeptModelError, find_kept, load_kept, models_dir
+    from .report import parse_noise
+
+    if model is not None and (Path(model).suffix == ".pt" or Path(model).is_file()):
+        if any(v is not None for v in (method, task, noise, seed)):
+            raise BadInput("a model file names its cell: give it alone, without -m/-t/--noise/--seed")
+        return load_kept(model)
+    results = results or DEFAULT_RESULTS
+    kind, rates = parse_noise(noise)
+    if rates is not None and len(rates) != 1:
+        raise BadInput(f"--noise {noise!r}: give one rate, e.g. symmetric:0.4")
+    where = dict(method=method, task=task, noise_kind=kind, noise_rate=None if rates is None else rates[0], seed=seed, cell=model)
+    found = find_kept(results, which, **where)
+    if len(found) == 1:
+        return found[0]
+    asked = " ".join(f"{k}={v}" for k, v in where.items() if v is not None) or "any cell"
+    if not found:
+        raise KeptModelError(
+            f"no kept {which} model matches {asked} in {models_dir(results)} "
+            "(models are kept by `benchsuite run --keep-models`; --best: only runs with a validation split have one)"
+        )
+    listed = "\n".join(f"  {k.path.parent.name}  {k.meta['label']}" for k in found)
+    raise KeptModelError(f"{len(found)} kept {which} models match {asked}; name one by its cell (or add filters):\n{listed}")
+
+
+def _stored_final(results: str | None, cell_hash: str) -> dict[str, Any] | None:
+    """The final metrics the database stores for the cell (None: no database, or not stored there)."""
+    from .store import open_store
+
+    if not results or not Path(results).is_file():
+        return None
+    with open_store(results, "read") as store:
+        rows = store.query("SELECT final FROM runs WHERE cell_hash = ?", (cell_hash,))
+    return json.loads(rows[0][0]) if rows else None
+
+
+@main.command()
+@click.argument("model", required=False)
+@click.option("--results", type=click.Path(dir_okay=False), help=f"SQLite results database whose kept models to look in [default: {DEFAULT_RESULTS}].")
+@click.option("-m", "--method", help="Only the kept models of this method.")
+@click.option("-t", "--task", help="Only the kept models of this task.")
+@click.option("--noise", metavar="[KIND:]RATE", help="Only the kept models of this noise, e.g. 0.4 or symmetric:0.4.")
+@click.option("--seed", type=int, help="Only the kept models of this seed.")
+@click.option("--best", is_flag=True, help="The model kept as best on validation instead of the final one.")
+@click.option("--task-option", "task_options", multiple=True, metavar="KEY=VALUE", help="Override a task option the run used, e.g. root=/data/MARS (the data moved).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def evaluate(
+    model: str | None, results: str | None, method: str | None, task: str | None, noise: str | None, seed: int | None,
+    best: bool, task_options: tuple[str, ...], device: str, as_json: bool,
+) -> None:  # fmt: skip
+    """Score a kept model (`run --keep-models`) on its task again, without training, and print the
+    task's test metrics beside those its run stored. MODEL is a kept model's file, or a cell hash
+    (or its first characters) in the --results database's kept models; without MODEL the filters
+    must leave exactly one."""
+    from .engine import resolve_device
+    from .models import evaluate_kept
+
+    kept = _kept_model(model, results, "best" if best else "final", method, task, noise, seed)
+    done = evaluate_kept(kept, resolve_device(device), _task_options(task_options))
+    stored = _stored_final(results, kept.meta["cell_hash"]) if kept.meta["which"] == "final" else None
+    reference = stored if stored is not None else kept.meta["metrics"]
+    source = "stored final" if stored is not None else f"kept (epoch {kept.meta['epoch']})"
+    if as_json:
+        payload = {"model": str(kept.path), "cell": kept.meta["cell_hash"], "label": kept.meta["label"], "which": kept.meta["which"],
+                   "epoch": kept.meta["epoch"], "metrics": done.metrics, "reference": {k: reference.get(k) for k in done.metrics},
+                   "seconds": round(done.seconds, 3)}  # fmt: skip
+        click.echo(json.dumps(payload, indent=2))
+        return
+    click.echo(f"{kept.meta['label']} · {kept.meta['which']} model (epoch {kept.meta['epoch']}) · {kept.path}")
+    width = max(len(k) for k in done.metrics)
+    click.echo(f"{'metric':<{width}}  {'evaluated':>10}  {source:>18}")
+    for name, value in done.metrics.items():
+        ref = reference.get(name)
+        mark = "" if ref == value else "  (differs)"
+        click.echo(f"{name:<{width}}  {value:>10.6g}  {'-' if ref is None else format(ref, '.6g'):>18}{mark}")
+    same = all(reference.get(k) == v for k, v in done.metrics.items())
+    click.echo(f"{'equal to' if same else 'NOT equal to'} the {source} metrics; evaluated in {done.seconds:.2f} s", err=True)
 
 
 @main.command()

@@ -27,6 +27,7 @@ from torch import nn
 from .averaging import WeightAverage
 from .checkpoint import CellCheckpoint, TrainingState
 from .method import Method, StepOutput
+from .models import ModelKeeper
 from .reproducibility import cell_random_state, conditions, kernel_settings, seed_global_rngs
 from .spec import CellSpec, RunRecord
 from .task import Batch, BatchStream, PreparedData, PrepareRequest, Recipe, Task
@@ -249,16 +250,20 @@ def train(
     amp: bool | None = None,
     on_epoch: EpochCallback | None = None,
     checkpoint: CellCheckpoint | None = None,
+    keeper: ModelKeeper | None = None,
 ) -> RunRecord:
     """Train ``method`` on ``task`` as ``spec`` says; returns a completed or diverged record.
 
     With ``checkpoint`` the run resumes from the cell's checkpoint when there is one and writes
-    checkpoints at epoch ends as its policy says (``benchsuite.checkpoint``).
+    checkpoints at epoch ends as its policy says (``benchsuite.checkpoint``); with ``keeper`` it
+    keeps its final and best-on-validation predictors (``benchsuite.models``).
     The process-global random state and kernel settings are the cell's own for the duration of the
     run and restored afterwards (``benchsuite.reproducibility``)."""
     with cell_random_state(spec.seed, device), kernel_settings(spec.deterministic, device):
-        record = _train(method, task, spec, device, amp, on_epoch, checkpoint)
+        record = _train(method, task, spec, device, amp, on_epoch, checkpoint, keeper)
         record.provenance["reproducibility"] = conditions(spec.deterministic)
+    if keeper is not None:
+        record.provenance["kept_models"] = keeper.provenance()
     if checkpoint is not None:
         record.provenance["checkpoints"] = checkpoint.provenance()
         if checkpoint.resumed_from is not None:
@@ -274,6 +279,7 @@ def _train(
     amp: bool | None,
     on_epoch: EpochCallback | None,
     checkpoint: CellCheckpoint | None,
+    keeper: ModelKeeper | None = None,
 ) -> RunRecord:
     ctx = build_context(method, task, spec, device, amp)
     model, optimizer, scheduler, data, recipe = ctx.model, ctx.optimizer, ctx.scheduler, ctx.data, ctx.recipe
@@ -304,10 +310,15 @@ def _train(
             record.status, record.diverged_epoch = "diverged", epoch
             record.error = f"non-finite training loss ({row['loss']}) in epoch {epoch}"
             break
-        row.update(task.evaluate(method.eval_model(ctx) if average is None else average.evaluated(), data, device))
+        evaluated = method.eval_model(ctx) if average is None else average.evaluated()
+        row.update(task.evaluate(evaluated, data, device))
         row.update(method.end_epoch(ctx, row))
         row.update(epoch=epoch, step=ctx.step, lr=optimizer.param_groups[0]["lr"], epoch_time=time.perf_counter() - tic)
         record.curves.append(row)
+        if keeper is not None:
+            keeper.epoch_end(evaluated, epoch, ctx.step, row)
+            if epoch == num_epochs:
+                keeper.finish(evaluated, epoch, ctx.step, row)
         if checkpoint is not None and epoch < num_epochs and checkpoint.due():
             checkpoint.save(state)
         if on_epoch is not None:

@@ -11,6 +11,7 @@ is kept and re-running the same command runs only what is missing.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from .checkpoint import DEFAULT_EVERY_MINUTES, CheckpointPolicy, checkpoint_dir
 from .costs import cell_cost, estimate
 from .grid import DEFAULT_RETRIES, Expansion
+from .models import models_dir
 from .plugins import get_host
 from .progress import GridProgress, cell_label
 from .provenance import provenance, utc_now
@@ -105,9 +107,11 @@ def execute_cell(
     """Train one cell; never raises for a failure of the run itself (it becomes a ``failed``
     record). After ``timeout`` seconds the run is stopped and recorded as ``timeout``, with the
     curves of the epochs it finished. With ``checkpoints`` the cell resumes from its checkpoint
-    and writes new ones (``benchsuite.checkpoint``)."""
+    and writes new ones (``benchsuite.checkpoint``), and keeps its models where the policy says
+    (``benchsuite.models``)."""
     from .checkpoint import CellCheckpoint
     from .engine import resolve_device, train
+    from .models import ModelKeeper
 
     started, tic = utc_now(), time.perf_counter()
     torch_device = resolve_device(device)
@@ -125,7 +129,11 @@ def execute_cell(
             method = host.method_class(spec.method)(**spec.method_params)
             task_cls = host.task_class(spec.task)
             task = task_cls(**spec.task_params, **spec.task_options)
-            record = train(method, task, spec, torch_device, amp=amp, on_epoch=collect, checkpoint=checkpoint)
+            keeper = None
+            if checkpoints is not None and checkpoints.models is not None:
+                primary = task_cls.primary_metric
+                keeper = ModelKeeper(checkpoints.models, spec, primary, task_cls.metrics[primary].higher_is_better)
+            record = train(method, task, spec, torch_device, amp=amp, on_epoch=collect, checkpoint=checkpoint, keeper=keeper)
         record.info.update(
             task_metrics={k: {"higher_is_better": m.higher_is_better, "doc": m.doc} for k, m in task_cls.metrics.items()},
             primary_metric=task_cls.primary_metric,
@@ -261,6 +269,7 @@ def run_grid(
     cell_timeout: float | None = None,
     checkpoint_every: float | None = DEFAULT_EVERY_MINUTES * 60,
     wait: bool = True,
+    keep_models: bool = False,
 ) -> GridOutcome:
     """Run every cell of ``expansion`` that ``store`` does not hold yet (all of them with ``force``)
     on ``executor`` (default: in this process, one after the other).
@@ -277,14 +286,19 @@ def run_grid(
     (``benchsuite.checkpoint``); a cell's checkpoint is deleted once its finished record is stored.
     Cells that another live driver holds are waited for (``wait``) and run here if that driver
     lets them go without a record (it dies: its claim goes stale); without ``wait`` they are left
-    and listed in ``GridOutcome.missing``.
+    and listed in ``GridOutcome.missing``. With ``keep_models`` each cell keeps its final (and
+    best-on-validation) model beside the database (``benchsuite.models``).
     """
     from .executors import LocalExecutor
 
     run = _GridRun(expansion, store, executor or LocalExecutor(), force=force, retries=retries)
     run.wait_for_others = wait
-    if checkpoint_every is not None:
-        run.checkpoints = CheckpointPolicy(checkpoint_dir(store.path), checkpoint_every)
+    if checkpoint_every is not None or keep_models:
+        run.checkpoints = CheckpointPolicy(
+            checkpoint_dir(store.path),
+            math.inf if checkpoint_every is None else checkpoint_every,  # inf: models kept, no checkpoints
+            models=models_dir(store.path) if keep_models else None,
+        )
     outcome = run.execute(device, amp, cell_timeout, progress)
     stored = store.statuses()
     outcome.missing = [spec.label() for spec in expansion.cells if spec.cell_hash not in stored]
