@@ -19,7 +19,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -27,10 +27,12 @@ from torch import nn
 from .averaging import WeightAverage
 from .checkpoint import CellCheckpoint, TrainingState
 from .method import Method, StepOutput
-from .models import ModelKeeper
 from .reproducibility import cell_random_state, conditions, kernel_settings, seed_global_rngs
 from .spec import CellSpec, RunRecord
 from .task import Batch, BatchStream, PreparedData, PrepareRequest, Recipe, Task
+
+if TYPE_CHECKING:
+    from .models import ModelKeeper
 
 EpochCallback = Callable[[int, int, dict[str, float]], None]
 
