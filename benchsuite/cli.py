@@ -802,7 +802,7 @@ def report(
 
 @main.group()
 def plot() -> None:
-    """Figures: of stored runs (curves, fit, cmc, weights --results) or of loss methods (weights -m)."""
+    """Figures: of stored runs (curves, fit, cmc, weights --results), of loss methods (weights -m), of kept models (ranked)."""
 
 
 def _plot_options(f: Any) -> Any:
@@ -858,6 +858,40 @@ def plot_fit(results: str | None, task: str | None, noise: str | None, select: s
 def plot_cmc(results: str | None, task: str | None, noise: str | None, select: str, out: str) -> None:
     """CMC curves of a retrieval task's runs (final epoch), a panel per noise rate."""
     _plot_stored("cmc", results, task, noise, select, out)
+
+
+@plot.command(name="ranked")
+@click.argument("model", required=False)
+@click.option("--results", type=click.Path(dir_okay=False), help=f"SQLite results database whose kept models to look in [default: {DEFAULT_RESULTS}].")
+@click.option("-m", "--method", help="Only the kept models of this method.")
+@click.option("-t", "--task", help="Only the kept models of this task.")
+@click.option("--noise", metavar="[KIND:]RATE", help="Only the kept models of this noise, e.g. 0 or none:0.")
+@click.option("--seed", type=int, help="Only the kept models of this seed.")
+@click.option("--best", is_flag=True, help="The model kept as best on validation instead of the final one.")
+@click.option("--queries", type=click.IntRange(1, 50), default=4, show_default=True, help="Queries drawn, evenly spaced over the query list.")
+@click.option("--top", type=click.IntRange(1, 50), default=10, show_default=True, help="Gallery entries drawn per query.")
+@click.option("--task-option", "task_options", multiple=True, metavar="KEY=VALUE", help="Override a task option the run used, e.g. root=/data/MARS.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output file: .png, .svg or .pdf.")
+def plot_ranked(
+    model: str | None, results: str | None, method: str | None, task: str | None, noise: str | None, seed: int | None,
+    best: bool, queries: int, top: int, task_options: tuple[str, ...], device: str, out: str,
+) -> None:  # fmt: skip
+    """Ranked lists of a kept MARS model (`run --keep-models`): per query its first frame, then the
+    first frames of its top gallery tracklets (torchreid's rules, the test_map gallery), hits framed
+    solid green, misses dotted red. MODEL and the filters as for `benchsuite evaluate`."""
+    from .engine import resolve_device
+    from .models import ranked_lists
+    from .plotting import FORMATS, ranked_figure, save_figure
+
+    if Path(out).suffix.lstrip(".").lower() not in FORMATS:
+        raise BadInput(f"cannot write {out}: the file name must end in one of {', '.join('.' + f for f in FORMATS)}")
+    writable_file(out, "--out")
+    kept = _kept_model(model, results, "best" if best else "final", method, task, noise, seed)
+    lists = ranked_lists(kept, resolve_device(device), queries, top, _task_options(task_options))
+    path = save_figure(ranked_figure(lists, f"{kept.meta['label']} · {kept.meta['which']} model"), out)
+    hits = sum(sum(ranked.hits) for ranked in lists)
+    click.echo(f"ranked lists of {len(lists)} queries (top {top}, {hits} hits) written to {path}", err=True)
 
 
 @plot.command(name="weights")

@@ -277,6 +277,19 @@ def evaluate_kept(kept: KeptModel, device: torch.device, task_options: dict[str,
     return Evaluation(kept, metrics, time.perf_counter() - tic)
 
 
+def ranked_lists(kept: KeptModel, device: torch.device, queries: int, k: int, task_options: dict[str, Any] | None = None) -> list[Any]:
+    """The top-``k`` ranked lists of ``queries`` queries of a kept model's retrieval task (a
+    task's ``ranked_lists``: MARS), for ``plotting.ranked_figure``."""
+    from .reproducibility import cell_random_state, kernel_settings
+
+    spec = kept.spec
+    with cell_random_state(spec.seed, device), kernel_settings(spec.deterministic, device):
+        predictor, task, data = rebuild(kept, device, task_options)
+        if not callable(getattr(task, "ranked_lists", None)):
+            raise KeptModelError(f"{kept.path}: task {spec.task!r} draws no ranked lists (MARS does)")
+        return task.ranked_lists(predictor, data, device, queries, k)
+
+
 def find_kept(results: str | Path, which: str = "final", **where: Any) -> list[KeptModel]:
     """The kept models of the database ``results`` whose cell matches ``where`` (``method``,
     ``task``, ``noise_kind``, ``noise_rate``, ``seed``: None matches anything; ``cell``: a cell

@@ -5,18 +5,23 @@ bad input refused with exit status 2."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 from fake_mars import make_fake_mars
+from PIL import Image
 
 from benchsuite.cli import main
 from benchsuite.models import FORMAT, KIND, ModelKeeper, load_kept, models_dir
+from benchsuite.plotting import RANKED_PANEL
 from benchsuite.spec import CellSpec
+from benchsuite.toolkit.retrieval import evaluate_ranking, top_ranked
 
 DIGITS = ["-t", "digits{width = 16}", "--noise", "symmetric:0.4", "--seeds", "0", "--epochs", "3"]
 QUIET = ["--no-progress", "--no-leaderboard"]
@@ -183,3 +188,44 @@ def test_evaluate_a_kept_mars_model_under_both_rule_sets(mars_results):
     assert rules <= set(out["metrics"]) and "val_acc" in out["metrics"]
     assert out["metrics"] == {k: final[k] for k in out["metrics"]}
     assert 0 < out["metrics"]["test_map_official"] < 1  # not a saturated number that any model would give
+
+
+def test_top_ranked_agrees_with_the_metrics_first_hit():
+    rng = np.random.default_rng(0)
+    dist = rng.integers(0, 6, (40, 30)).astype(np.float32)  # many ties: the stable order matters
+    q_pids, g_pids = rng.integers(0, 5, 40), rng.integers(0, 5, 30)
+    q_cams, g_cams = rng.integers(0, 3, 40), rng.integers(0, 3, 30)
+    result = evaluate_ranking(dist, q_pids, g_pids, q_cams, g_cams, max_rank=30)
+    index, hits = top_ranked(dist, q_pids, g_pids, q_cams, g_cams, 30)
+    removed = (q_pids[:, None] == g_pids) & (q_cams[:, None] == g_cams)
+    assert ((index >= 0).sum(1) == (~removed).sum(1)).all()
+    first = np.where(hits.any(1), hits.argmax(1) + 1, 0)
+    assert (first == result.first_hit).all() and first.any()
+    shown = index[:, :3]
+    assert (hits[:, :3] == ((shown >= 0) & (g_pids[shown] == q_pids[:, None]))).all()
+
+
+def test_ranked_picture_of_a_kept_mars_model(mars_results, tmp_path):
+    out = tmp_path / "ranked.png"
+    code, _, err = cli("plot", "ranked", "--results", str(mars_results), "--queries", "3", "--top", "4", "--device", "cpu", "--out", str(out))
+    assert code == 0, err
+    hits = int(re.search(r"ranked lists of 3 queries \(top 4, (\d+) hits\)", err).group(1))
+    columns, rows = 1 + 4, 3  # the torchreid gallery of the fake release has 5 tracklets, so 4 fill every row
+    width, height = RANKED_PANEL
+    with Image.open(out) as image:
+        assert image.size == (round(width * columns * 150), round((height * rows + 0.4) * 150))
+        assert len(image.getcolors(1 << 20)) > 100  # frames drawn, not a blank canvas
+    svg = tmp_path / "ranked.svg"
+    code, _, err = cli("plot", "ranked", "--results", str(mars_results), "--queries", "3", "--top", "4", "--device", "cpu", "--out", str(svg))
+    assert code == 0, err
+    text = svg.read_text()
+    assert len(re.findall(r'<g id="query-\d"', text)) == rows and len(re.findall(r'<g id="rank-\d-\d"', text)) == rows * 4
+    assert len(re.findall(r">\d: hit<", text)) == hits and len(re.findall(r">\d: miss<", text)) == rows * 4 - hits
+    assert 0 < hits <= rows  # the query of id 2 finds its other camera; ids 4 and 8 have no match in this gallery
+    code, _, err = cli("plot", "ranked", "--results", str(mars_results), "--out", str(tmp_path / "ranked.txt"))
+    assert code == 2 and "must end in one of .png, .svg, .pdf" in err
+
+
+def test_ranked_picture_needs_a_task_that_draws_them(digits_results, tmp_path):
+    code, _, err = cli("plot", "ranked", "--results", str(digits_results), "-m", "dividemix", "--device", "cpu", "--out", str(tmp_path / "r.png"))
+    assert code == 2 and "task 'digits' draws no ranked lists (MARS does)" in err
