@@ -14,6 +14,8 @@ A block is classified by the HTML comment right above its fence, ``<!-- readme-t
   shipped grids (``leaderboards/grids/``) when a command names one; ``grid.toml`` puts the README's grid file under
   that name beside them, ``fake-cifar`` a tiny CIFAR release where the commands say ``/data``;
   other commands of the block (creating a virtual environment, ``pip install``) are not run;
+* ``run``: every ``benchsuite`` command of the block runs for real, in order, from a fresh folder
+  (small, quick commands only), and must exit 0;
 * ``skip: REASON``: not run, for the reason given (a block must say why).
 
 Blocks without a language (the layout tree) are prose, not code.
@@ -21,6 +23,7 @@ Blocks without a language (the layout tree) are prose, not code.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -79,7 +82,7 @@ def blocks_of(kind: str) -> list[Block]:
 
 
 def test_every_code_block_is_run_or_says_why_not():
-    known = {"python", "package", "grid", "dry-run", "skip"}
+    known = {"python", "package", "grid", "dry-run", "run", "skip"}
     for block in BLOCKS:
         if not block.language:
             continue
@@ -88,8 +91,9 @@ def test_every_code_block_is_run_or_says_why_not():
         if block.kind == "skip":
             assert len(block.marker.split(":", 1)[1].strip()) > 10, f"{block}: say why the block is not run"
     skipped = blocks_of("skip")
-    # the command that runs this suite, and the CIFAR-N runs (their annotation files are not here)
-    assert [b.code.split()[-1] for b in skipped] == ["pytest", "cifar100n:noisy"]
+    # the command that runs this suite, the CIFAR-N runs (their annotation files are not here) and
+    # the MARS ranked lists (no MARS data here; tests/test_models.py draws them on a fake release)
+    assert [b.code.split()[-1] for b in skipped] == ["pytest", "cifar100n:noisy", "ranked.png"]
 
 
 def test_marker_parsing():
@@ -261,3 +265,22 @@ def test_command_block_runs_dry(block, tmp_path, monkeypatch):
         commands = [[arg.replace("'/data'", repr(str(tmp_path / "data"))) for arg in command] for command in commands]
     for command in commands:
         assert cells_listed(dry_run(command, tmp_path, monkeypatch)) > 0
+
+
+@pytest.mark.parametrize("block", blocks_of("run"), ids=str)
+def test_command_block_runs(block, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from benchsuite.cli import main
+
+    commands = benchsuite_commands(block.code)
+    assert commands, f"{block}: no benchsuite command"
+    monkeypatch.chdir(tmp_path)
+    outputs = []
+    for command in commands:
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 0, f"benchsuite {shlex.join(command)}:\n{result.output}"
+        outputs.append(result.output)
+    if any(command[0] == "evaluate" for command in commands):  # the kept-models example
+        assert "equal to the stored final metrics" in outputs[1]
+        assert json.loads(outputs[2][outputs[2].index("{") : outputs[2].rindex("}") + 1])["which"] == "best"
