@@ -189,13 +189,14 @@ class KeptModel:
 
 
 def load_kept(path: str | Path) -> KeptModel:
-    """Read a kept model (``torch.load(weights_only=True)``); ``KeptModelError`` naming the file
-    when it is missing, unreadable, or not a kept model of this format."""
+    """Read a kept model (``torch.load(weights_only=True)``, memory-mapped: looking through many
+    kept models for their metadata reads little of their weights); ``KeptModelError`` naming the
+    file when it is missing, unreadable, or not a kept model of this format."""
     path = Path(path)
     if not path.is_file():
         raise KeptModelError(f"no kept model at {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # weights read when used
     except Exception as exc:
         raise KeptModelError(f"{path} is not a kept model: torch.load(weights_only=True) refused it ({type(exc).__name__})") from None
     try:

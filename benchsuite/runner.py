@@ -11,7 +11,6 @@ is kept and re-running the same command runs only what is missing.
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import socket
@@ -294,11 +293,8 @@ def run_grid(
     run = _GridRun(expansion, store, executor or LocalExecutor(), force=force, retries=retries)
     run.wait_for_others = wait
     if checkpoint_every is not None or keep_models:
-        run.checkpoints = CheckpointPolicy(
-            checkpoint_dir(store.path),
-            math.inf if checkpoint_every is None else checkpoint_every,  # inf: models kept, no checkpoints
-            models=models_dir(store.path) if keep_models else None,
-        )
+        models = models_dir(store.path) if keep_models else None
+        run.checkpoints = CheckpointPolicy(checkpoint_dir(store.path), checkpoint_every, models=models)
     outcome = run.execute(device, amp, cell_timeout, progress)
     stored = store.statuses()
     outcome.missing = [spec.label() for spec in expansion.cells if spec.cell_hash not in stored]

@@ -17,10 +17,15 @@ from click.testing import CliRunner
 from fake_mars import make_fake_mars
 from PIL import Image
 
+from benchsuite.checkpoint import checkpoint_dir
 from benchsuite.cli import main
+from benchsuite.grid import expand, grid_from_dict
 from benchsuite.models import FORMAT, KIND, ModelKeeper, load_kept, models_dir
 from benchsuite.plotting import RANKED_PANEL
+from benchsuite.plugins import get_host
+from benchsuite.runner import run_grid
 from benchsuite.spec import CellSpec
+from benchsuite.store import ResultStore
 from benchsuite.toolkit.retrieval import evaluate_ranking, top_ranked
 
 DIGITS = ["-t", "digits{width = 16}", "--noise", "symmetric:0.4", "--seeds", "0", "--epochs", "3"]
@@ -229,3 +234,21 @@ def test_ranked_picture_of_a_kept_mars_model(mars_results, tmp_path):
 def test_ranked_picture_needs_a_task_that_draws_them(digits_results, tmp_path):
     code, _, err = cli("plot", "ranked", "--results", str(digits_results), "-m", "dividemix", "--device", "cpu", "--out", str(tmp_path / "r.png"))
     assert code == 2 and "task 'digits' draws no ranked lists (MARS does)" in err
+
+
+def test_models_are_kept_without_checkpoints_and_on_a_pool_executor(tmp_path):
+    from benchsuite.executors import PoolExecutor
+
+    grid = grid_from_dict(
+        {"method": ["cce"], "task": ["digits{width = 16}"], "noise": {"kind": "symmetric", "rates": [0.4]},
+         "seeds": [0, 1], "budget": {"epochs": 1, "batch_size": 256}}, source="test")  # fmt: skip
+    expansion = expand(grid, get_host())
+    for name, executor in (("local", None), ("pool", PoolExecutor(workers=2))):
+        results = tmp_path / name / "results.sqlite"
+        with ResultStore(results) as store:
+            outcome = run_grid(expansion, store, executor=executor, device="cpu", progress=False, checkpoint_every=None, keep_models=True)
+        assert outcome.statuses["completed"] == 2
+        for cell_hash, (final, prov, _) in stored(results).items():
+            assert prov["checkpoints"]["every_seconds"] is None and prov["checkpoints"]["written"] == 0
+            assert load_kept(results.parent / prov["kept_models"]["final"]["path"]).meta["metrics"]["test_acc"] == final["test_acc"]
+        assert not checkpoint_dir(results).exists() or not any(checkpoint_dir(results).iterdir())
