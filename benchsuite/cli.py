@@ -276,6 +276,8 @@ def run(
         grid, expansion, backend, results, force=force, device=device, amp=amp, progress=progress,
         checkpoint_every=checkpoint_every * 60, wait=wait, keep_models=keep_models,
     )  # fmt: skip
+    if keep_models and outcome.already_done:
+        click.echo(f"--keep-models: {outcome.already_done} cells were already stored and keep no new model (--force runs them again)", err=True)
     if leaderboard and not outcome.interrupted:
         _grid_board(grid, expansion, results, print_leaderboard)
     if outcome.interrupted:

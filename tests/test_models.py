@@ -252,3 +252,8 @@ def test_models_are_kept_without_checkpoints_and_on_a_pool_executor(tmp_path):
             assert prov["checkpoints"]["every_seconds"] is None and prov["checkpoints"]["written"] == 0
             assert load_kept(results.parent / prov["kept_models"]["final"]["path"]).meta["metrics"]["test_acc"] == final["test_acc"]
         assert not checkpoint_dir(results).exists() or not any(checkpoint_dir(results).iterdir())
+
+
+def test_keep_models_says_when_stored_cells_keep_none(digits_results):
+    code, _, err = cli("run", *DIGITS, "-m", "dividemix", "--keep-models", "--device", "cpu", "--results", str(digits_results), *QUIET)
+    assert code == 0 and "--keep-models: 1 cells were already stored and keep no new model (--force runs them again)" in err
