@@ -89,9 +89,11 @@ def execute_cell(
     """Train one cell; never raises for a failure of the run itself (it becomes a ``failed``
     record). After ``timeout`` seconds the run is stopped and recorded as ``timeout``, with the
     curves of the epochs it finished. With ``checkpoints`` the cell resumes from its checkpoint
-    and writes new ones (``benchsuite.checkpoint``)."""
+    and writes new ones (``benchsuite.checkpoint``), and keeps its models where the policy says
+    (``benchsuite.models``)."""
     from .checkpoint import CellCheckpoint
     from .engine import resolve_device, train
+    from .models import ModelKeeper
 
     started, tic = utc_now(), time.perf_counter()
     torch_device = resolve_device(device)
@@ -109,7 +111,11 @@ def execute_cell(
             method = host.method_class(spec.method)(**spec.method_params)
             task_cls = host.task_class(spec.task)
             task = task_cls(**spec.task_params, **spec.task_options)
-            record = train(method, task, spec, torch_device, amp=amp, on_epoch=collect, checkpoint=checkpoint)
+            keeper = None
+            if checkpoints is not None and checkpoints.models is not None:
+                primary = task_cls.primary_metric
+                keeper = ModelKeeper(checkpoints.models, spec, primary, task_cls.metrics[primary].higher_is_better)
+            record = train(method, task, spec, torch_device, amp=amp, on_epoch=collect, checkpoint=checkpoint, keeper=keeper)
         record.info.update(
             task_metrics={k: {"higher_is_better": m.higher_is_better, "doc": m.doc} for k, m in task_cls.metrics.items()},
             primary_metric=task_cls.primary_metric,

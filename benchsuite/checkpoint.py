@@ -74,7 +74,10 @@ class CheckpointPolicy:
     """Where a grid's cells checkpoint and how often (sent to the workers with the cell)."""
 
     directory: Path
-    every_seconds: float = DEFAULT_EVERY_MINUTES * 60
+    #: None: no checkpoints (a policy that only keeps models).
+    every_seconds: float | None = DEFAULT_EVERY_MINUTES * 60
+    #: Where the cells keep their final and best models (None: not kept; ``benchsuite.models``).
+    models: Path | None = None
 
     def path(self, cell_hash: str) -> Path:
         return self.directory / f"{cell_hash}{SUFFIX}"
@@ -120,7 +123,8 @@ class CellCheckpoint:
 
     def due(self) -> bool:
         """Whether the cadence asks for a checkpoint now (at an epoch end)."""
-        return time.monotonic() - self._last_write >= self.policy.every_seconds
+        every = self.policy.every_seconds
+        return every is not None and time.monotonic() - self._last_write >= every
 
     def provenance(self) -> dict[str, Any]:
         """What the run's record says about its checkpoints."""

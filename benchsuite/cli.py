@@ -203,6 +203,12 @@ def _invocation(ctx: click.Context) -> str:
     "a re-run resumes from it.",
 )
 @click.option(
+    "--keep-models",
+    is_flag=True,
+    help="Keep each cell's final model (and its best on validation, when the run has a validation split) "
+    "beside the results, for `benchsuite evaluate`; finished cells are not run again (--force runs them).",
+)
+@click.option(
     "--wait/--no-wait",
     default=True,
     help="Wait for cells another live driver is running (default), or exit with status 3 naming them.",
@@ -235,6 +241,7 @@ def run(
     retries: int | None,
     cell_timeout: float | None,
     checkpoint_every: float,
+    keep_models: bool,
     wait: bool,
     device: str,
     amp: bool | None,
@@ -268,8 +275,10 @@ def run(
     _prepare_process(grid)
     outcome = _execute(
         grid, expansion, backend, results, force=force, device=device, amp=amp, progress=progress,
-        checkpoint_every=checkpoint_every * 60, wait=wait,
+        checkpoint_every=checkpoint_every * 60, wait=wait, keep_models=keep_models,
     )  # fmt: skip
+    if keep_models and outcome.already_done:
+        click.echo(f"--keep-models: {outcome.already_done} cells were already stored and keep no new model (--force runs them again)", err=True)
     if leaderboard and not outcome.interrupted:
         _grid_board(grid, expansion, results, print_leaderboard)
     if outcome.interrupted:
@@ -684,6 +693,100 @@ def _report_runs(results: str | None, export_file: str | None, curves_file: str 
     return to_dataframe_or_fail(results), curves_dataframe(results)
 
 
+def _task_options(items: tuple[str, ...]) -> dict[str, str]:
+    """``--task-option KEY=VALUE`` (repeatable) -> {KEY: VALUE}."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BadInput(f"--task-option {item!r}: give KEY=VALUE, e.g. root=/data/MARS")
+        options[key.strip()] = value.strip()
+    return options
+
+
+def _kept_model(
+    model: str | None, results: str | None, which: str, method: str | None, task: str | None, noise: str | None, seed: int | None
+) -> Any:
+    """The one kept model that MODEL (a file, or a cell hash or prefix in ``--results``) or the
+    filters name; ``KeptModelError`` when none or several match."""
+    from .models import KeptModelError, find_kept, load_kept, models_dir
+    from .report import parse_noise
+
+    if model is not None and (Path(model).suffix == ".pt" or Path(model).is_file()):
+        if any(v is not None for v in (method, task, noise, seed)):
+            raise BadInput("a model file names its cell: give it alone, without -m/-t/--noise/--seed")
+        return load_kept(model)
+    results = results or DEFAULT_RESULTS
+    kind, rates = parse_noise(noise)
+    if rates is not None and len(rates) != 1:
+        raise BadInput(f"--noise {noise!r}: give one rate, e.g. symmetric:0.4")
+    where = dict(method=method, task=task, noise_kind=kind, noise_rate=None if rates is None else rates[0], seed=seed, cell=model)
+    found = find_kept(results, which, **where)
+    if len(found) == 1:
+        return found[0]
+    asked = " ".join(f"{k}={v}" for k, v in where.items() if v is not None) or "any cell"
+    if not found:
+        raise KeptModelError(
+            f"no kept {which} model matches {asked} in {models_dir(results)} "
+            "(models are kept by `benchsuite run --keep-models`; --best: only runs with a validation split have one)"
+        )
+    listed = "\n".join(f"  {k.path.parent.name}  {k.meta['label']}" for k in found)
+    raise KeptModelError(f"{len(found)} kept {which} models match {asked}; name one by its cell (or add filters):\n{listed}")
+
+
+def _stored_final(results: str | None, cell_hash: str) -> dict[str, Any] | None:
+    """The final metrics the database stores for the cell (None: no database, or not stored there)."""
+    if not results or not Path(results).is_file():
+        return None
+    with _open_store(results, "read") as store:
+        rows = store.query("SELECT final FROM runs WHERE cell_hash = ?", (cell_hash,))
+    return json.loads(rows[0][0]) if rows else None
+
+
+@main.command()
+@click.argument("model", required=False)
+@click.option("--results", type=click.Path(dir_okay=False), help=f"SQLite results database whose kept models to look in [default: {DEFAULT_RESULTS}].")
+@click.option("-m", "--method", help="Only the kept models of this method.")
+@click.option("-t", "--task", help="Only the kept models of this task.")
+@click.option("--noise", metavar="[KIND:]RATE", help="Only the kept models of this noise, e.g. 0.4 or symmetric:0.4.")
+@click.option("--seed", type=int, help="Only the kept models of this seed.")
+@click.option("--best", is_flag=True, help="The model kept as best on validation instead of the final one.")
+@click.option("--task-option", "task_options", multiple=True, metavar="KEY=VALUE", help="Override a task option the run used, e.g. root=/data/MARS (the data moved).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def evaluate(
+    model: str | None, results: str | None, method: str | None, task: str | None, noise: str | None, seed: int | None,
+    best: bool, task_options: tuple[str, ...], device: str, as_json: bool,
+) -> None:  # fmt: skip
+    """Score a kept model (`run --keep-models`) on its task again, without training, and print the
+    task's test metrics beside those its run stored. MODEL is a kept model's file, or a cell hash
+    (or its first characters) in the --results database's kept models; without MODEL the filters
+    must leave exactly one."""
+    from .engine import resolve_device
+    from .models import evaluate_kept
+
+    kept = _kept_model(model, results, "best" if best else "final", method, task, noise, seed)
+    done = evaluate_kept(kept, resolve_device(device), _task_options(task_options))
+    stored = _stored_final(results, kept.meta["cell_hash"]) if kept.meta["which"] == "final" else None
+    reference = stored if stored is not None else kept.meta["metrics"]
+    source = "stored final" if stored is not None else f"kept (epoch {kept.meta['epoch']})"
+    if as_json:
+        payload = {"model": str(kept.path), "cell": kept.meta["cell_hash"], "label": kept.meta["label"], "which": kept.meta["which"],
+                   "epoch": kept.meta["epoch"], "metrics": done.metrics, "reference": {k: reference.get(k) for k in done.metrics},
+                   "seconds": round(done.seconds, 3)}  # fmt: skip
+        click.echo(json.dumps(payload, indent=2))
+        return
+    click.echo(f"{kept.meta['label']} · {kept.meta['which']} model (epoch {kept.meta['epoch']}) · {kept.path}")
+    width = max(len(k) for k in done.metrics)
+    click.echo(f"{'metric':<{width}}  {'evaluated':>10}  {source:>18}")
+    for name, value in done.metrics.items():
+        ref = reference.get(name)
+        mark = "" if ref == value else "  (differs)"
+        click.echo(f"{name:<{width}}  {value:>10.6g}  {'-' if ref is None else format(ref, '.6g'):>18}{mark}")
+    same = all(reference.get(k) == v for k, v in done.metrics.items())
+    click.echo(f"{'equal to' if same else 'NOT equal to'} the {source} metrics; evaluated in {done.seconds:.2f} s", err=True)
+
+
 @main.command()
 @click.option("--results", type=click.Path(dir_okay=False), help=f"SQLite results database [default: {DEFAULT_RESULTS}].")
 @click.option("--from", "export_file", type=click.Path(dir_okay=False, exists=True), help="A runs CSV (`benchsuite export`, a published board) instead of a database.")
@@ -717,7 +820,7 @@ def report(
 
 @main.group()
 def plot() -> None:
-    """Figures: of stored runs (curves, fit, cmc, weights --results) or of loss methods (weights -m)."""
+    """Figures: of stored runs (curves, fit, cmc, weights --results), of loss methods (weights -m), of kept models (ranked)."""
 
 
 def _plot_options(f: Any) -> Any:
@@ -773,6 +876,40 @@ def plot_fit(results: str | None, task: str | None, noise: str | None, select: s
 def plot_cmc(results: str | None, task: str | None, noise: str | None, select: str, out: str) -> None:
     """CMC curves of a retrieval task's runs (final epoch), a panel per noise rate."""
     _plot_stored("cmc", results, task, noise, select, out)
+
+
+@plot.command(name="ranked")
+@click.argument("model", required=False)
+@click.option("--results", type=click.Path(dir_okay=False), help=f"SQLite results database whose kept models to look in [default: {DEFAULT_RESULTS}].")
+@click.option("-m", "--method", help="Only the kept models of this method.")
+@click.option("-t", "--task", help="Only the kept models of this task.")
+@click.option("--noise", metavar="[KIND:]RATE", help="Only the kept models of this noise, e.g. 0 or none:0.")
+@click.option("--seed", type=int, help="Only the kept models of this seed.")
+@click.option("--best", is_flag=True, help="The model kept as best on validation instead of the final one.")
+@click.option("--queries", type=click.IntRange(1, 50), default=4, show_default=True, help="Queries drawn, evenly spaced over the query list.")
+@click.option("--top", type=click.IntRange(1, 50), default=10, show_default=True, help="Gallery entries drawn per query.")
+@click.option("--task-option", "task_options", multiple=True, metavar="KEY=VALUE", help="Override a task option the run used, e.g. root=/data/MARS.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output file: .png, .svg or .pdf.")
+def plot_ranked(
+    model: str | None, results: str | None, method: str | None, task: str | None, noise: str | None, seed: int | None,
+    best: bool, queries: int, top: int, task_options: tuple[str, ...], device: str, out: str,
+) -> None:  # fmt: skip
+    """Ranked lists of a kept MARS model (`run --keep-models`): per query its first frame, then the
+    first frames of its top gallery tracklets (torchreid's rules, the test_map gallery), hits framed
+    solid green, misses dotted red. MODEL and the filters as for `benchsuite evaluate`."""
+    from .engine import resolve_device
+    from .models import ranked_lists
+    from .plotting import FORMATS, ranked_figure, save_figure
+
+    if Path(out).suffix.lstrip(".").lower() not in FORMATS:
+        raise BadInput(f"cannot write {out}: the file name must end in one of {', '.join('.' + f for f in FORMATS)}")
+    writable_file(out, "--out")
+    kept = _kept_model(model, results, "best" if best else "final", method, task, noise, seed)
+    lists = ranked_lists(kept, resolve_device(device), queries, top, _task_options(task_options))
+    path = save_figure(ranked_figure(lists, f"{kept.meta['label']} · {kept.meta['which']} model"), out)
+    hits = sum(sum(ranked.hits) for ranked in lists)
+    click.echo(f"ranked lists of {len(lists)} queries (top {top}, {hits} hits) written to {path}", err=True)
 
 
 @plot.command(name="weights")

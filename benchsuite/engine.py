@@ -19,7 +19,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -31,6 +31,9 @@ from .needs import TRUSTED_SET, NeedNotProvided, request_needs, unmet
 from .reproducibility import cell_random_state, conditions, kernel_settings, seed_global_rngs
 from .spec import CellSpec, RunRecord
 from .task import Batch, BatchStream, PreparedData, PrepareRequest, Recipe, Task
+
+if TYPE_CHECKING:
+    from .models import ModelKeeper
 
 EpochCallback = Callable[[int, int, dict[str, float]], None]
 
@@ -276,16 +279,20 @@ def train(
     amp: bool | None = None,
     on_epoch: EpochCallback | None = None,
     checkpoint: CellCheckpoint | None = None,
+    keeper: ModelKeeper | None = None,
 ) -> RunRecord:
     """Train ``method`` on ``task`` as ``spec`` says; returns a completed or diverged record.
 
     With ``checkpoint`` the run resumes from the cell's checkpoint when there is one and writes
-    checkpoints at epoch ends as its policy says (``benchsuite.checkpoint``).
+    checkpoints at epoch ends as its policy says (``benchsuite.checkpoint``); with ``keeper`` it
+    keeps its final and best-on-validation predictors (``benchsuite.models``).
     The process-global random state and kernel settings are the cell's own for the duration of the
     run and restored afterwards (``benchsuite.reproducibility``)."""
     with cell_random_state(spec.seed, device), kernel_settings(spec.deterministic, device):
-        record = _train(method, task, spec, device, amp, on_epoch, checkpoint)
+        record = _train(method, task, spec, device, amp, on_epoch, checkpoint, keeper)
         record.provenance["reproducibility"] = conditions(spec.deterministic)
+    if keeper is not None:
+        record.provenance["kept_models"] = keeper.provenance()
     if checkpoint is not None:
         record.provenance["checkpoints"] = checkpoint.provenance()
         if checkpoint.resumed_from is not None:
@@ -301,6 +308,7 @@ def _train(
     amp: bool | None,
     on_epoch: EpochCallback | None,
     checkpoint: CellCheckpoint | None,
+    keeper: ModelKeeper | None = None,
 ) -> RunRecord:
     ctx = build_context(method, task, spec, device, amp)
     model, optimizer, scheduler, data, recipe = ctx.model, ctx.optimizer, ctx.scheduler, ctx.data, ctx.recipe
@@ -332,10 +340,15 @@ def _train(
             record.status, record.diverged_epoch = "diverged", epoch
             record.error = f"non-finite training loss ({row['loss']}) in epoch {epoch}"
             break
-        row.update(task.evaluate(method.eval_model(ctx) if average is None else average.evaluated(), data, device))
+        evaluated = method.eval_model(ctx) if average is None else average.evaluated()
+        row.update(task.evaluate(evaluated, data, device))
         row.update(method.end_epoch(ctx, row))
         row.update(epoch=epoch, step=ctx.step, lr=optimizer.param_groups[0]["lr"], epoch_time=time.perf_counter() - tic)
         record.curves.append(row)
+        if keeper is not None:
+            keeper.epoch_end(evaluated, epoch, ctx.step, row)
+            if epoch == num_epochs:
+                keeper.finish(evaluated, epoch, ctx.step, row)
         if checkpoint is not None and epoch < num_epochs and checkpoint.due():
             checkpoint.save(state)
         if on_epoch is not None:

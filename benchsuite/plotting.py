@@ -317,3 +317,50 @@ def plot_epoch_curves(means: Any, columns: list[tuple[str, str]], rate: float, o
     panels = present_panels(at_rate, columns)
     fig = epoch_figure(at_rate, [(c, label) for c, label in columns if (c, label) in panels], [rate], labels, title)
     return save_figure(fig, out)
+
+
+#: Inches per panel of a ranked-list picture (a 256x128 person crop and a two-line caption).
+RANKED_PANEL = (1.15, 2.9)
+#: Borders of the gallery panels: a hit is a solid green frame, a miss a dotted red one (apart in
+#: greyscale by the dash).
+HIT_STYLE = {"color": "#2ca02c", "linestyle": "-"}
+MISS_STYLE = {"color": "#d62728", "linestyle": ":"}
+
+
+def _image_panel(ax: Any, image: Any, caption: str, gid: str, border: dict[str, Any] | None = None) -> None:
+    ax.imshow(image, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(caption, fontsize="small")
+    ax.set_gid(gid)
+    for spine in ax.spines.values():
+        if border is None:
+            spine.set_linewidth(0.8)
+        else:
+            spine.set(linewidth=4, **border)
+
+
+def ranked_figure(lists: list[Any], title: str | None = None) -> Any:
+    """The ranked lists of a few queries (``benchsuite.toolkit.retrieval.RankedList``): a row per
+    query, its image first, then the top gallery entries in rank order, hits framed solid green
+    and misses dotted red. The figure is ``RANKED_PANEL`` inches per panel, whatever the captions."""
+    from matplotlib.figure import Figure
+
+    if not lists:
+        raise InvalidInputError("no queries to draw")
+    columns = 1 + max(len(ranked.gallery) for ranked in lists)
+    width, height = RANKED_PANEL
+    fig = Figure(figsize=(width * columns, height * len(lists) + (0.4 if title else 0)), layout="constrained")
+    axes = fig.subplots(len(lists), columns, squeeze=False)
+    for row, ranked in enumerate(lists):
+        _image_panel(axes[row][0], ranked.query, f"query\n{ranked.query_caption}", f"query-{row}")
+        for col, ax in enumerate(axes[row][1:], start=1):
+            if col > len(ranked.gallery):
+                ax.set_axis_off()
+                continue
+            hit = ranked.hits[col - 1]
+            caption = f"{col}: {'hit' if hit else 'miss'}\n{ranked.captions[col - 1]}"
+            _image_panel(ax, ranked.gallery[col - 1], caption, f"rank-{row}-{col}", HIT_STYLE if hit else MISS_STYLE)
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -27,6 +27,7 @@ from .checkpoint import DEFAULT_EVERY_MINUTES, CheckpointPolicy, checkpoint_dir
 from .costs import cell_cost, estimate
 from .executors import Executor, LocalExecutor, RunSettings
 from .grid import DEFAULT_RETRIES, Expansion
+from .models import models_dir
 from .progress import GridProgress, cell_label
 from .provenance import utc_now
 from .spec import CellSpec, RunRecord
@@ -143,6 +144,7 @@ def run_grid(
     cell_timeout: float | None = None,
     checkpoint_every: float | None = DEFAULT_EVERY_MINUTES * 60,
     wait: bool = True,
+    keep_models: bool = False,
 ) -> GridOutcome:
     """Run every cell of ``expansion`` that ``store`` does not hold yet (all of them with ``force``)
     on ``executor`` (default: in this process, one after the other).
@@ -159,12 +161,14 @@ def run_grid(
     (``benchsuite.checkpoint``); a cell's checkpoint is deleted once its finished record is stored.
     Cells that another live driver holds are waited for (``wait``) and run here if that driver
     lets them go without a record (it dies: its claim goes stale); without ``wait`` they are left
-    and listed in ``GridOutcome.missing``.
+    and listed in ``GridOutcome.missing``. With ``keep_models`` each cell keeps its final (and
+    best-on-validation) model beside the database (``benchsuite.models``).
     """
     run = _GridRun(expansion, store, executor or LocalExecutor(), force=force, retries=retries)
     run.wait_for_others = wait
-    if checkpoint_every is not None:
-        run.checkpoints = CheckpointPolicy(checkpoint_dir(store.path), checkpoint_every)
+    if checkpoint_every is not None or keep_models:
+        models = models_dir(store.path) if keep_models else None
+        run.checkpoints = CheckpointPolicy(checkpoint_dir(store.path), checkpoint_every, models=models)
     outcome = run.execute(device, amp, cell_timeout, progress)
     stored = store.statuses()
     outcome.missing = [spec.label() for spec in expansion.cells if spec.cell_hash not in stored]

@@ -14,6 +14,8 @@ A block is classified by the HTML comment right above its fence, ``<!-- readme-t
   shipped grids (``leaderboards/grids/``) when a command names one; ``grid.toml`` puts the README's grid file under
   that name beside them, ``fake-cifar`` a tiny CIFAR release where the commands say ``/data``;
   other commands of the block (creating a virtual environment, ``pip install``) are not run;
+* ``run``: every ``benchsuite`` command of the block runs for real, in order, from a fresh folder
+  (small, quick commands only), and must exit 0;
 * ``skip: REASON``: not run, for the reason given (a block must say why).
 
 Blocks without a language (the layout tree) are prose, not code.
@@ -21,6 +23,7 @@ Blocks without a language (the layout tree) are prose, not code.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -79,7 +82,7 @@ def blocks_of(kind: str) -> list[Block]:
 
 
 def test_every_code_block_is_run_or_says_why_not():
-    known = {"python", "package", "grid", "dry-run", "skip"}
+    known = {"python", "package", "grid", "dry-run", "run", "skip"}
     for block in BLOCKS:
         if not block.language:
             continue
@@ -93,7 +96,8 @@ def test_a_skipped_block_cannot_run_here_for_a_reason_checked_here(tmp_path, mon
     """A block may skip only for a reason this test checks: it is the suite's own install-and-test
     command (its extras are the project's, the ones tox installs, and it runs pytest), or it needs
     data that is never here: its benchsuite commands, run dry against a fake CIFAR release where
-    they say ``/data``, stop with exit 2 naming a file the command gives that does not exist."""
+    they say ``/data`` (``run`` with ``--dry-run``), stop with exit 2 naming a path the command gives
+    that does not exist."""
     import configparser
     import tomllib
 
@@ -118,10 +122,10 @@ def test_a_skipped_block_cannot_run_here_for_a_reason_checked_here(tmp_path, mon
             continue
         for command in commands:
             command = [arg.replace("'/data", repr(str(tmp_path / "data"))[:-1]) for arg in command]
-            result = CliRunner().invoke(main, [*command, "--dry-run"])
-            missing = re.findall(r"no [\w-]+ file at (\S+):", result.output)
-            assert result.exit_code == 2 and missing, f"{block}: benchsuite {shlex.join(command)} could run here:\n{result.output}"
-            assert all(path in " ".join(command) and not Path(path).exists() for path in missing), result.output
+            result = CliRunner().invoke(main, [*command, *(["--dry-run"] if command[0] == "run" else [])])
+            given = {path for arg in command for path in re.findall(r"[\w./-]*/[\w./-]+", arg) if not Path(path).exists()}
+            named = [path for path in given if path in result.output]
+            assert result.exit_code == 2 and named, f"{block}: benchsuite {shlex.join(command)} could run here:\n{result.output}"
 
 
 def test_marker_parsing():
@@ -294,3 +298,22 @@ def test_command_block_runs_dry(block, tmp_path, monkeypatch):
         commands = [[arg.replace("'/data'", repr(str(tmp_path / "data"))) for arg in command] for command in commands]
     for command in commands:
         assert cells_listed(dry_run(command, tmp_path, monkeypatch)) > 0
+
+
+@pytest.mark.parametrize("block", blocks_of("run"), ids=str)
+def test_command_block_runs(block, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from benchsuite.cli import main
+
+    commands = benchsuite_commands(block.code)
+    assert commands, f"{block}: no benchsuite command"
+    monkeypatch.chdir(tmp_path)
+    outputs = []
+    for command in commands:
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 0, f"benchsuite {shlex.join(command)}:\n{result.output}"
+        outputs.append(result.output)
+    if any(command[0] == "evaluate" for command in commands):  # the kept-models example
+        assert "equal to the stored final metrics" in outputs[1]
+        assert json.loads(outputs[2][outputs[2].index("{") : outputs[2].rindex("}") + 1])["which"] == "best"

@@ -332,3 +332,33 @@ def feature_cmc_map(
     position = np.where(found, sorter[at] % k, k)
     first_hit, ap = _score(cand, position, num_q, num_g, rules, with_ap=False)
     return _summarise(first_hit, ap, max_rank, rules, has_match=cand.per_query(num_q, cand.good) > 0).cmc, None
+
+
+@dataclass(frozen=True)
+class RankedList:
+    """One query's ranking as a picture shows it: the query's image and the top gallery entries'
+    images, each with a caption, and whether each gallery entry is a hit (same pid).
+
+    Images are uint8 arrays of shape (height, width, 3)."""
+
+    query: np.ndarray
+    query_caption: str
+    gallery: list[np.ndarray]
+    captions: list[str]
+    hits: list[bool]
+
+
+def top_ranked(
+    distmat: ArrayLike, q_pids: ArrayLike, g_pids: ArrayLike, q_camids: ArrayLike, g_camids: ArrayLike, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``k`` gallery entries of each query's ranking under the torchreid rules (the
+    stable ascending sort of its row, entries with the query's pid and camera removed, as the
+    metrics remove them): (gallery indices, hit flags), each (queries × k); where fewer than ``k``
+    entries remain, the index is -1 and the flag False."""
+    dist = distmat.detach().cpu().numpy() if isinstance(distmat, torch.Tensor) else np.asarray(distmat)
+    q_pids, g_pids, q_camids, g_camids = _as_ids(q_pids, g_pids, q_camids, g_camids)
+    removed = (q_pids[:, None] == g_pids[None, :]) & (q_camids[:, None] == g_camids[None, :])
+    order = np.argsort(np.where(removed, np.inf, np.add(dist, 0.0)), axis=1, kind="stable")[:, :k]
+    kept = ~np.take_along_axis(removed, order, axis=1)
+    index = np.where(kept, order, -1)
+    return index, kept & (g_pids[order] == q_pids[:, None])

@@ -43,7 +43,7 @@ from benchsuite.task import Batch, PrepareRequest
 from benchsuite.toolkit.labels import split_labels
 from benchsuite.toolkit.models.embedding import EmbeddingClassifier
 from benchsuite.toolkit.models.pretrained import torchvision_backbone
-from benchsuite.toolkit.retrieval import cosine_distance, evaluate_ranking
+from benchsuite.toolkit.retrieval import RankedList, cosine_distance, evaluate_ranking, top_ranked
 from benchsuite_plugins.reid.video import VideoEncoder, strip_classifier
 
 RANKS = (1, 5, 10, 20)
@@ -411,6 +411,31 @@ class Mars(Task):
             model.train(was_training)
             metrics["val_acc"] = hits / total
         return metrics
+
+    def ranked_lists(self, model: nn.Module, data: PreparedData, device: torch.device, queries: int, k: int) -> list[RankedList]:
+        """The top ``k`` of the torchreid-rules ranking (the ``test_map`` gallery) of ``queries``
+        queries evenly spaced over the query list, as first frames of the tracklets at the crops'
+        own 256x128 (for ``benchsuite plot ranked``)."""
+        ev: MarsEval = data.eval_data
+        test = ev.test
+        feats = self.tracklet_features(model, test, self.recipe().eval_batch_size, device)
+        q = ev.query[np.unique(np.linspace(0, len(ev.query) - 1, min(queries, len(ev.query))).round().astype(int))]
+        g = ev.gallery_torchreid
+        index, hits = top_ranked(cosine_distance(feats[q], feats[g]), test.pid[q], test.pid[g], test.camid[q], test.camid[g], k)
+
+        def frame(row: int) -> np.ndarray:
+            return decode_frame(test.path(int(test.start[row])), (256, 128)).permute(1, 2, 0).numpy()
+
+        def caption(row: int) -> str:
+            return f"id {test.pid[row]} cam {test.camid[row]}"
+
+        lists = []
+        for query, shown, hit in zip(q, index, hits):
+            rows = [int(g[i]) for i in shown if i >= 0]
+            lists.append(
+                RankedList(frame(query), caption(query), [frame(r) for r in rows], [caption(r) for r in rows], hit[: len(rows)].tolist())
+            )
+        return lists
 
 
 @hookimpl
