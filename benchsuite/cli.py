@@ -597,6 +597,10 @@ def plugins(as_json: bool, verbose: bool) -> None:
         for p in sorted(host.plugins.values(), key=lambda p: p.name)
     ]
     click.echo(tabulate(rows, headers=["plugin", "distribution", "version", "methods", "tasks", "noise kinds"]))
+    unavailable = {n: why for n in host.tasks.names() if (why := host.task_class(n).available()) is not None}
+    if unavailable:
+        click.echo("\nLoaded, but cannot run here until installed:")
+        click.echo("\n".join(f"  task {name}: {why}" for name, why in sorted(unavailable.items())))
     if host.failed:
         click.echo("\nFailed to load (set aside; everything else works):")
         for f in sorted(host.failed.values(), key=lambda f: f.name):
@@ -626,7 +630,8 @@ def _describe(kind: str, as_json: bool) -> None:
         if kind == "method":
             rows.append((e["name"], e["level"], params, presets, e["summary"]))
         else:
-            rows.append((e["name"], e["evaluation"], e["num_classes"], "yes" if e["provides_trusted_set"] else "no", params, e["summary"]))
+            summary = e["summary"] if e["unavailable"] is None else f"{e['summary']} — NOT AVAILABLE HERE: {e['unavailable']}"
+            rows.append((e["name"], e["evaluation"], e["num_classes"], "yes" if e["provides_trusted_set"] else "no", params, summary))
     headers = (
         ["method", "level", "parameters (defaults)", "presets", "summary"]
         if kind == "method"
