@@ -8,15 +8,17 @@ time of the README's main command (``benchsuite run``), in one run.
    On one thread the CPU time is the cell's time on a core of its own, whatever else loads the
    machine meanwhile: it is the cost the table keeps. A pool worker's start-up (a fresh process
    importing torch and the plugins and loading the digits) is timed too.
-2. Engine / minimal loop (``engine_overhead.py``) and IEG step / CCE step (``ieg_step.py``), their
-   two sides interleaved in this process, so that load from other processes hits both alike.
+2. Engine / minimal loop (``engine_overhead.py``) and IEG step / CCE step (``ieg_step.py``), on
+   digits and on ResNet-20 with a synthetic CIFAR-size release (``--no-cifar`` skips it: minutes
+   on a CPU), each pair's two sides interleaved in this process, so that load from other
+   processes hits both alike.
 3. The main command, in a fresh temporary folder, timed from start to exit, next to the duration
    it predicted (``--no-main`` skips it; ``--main-args`` passes options, e.g. ``--epochs 10``).
 
 ``--write-costs`` stores the cell costs and the start-up time in ``benchsuite/cell_costs.json``,
 the table ``run`` estimates durations from.
 
-    python benchmarks/default_grid.py [--repeats 3] [--no-main] [--write-costs]
+    python benchmarks/default_grid.py [--repeats 3] [--no-main] [--no-cifar] [--write-costs]
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ from benchsuite.costs import COSTS_FILE, estimate, format_duration  # noqa: E402
 from benchsuite.grid import MAIN_GRID, expand, grid_from_dict  # noqa: E402
 from benchsuite.plugins import get_host  # noqa: E402
 from benchsuite.runner import execute_cell  # noqa: E402
+
+#: ResNet-20 on a synthetic CIFAR-10 release: small enough for a CPU to time in minutes.
+CIFAR_TRAIN_PER_CLASS, CIFAR_BATCH_SIZE, CIFAR_EPOCHS, CIFAR_STEPS = 32, 32, 3, 2
 
 STARTUP = (
     "import time; tic = time.perf_counter()\n"
@@ -92,26 +97,21 @@ def worker_startup(repeats: int) -> tuple[float, float]:
     return statistics.median(wall), statistics.median(cpu)
 
 
-def step_ratios(repeats: int) -> tuple[float, float]:
-    """(engine / minimal epoch time, IEG / CCE step time) on digits, each pair interleaved."""
-    task = benchsuite.load_task("digits")
-    engine, minimal = [], []
-    for _ in range(repeats):
-        engine += engine_overhead.engine_epoch_times(task, 20)[1:]
-        minimal += engine_overhead.minimal_epoch_times(task, 20)[1:]
+def step_ratios(repeats: int, cifar: bool) -> dict[str, float]:
+    """Engine / minimal epoch time and IEG / CCE step time, on digits and (``cifar``) on ResNet-20
+    with a synthetic CIFAR-size release, each pair interleaved (``engine_overhead.py``,
+    ``ieg_step.py``); keyed ``"engine/minimal digits"`` etc."""
     device = torch.device("cpu")
-    methods = {"cce": benchsuite.load_method("cce"), "ieg": benchsuite.load_method("ieg")}
-    contexts = {name: ieg_step.make_context(m, task, device) for name, m in methods.items()}
-    for name, m in methods.items():
-        ieg_step.step_time(m, contexts[name], 5)
-    steps: dict[str, list[float]] = {name: [] for name in methods}
-    for _ in range(max(repeats, 5)):
-        for name, m in methods.items():
-            steps[name].append(ieg_step.step_time(m, contexts[name], 50))
-    return (
-        statistics.median(engine) / statistics.median(minimal),
-        statistics.median(steps["ieg"]) / statistics.median(steps["cce"]),
-    )
+    with tempfile.TemporaryDirectory(prefix="default_grid_cifar_") as root:
+        names = ["digits", "cifar10"] if cifar else ["digits"]
+        tasks = engine_overhead.load_tasks(names, CIFAR_TRAIN_PER_CLASS, root)
+        plan = {"digits": (20, None), "cifar10": (CIFAR_EPOCHS, CIFAR_BATCH_SIZE)}
+        ratios = {f"engine/minimal {name}": e / m for name, (e, m) in engine_overhead.interleaved_ratios(tasks, plan, repeats).items()}
+        for name, task in tasks.items():
+            steps, batch_size = (50, None) if name == "digits" else (CIFAR_STEPS, CIFAR_BATCH_SIZE)
+            cce, ieg = ieg_step.step_ratio(task, device, steps, max(repeats, 5) if name == "digits" else repeats, batch_size)
+            ratios[f"ieg/cce step {name}"] = ieg / cce
+    return ratios
 
 
 def main_job(extra: list[str]) -> float:
@@ -139,6 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-main", action="store_true", help="do not time the main command")
+    parser.add_argument("--no-cifar", action="store_true", help="ratios on digits only (ResNet-20 takes minutes on a CPU)")
     parser.add_argument("--main-args", default="", help="options for the main command, e.g. '--epochs 10'")
     parser.add_argument("--write-costs", action="store_true", help=f"store the cell costs in {COSTS_FILE.name}")
     args = parser.parse_args()
@@ -155,9 +156,9 @@ def main() -> None:
              "tasks": {"digits": {"epochs": epochs, "seconds": {k: round(v, 3) for k, v in costs.items()}}},
              "worker_startup_s": round(startup, 2), "measured_on": machine,
              "measured_by": "python benchmarks/default_grid.py --write-costs"}  # fmt: skip
-    engine, ieg = step_ratios(args.repeats)
-    print(f"engine/minimal epoch time on digits: {engine:.3f}  (target <= 1.05)")
-    print(f"ieg/cce step time on digits: {ieg:.2f}  (target <= 6)")
+    for label, ratio in step_ratios(args.repeats, not args.no_cifar).items():
+        target = "1.05" if label.startswith("engine") else "6"
+        print(f"{label}: {ratio:.3f}  (target <= {target})")
     if args.write_costs:
         COSTS_FILE.write_text(json.dumps(table, indent=2) + "\n")
         print(f"wrote {COSTS_FILE}")

@@ -123,6 +123,19 @@ class TrainContext:
         return stream
 
 
+class LabelMasks:
+    """What the memorisation fractions compare the predictions with, fixed for a whole run: the
+    labels each fraction's hits are counted against and the examples it counts, before the
+    epoch's "seen" mask (row order: ``EpochStats.FRACTIONS``). Built once per run, not per epoch."""
+
+    def __init__(self, data: PreparedData, device: torch.device) -> None:
+        noisy, true = data.noisy_labels.to(device), data.true_labels.to(device)
+        known = data.truth_known.to(device)
+        is_noisy = known & (noisy != true)
+        self.labels = torch.stack([noisy, true, noisy, true, noisy])
+        self.counted = torch.stack([torch.ones_like(known), known, is_noisy, is_noisy, known & ~is_noisy])
+
+
 class EpochStats:
     """Per-epoch statistics of the training steps, by training example: the prediction and, for
     methods that weight examples, the weight and p_y, each from the example's latest step.
@@ -133,9 +146,12 @@ class EpochStats:
     """
 
     FOLD_ELEMENTS = 1 << 24
+    #: Row i of ``LabelMasks``: the fraction of the counted examples whose prediction hits the label.
+    FRACTIONS = ("train_acc_noisy", "train_acc_true", "noisy_memorised", "noisy_corrected", "clean_fit")
 
-    def __init__(self, data: PreparedData, device: torch.device) -> None:
+    def __init__(self, data: PreparedData, device: torch.device, masks: LabelMasks | None = None) -> None:
         self.data = data
+        self.masks = LabelMasks(data, device) if masks is None else masks
         self.pred = torch.full((data.num_train,), -1, dtype=torch.long, device=device)
         self.weights: torch.Tensor | None = None
         self.p_y: torch.Tensor | None = None
@@ -150,49 +166,48 @@ class EpochStats:
         if self.pending_elements > self.FOLD_ELEMENTS:
             self.fold()
 
+    @torch.no_grad()
     def fold(self) -> None:
-        """Write the pending steps into the per-example arrays (later steps win)."""
+        """Write the pending steps into the per-example arrays (later steps win); each array is
+        concatenated first and converted to float once (the same values as converting each step's)."""
         if not self.pending:
             return
         index = torch.cat([b.index for b, _ in self.pending])
-        logits = torch.cat([o.logits.float() for _, o in self.pending])
+        logits = torch.cat([o.logits for _, o in self.pending]).float()
         self.pred[index] = logits.argmax(1)
         weighted = [(b, o) for b, o in self.pending if o.weights is not None]
         if weighted:
             if self.weights is None:
                 self.weights = torch.full(self.pred.shape, float("nan"), device=self.pred.device)
                 self.p_y = torch.empty_like(self.weights)
-            w_index = torch.cat([b.index for b, _ in weighted])
-            w_logits = torch.cat([o.logits.float() for _, o in weighted])
+            if len(weighted) < len(self.pending):  # else the concatenations above are the weighted ones
+                index = torch.cat([b.index for b, _ in weighted])
+                logits = torch.cat([o.logits for _, o in weighted]).float()
             labels = torch.cat([b.y for b, _ in weighted])
-            self.weights[w_index] = torch.cat([o.weights.detach().float() for _, o in weighted])
-            self.p_y[w_index] = w_logits.softmax(1).gather(1, labels[:, None]).squeeze(1)
+            self.weights[index] = torch.cat([o.weights for _, o in weighted]).float()
+            self.p_y[index] = logits.softmax(1).gather(1, labels[:, None]).squeeze(1)
         self.pending, self.pending_elements = [], 0
 
     def summary(self) -> dict[str, float]:
         """The epoch's memorisation fractions, mean loss and weight statistics, computed with a
         handful of batched tensor ops and read back in one transfer (one sync on a GPU)."""
         self.fold()
-        data = self.data
-        seen = self.pred >= 0
-        noisy_labels = data.noisy_labels.to(self.pred.device)
-        true_labels = data.true_labels.to(self.pred.device)
-        known = data.truth_known.to(self.pred.device) & seen
-        is_noisy = known & (noisy_labels != true_labels)
-        hits_noisy = self.pred == noisy_labels
-        hits_true = self.pred == true_labels
-        # row i: the fraction of the examples in masks[i] that hits[i] counts (0 of 0 is left out)
-        names = ["train_acc_noisy", "train_acc_true", "noisy_memorised", "noisy_corrected", "clean_fit"]
-        masks = torch.stack([seen, known, is_noisy, is_noisy, known & ~is_noisy])
-        hits = torch.stack([hits_noisy, hits_true, hits_noisy, hits_true, hits_noisy])
+        masks = self.masks.counted & (self.pred >= 0)  # counted among the examples the epoch saw
+        hits = self.pred == self.masks.labels
         counts = masks.sum(1)
         values = (hits & masks).sum(1) / counts.clamp_min(1)
-        row = {n: v for n, v, c in zip(names, values.tolist(), counts.tolist()) if c > 0}
-        row["loss"] = torch.stack(self.losses).float().mean().item() if self.losses else float("nan")
+        loss = torch.stack(self.losses).float().mean() if self.losses else torch.tensor(float("nan"), device=values.device)
+        read = [values, counts.to(values.dtype), loss.to(values.dtype)[None]]
         if self.weights is not None:
             weighted = ~self.weights.isnan()
             w, p_y = self.weights[weighted], self.p_y[weighted]
-            total, emphasis, spread = torch.stack([w.sum(), (w * p_y).sum(), (w / w.mean()).var(unbiased=False)]).tolist()
+            read.append(torch.stack([w.sum(), (w * p_y).sum(), (w / w.mean()).var(unbiased=False)]))
+        numbers = torch.cat(read).tolist()  # float32 holds every count (< 2**24) exactly
+        fractions = len(self.FRACTIONS)
+        row = {n: v for n, v, c in zip(self.FRACTIONS, numbers, numbers[fractions:]) if c > 0}
+        row["loss"] = numbers[2 * fractions]
+        if self.weights is not None:
+            total, emphasis, spread = numbers[2 * fractions + 1 :]
             if total > 0:  # all-zero weights (everything pruned) have no focus
                 row["weight_focus"] = emphasis / total
                 row["weight_var"] = spread
@@ -283,13 +298,14 @@ def _train(
     average = WeightAverage(method.eval_model(ctx), spec.eval_ema) if spec.eval_ema is not None else None
     num_epochs = recipe.num_epochs(steps_per_epoch)
     state = TrainingState(ctx, method, average, record.curves)
+    masks = LabelMasks(data, device)
     done_epochs = 0 if checkpoint is None else checkpoint.resume(state)
     for epoch in range(done_epochs + 1, num_epochs + 1):
         ctx.epoch = epoch
         tic = time.perf_counter()
         method.start_epoch(ctx)
         model.train()
-        stats = EpochStats(data, device)
+        stats = EpochStats(data, device, masks)
         for batch in data.train.batches(ctx.generator):
             stats.update(batch, method.train_step(ctx, batch))
             if average is not None:

@@ -383,7 +383,8 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([model(x[i : i + batch_size]).float() for i in range(0, len(x), batch_size)])
+        chunks = [model(x[i : i + batch_size]).float() for i in range(0, len(x), batch_size)]
+        return chunks[0] if len(chunks) == 1 else torch.cat(chunks)  # one chunk: no copy
     finally:
         model.train(was_training)
 
