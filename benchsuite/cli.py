@@ -618,6 +618,10 @@ def plugins(as_json: bool, verbose: bool) -> None:
         for p in sorted(catalog.plugins, key=lambda p: p["name"])
     ]
     click.echo(tabulate(rows, headers=["plugin", "distribution", "version", "methods", "tasks", "noise kinds", "executors"]))
+    unavailable = {e["name"]: e["unavailable"] for e in catalog.tasks if e.get("unavailable") is not None}
+    if unavailable:
+        click.echo("\nLoaded, but cannot run here until installed:")
+        click.echo("\n".join(f"  task {name}: {why}" for name, why in sorted(unavailable.items())))
     if catalog.failed:
         click.echo("\nFailed to load (set aside; everything else works):")
         for f in sorted(catalog.failed, key=lambda f: f["name"]):
@@ -652,7 +656,8 @@ def _describe(kind: str, as_json: bool) -> None:
         if kind == "method":
             rows.append((e["name"], e["level"], params, presets, e["summary"]))
         else:
-            rows.append((e["name"], e["evaluation"], e["num_classes"], ", ".join(e["provides"]) or "-", params, e["summary"]))
+            summary = e["summary"] if e["unavailable"] is None else f"{e['summary']} — NOT AVAILABLE HERE: {e['unavailable']}"
+            rows.append((e["name"], e["evaluation"], e["num_classes"], ", ".join(e["provides"]) or "-", params, summary))
     headers = (
         ["method", "level", "parameters (defaults)", "presets", "summary"]
         if kind == "method"

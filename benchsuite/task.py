@@ -384,6 +384,7 @@ class Task(Configurable, abc.ABC):
             "leaderboard_metrics": list(cls.table_metrics()),
             "default_noise": {"kind": cls.default_noise[0], "rates": list(cls.default_noise[1])},
             "in_default_grid": cls.in_default_grid,
+            "unavailable": cls.available(),
             "parameters": {k: p.describe() for k, p in cls.parameters.items()},
             "presets": {k: p.describe() for k, p in cls.presets.items()},
         }

@@ -7,6 +7,8 @@
 * ``augment``: batched pad-crop-flip and Cutout of uint8 image batches on the device;
   ``strong_augment``: the strong view of consistency methods (AutoAugment + the weak view + Cutout);
 * ``retrieval``: CMC and mAP under torchreid's and the official MARS rules, batched;
+* ``extras``: packages only some tasks need (benchsuite's extras): ``missing_extra`` for a task's
+  ``available()``, ``require_extra`` before the code that imports them;
 * ``models``: networks several tasks share (an MLP, an embedding classifier, input normalisation as
   a first layer, torchvision backbones with weights read from disk).
 

@@ -22,12 +22,19 @@ crashes there and its Cython path reads stale memory.
 
 from __future__ import annotations
 
+import functools
+import logging
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .extras import missing_extra
+
+logger = logging.getLogger(__name__)
 
 Rules = Literal["torchreid", "official"]
 RULES: tuple[str, ...] = ("torchreid", "official")
@@ -288,6 +295,17 @@ def cosine_distance(q_feats: ArrayLike, g_feats: ArrayLike) -> torch.Tensor:
     return 1.0 - F.normalize(q, dim=1) @ F.normalize(g.to(q.device), dim=1).T
 
 
+@functools.cache
+def _faiss() -> ModuleType | None:
+    """The faiss module, or None (warned once per process) when the ``faiss`` extra is missing."""
+    if (why := missing_extra("faiss", "faiss")) is not None:
+        logger.warning("feature_cmc_map(cmc_only=True) takes the full ranking: its top-k search %s", why)
+        return None
+    import faiss
+
+    return faiss
+
+
 def feature_cmc_map(
     q_feats: ArrayLike,
     g_feats: ArrayLike,
@@ -305,12 +323,16 @@ def feature_cmc_map(
     search (``mAP`` is then ``None``): k is ``max_rank`` plus the largest number of junk entries
     of any query, so the CMC is exact up to ``max_rank`` except where float rounding or ties at the
     k-th neighbour order entries differently. It pays for very large galleries.
+
+    faiss is the ``faiss`` extra. Without it ``cmc_only=True`` warns once and takes the full
+    ranking, whose CMC is the one the top-k search approximates, so a caller gets the same numbers
+    (``mAP`` still ``None``) at the full ranking's cost rather than an error for a speed option.
     """
-    if not cmc_only:
+    faiss = _faiss() if cmc_only else None
+    if faiss is None:
         dist = cosine_distance(q_feats, g_feats)
         result = evaluate_ranking(dist, q_pids, g_pids, q_camids, g_camids, max_rank, rules)
-        return result.cmc, result.mAP
-    import faiss
+        return result.cmc, (None if cmc_only else result.mAP)
 
     q_t, g_t = torch.as_tensor(q_feats).detach().float().cpu(), torch.as_tensor(g_feats).detach().float().cpu()
     _check_features(q_t, g_t)

