@@ -161,7 +161,7 @@ def test_a_preempted_slurm_job_is_requeued_and_resumes_from_its_checkpoint(tmp_p
     submitit = pytest.importorskip("submitit")
     from benchsuite.checkpoint import CheckpointPolicy
     from benchsuite.executors.slurm import CellJob
-    from benchsuite.cell import execute_cell
+    from benchsuite.cell import CELL_FUNCTIONS, execute_cell
 
     method = benchsuite.load_method("elr")
     task = benchsuite.load_task("digits", width=16)
@@ -170,7 +170,7 @@ def test_a_preempted_slurm_job_is_requeued_and_resumes_from_its_checkpoint(tmp_p
     policy = CheckpointPolicy(tmp_path / "checkpoints", every_seconds=0)
     executor = submitit.AutoExecutor(folder=tmp_path / "jobs", cluster="local")
     executor.update_parameters(timeout_min=10)
-    job = executor.submit(CellJob(), spec, "cpu", None, None, 1, policy)
+    job = executor.submit(CellJob(), CELL_FUNCTIONS, spec, "cpu", None, None, 1, policy)
     deadline = time.time() + 240
     while not policy.path(spec.cell_hash).is_file():
         assert not job.done(), job.stderr()
