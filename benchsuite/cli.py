@@ -748,16 +748,26 @@ def _stored_final(results: str | None, cell_hash: str) -> dict[str, Any] | None:
     return json.loads(rows[0][0]) if rows else None
 
 
+def _kept_model_options(f: Any) -> Any:
+    """The options that pick one kept model and rebuild its task (``evaluate``, ``plot ranked``)."""
+    options = [
+        click.argument("model", required=False),
+        click.option("--results", type=click.Path(dir_okay=False), help=f"SQLite results database whose kept models to look in [default: {DEFAULT_RESULTS}]."),
+        click.option("-m", "--method", help="Only the kept models of this method."),
+        click.option("-t", "--task", help="Only the kept models of this task."),
+        click.option("--noise", metavar="[KIND:]RATE", help="Only the kept models of this noise, e.g. 0.4 or symmetric:0.4."),
+        click.option("--seed", type=int, help="Only the kept models of this seed."),
+        click.option("--best", is_flag=True, help="The model kept as best on validation instead of the final one."),
+        click.option("--task-option", "task_options", multiple=True, metavar="KEY=VALUE", help="Override a task option the run used, e.g. root=/data/MARS (the data moved)."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 @main.command()
-@click.argument("model", required=False)
-@click.option("--results", type=click.Path(dir_okay=False), help=f"SQLite results database whose kept models to look in [default: {DEFAULT_RESULTS}].")
-@click.option("-m", "--method", help="Only the kept models of this method.")
-@click.option("-t", "--task", help="Only the kept models of this task.")
-@click.option("--noise", metavar="[KIND:]RATE", help="Only the kept models of this noise, e.g. 0.4 or symmetric:0.4.")
-@click.option("--seed", type=int, help="Only the kept models of this seed.")
-@click.option("--best", is_flag=True, help="The model kept as best on validation instead of the final one.")
-@click.option("--task-option", "task_options", multiple=True, metavar="KEY=VALUE", help="Override a task option the run used, e.g. root=/data/MARS (the data moved).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@_kept_model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def evaluate(
     model: str | None, results: str | None, method: str | None, task: str | None, noise: str | None, seed: int | None,
@@ -884,17 +894,9 @@ def plot_cmc(results: str | None, task: str | None, noise: str | None, select: s
 
 
 @plot.command(name="ranked")
-@click.argument("model", required=False)
-@click.option("--results", type=click.Path(dir_okay=False), help=f"SQLite results database whose kept models to look in [default: {DEFAULT_RESULTS}].")
-@click.option("-m", "--method", help="Only the kept models of this method.")
-@click.option("-t", "--task", help="Only the kept models of this task.")
-@click.option("--noise", metavar="[KIND:]RATE", help="Only the kept models of this noise, e.g. 0 or none:0.")
-@click.option("--seed", type=int, help="Only the kept models of this seed.")
-@click.option("--best", is_flag=True, help="The model kept as best on validation instead of the final one.")
+@_kept_model_options
 @click.option("--queries", type=click.IntRange(1, 50), default=4, show_default=True, help="Queries drawn, evenly spaced over the query list.")
 @click.option("--top", type=click.IntRange(1, 50), default=10, show_default=True, help="Gallery entries drawn per query.")
-@click.option("--task-option", "task_options", multiple=True, metavar="KEY=VALUE", help="Override a task option the run used, e.g. root=/data/MARS.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output file: .png, .svg or .pdf.")
 def plot_ranked(
     model: str | None, results: str | None, method: str | None, task: str | None, noise: str | None, seed: int | None,
