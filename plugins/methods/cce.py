@@ -29,8 +29,8 @@ class CCE(LossMethod):
         log-softmax of a digits batch cost 0.02 of a step; on AVX-512 CPUs torch's softmax over 10
         classes is slow)."""
         log_probs = upcast(logits).log_softmax(1)
-        with torch.no_grad():
-            weights = -2 * torch.expm1(log_probs.gather(1, targets[:, None]).squeeze(1))
+        log_p_y = log_probs.detach().gather(1, targets.unsqueeze(1)).squeeze_(1)
+        weights = torch.expm1(log_p_y).mul_(-2)  # in place: one allocation fewer, the same floats
         return LossOutput(F.nll_loss(log_probs, targets), weights)
 
     def example_gradient(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
