@@ -19,6 +19,13 @@ wall ratio shows what load did to it. Load still reaches CPU time (a busy siblin
 caches, a virtual machine's stolen time counted as the guest thread's), and only ever adds to it:
 the ratio of each run's fastest epoch is printed as well, the least disturbed figure.
 
+Measured on an AVX-512 machine at load 8 (digits, 15 rounds): 1.23 (IQR 1.19-1.34) on the median
+epoch's CPU time, 1.24 (IQR 1.21-1.26) on the fastest epoch's: the target is not met. The extra,
+about 1.1 ms per 5 ms epoch, is CCE's per-example weight report (40-60 us a step) and the
+end-of-epoch statistics (0.31 ms, 0.17 ms of it the softmax for p_y); without the weight report
+the ratio was 1.10. Both feed stored curves (``weight_focus``, ``weight_var``, the memorisation
+fractions) whose floats tests/test_training_identity.py holds fixed.
+
 ``digits`` is a tiny MLP whose steps take about half a millisecond, so per-step and per-epoch
 bookkeeping weighs most; ``cifar10`` trains the CIFAR task's ResNet-20 (BatchNorm, pad-crop-flip
 augmentation, a multi-step schedule) on a synthetic release in the official layout (random images,

@@ -36,21 +36,24 @@ IEG 7: final backward: MixUp graph 33.42, weak 11.14, strong 11.14    -     55.7
 
 Ratio 125.2 / 17.76 = 7.05. Nothing in passes 1-7 computes the same function of the same inputs
 twice: the weak and strong forwards already serve every term that reads them; the final backward
-through the weak graph carries a cotangent that depends on ω* and λ* (the meta step's result), so
-it cannot reuse pass 3; the MixUp rows are mixtures with m in [0.5, 1) of pool rows, never the
-rows themselves. On ResNet-20 (``--task cifar10``, B = P = 32) the same passes in units of one
-batch forward F (a backward about 2F; the backward through a gradient about 2F) give
-1 + 1 + 2 + 1 + (2 + 2) + 3 + (6 + 2 + 2) = 22F against CCE's 3F: 7.3. Under 6 only with a change
-of the algorithm (and of every IEG result), e.g. a B-row MixUp pool instead of 3B (saves 2F of
-forward and 4F of backward: 16F, 5.3) or a first-order meta step; the lead's call, not a speed fix.
-The network work that goes with each pass (activations and their backward, bias adds) scales
-with the passes like the products do; what IEG adds on
-top is its loss-level arithmetic on (B, 10) and (3B, 10) tensors (logit normalisation, soft-label
-cross entropies, sharpening, MixUp of inputs and targets, each with its backward and the meta
-step's second-order terms). Under torch's profiler on an AVX-512 CPU, matrix products took 47 % of
-an IEG step's CPU time and 42 % of a CCE step's; torch's 10-class (log-)softmax kernels are slow
-there (a (1280, 10) softmax: 166 µs, against 27 µs with ``ATEN_CPU_CAPABILITY=avx2``), so the
-measured ratio is higher on such CPUs than on AVX2 ones.
+through the weak graph carries a cotangent that depends on ω* and λ* (the meta step's result), so it
+cannot reuse pass 3; the MixUp rows are mixtures of pool rows with m in [0.5, 1], equal to 1 with
+probability 0, so never the rows themselves. On ResNet-20 (``--task cifar10``, B = P = 32) the same
+passes in units of one batch forward F (a backward about 2F; the backward through a gradient about
+2F) give 1 + 1 + 2 + 1 + (2 + 2) + 3 + (6 + 2 + 2) = 22F against CCE's 3F: 7.3. Under 6 only with a
+change of the algorithm (and of every IEG result), e.g. a B-row MixUp pool instead of 3B (saves 2F
+of forward and 4F of backward: 16F, 5.3) or a first-order meta step; the lead's call, not a speed
+fix. Measured there: 10.06 in CPU time at load 5, and torch's batch-norm double backward (pass 5
+through the 19 BatchNorm layers) took 26 % of an IEG step's CPU time under the profiler.
+
+The network work that goes with each pass (activations and their backward, bias adds) scales with
+the passes like the products do; what IEG adds on top is its loss-level arithmetic on (B, 10) and
+(3B, 10) tensors (logit normalisation, soft-label cross entropies, sharpening, MixUp of inputs and
+targets, each with its backward and the meta step's second-order terms). Under torch's profiler on
+an AVX-512 CPU, matrix products took 47 % of an IEG step's CPU time and 42 % of a CCE step's;
+torch's 10-class (log-)softmax kernels are slow there (a (1280, 10) softmax: 166 µs, against 27 µs
+with ``ATEN_CPU_CAPABILITY=avx2``): on that machine at load 16 the ratio was 9.59 with its own
+kernels and 8.90 held to AVX2 ones.
 
 ``--task cifar10`` runs the CIFAR task's ResNet-20 (BatchNorm: IEG's extra forwards run through
 ``functional_call`` with cloned buffers; AutoAugment strong view) on a synthetic release in the
