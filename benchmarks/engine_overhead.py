@@ -156,12 +156,12 @@ def load_tasks(names: list[str], train_per_class: int, root: str) -> dict[str, b
 
 def interleaved_ratios(tasks: dict[str, benchsuite.Task], plan: dict[str, tuple[int, int | None, int]]) -> dict[str, Paired]:
     """Per task, rounds of one engine run and one minimal run back to back, in alternating order
-    (engine first in even rounds), each run reduced to its median epoch (wall, CPU) time; ``plan``
-    gives each task's (epochs, batch size or None for the recipe's, rounds). Pairing
-    within a round and alternating the order keep drifting machine load and warm-up order out of
+    (engine first in even rounds), each run reduced to its median epoch wall and CPU times and its
+    fastest epoch's CPU time; ``plan`` gives each task's (epochs, batch size or None for the
+    recipe's, rounds). Pairing within a round and alternating the order keep drifting machine load and warm-up order out of
     the ratio; the median over rounds keeps one disturbed round out of it."""
     paired = {name: Paired([], []) for name in tasks}
-    for round_ in range(max(rounds for _, _, rounds in plan.values())):
+    for round_ in range(max(plan[name][2] for name in tasks)):
         for name, task in tasks.items():
             epochs, batch_size, rounds = plan[name]
             if round_ >= rounds:
@@ -177,7 +177,7 @@ def interleaved_ratios(tasks: dict[str, benchsuite.Task], plan: dict[str, tuple[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, of {', '.join(TASKS)}")
-    parser.add_argument("--epochs", type=int, default=20, help="digits: epochs per run (9 steps each)")
+    parser.add_argument("--epochs", type=int, default=20, help="digits: epochs per run (10 steps each; the first is not timed)")
     parser.add_argument("--cifar-epochs", type=int, default=4, help="cifar10: epochs per run")
     parser.add_argument("--cifar-batch-size", type=int, default=32)
     parser.add_argument("--train-per-class", type=int, default=32, help="cifar10: synthetic training images per class")
@@ -188,6 +188,12 @@ def main() -> None:
     names = [n for n in args.tasks.split(",") if n]
     if not names or any(n not in TASKS for n in names):
         parser.error(f"--tasks: choose among {', '.join(TASKS)}, got {args.tasks!r}")
+    for option in ("epochs", "cifar_epochs"):
+        if getattr(args, option) < 2:
+            parser.error(f"--{option.replace('_', '-')}: at least 2 (the first epoch is not timed), got {getattr(args, option)}")
+    for option in ("repeats", "cifar_repeats"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option.replace('_', '-')}: at least 1, got {getattr(args, option)}")
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="engine_overhead_") as root:
         report(load_tasks(names, args.train_per_class, root), args)

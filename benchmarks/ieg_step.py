@@ -174,6 +174,9 @@ def main() -> None:
     parser.add_argument("--train-per-class", type=int, default=32, help="cifar10: synthetic training images per class")
     parser.add_argument("--cells", type=int, default=0, help="also time this many whole runs of each method")
     args = parser.parse_args()
+    for option in ("steps", "repeats", "threads"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option}: at least 1, got {getattr(args, option)}")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     batch_size = args.batch_size if args.batch_size is not None or args.task != "cifar10" else 32
