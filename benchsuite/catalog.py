@@ -10,7 +10,8 @@ loaded host is stored with a key over all of them, computed without importing an
 - benchsuite's version and the size and modification time of each of its source files;
 - the Python interpreter (``sys.version``, ``sys.prefix``);
 - ``BENCHSUITE_PLUGINS`` (the selection) and every entry point of the group, in loading order,
-  with its distribution and version;
+  with its distribution and version, and every distribution whose declaration of the group does
+  not parse, with its error;
 - the size and modification time of every ``.py`` file of each entry point's top-level package
   (all of ``benchsuite_plugins`` for a built-in: a wider net than its code fingerprint, at the
   cost of one ``stat`` per file instead of parsing them);
@@ -46,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from . import __version__
-from .discovery import entry_points, strict_loading
+from .discovery import discover, strict_loading
 
 if TYPE_CHECKING:
     from .plugins import PluginHost
@@ -177,7 +178,10 @@ def catalog_key() -> str:
     for name, size, mtime in _source_stats(Path(__file__).parent):
         add("host", name, size, mtime)
     roots: dict[str, list[tuple[str, int, int]]] = {}
-    for found in entry_points():
+    discovered = discover()
+    for broken in discovered.unreadable:
+        add("unreadable", broken.distribution, broken.version, broken.error)
+    for found in discovered.entry_points:
         ep = found.entry_point
         add("entry point", ep.name, ep.value, found.distribution, found.version)
         root = ep.value.partition(":")[0].strip().partition(".")[0]

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from . import __version__
 from .errors import UnwritablePathError, UsageError
 from .validation import RULES, Number, budget_rule, parse_list
 
@@ -124,7 +125,9 @@ def _results_option(f: Any) -> Any:
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="benchsuite")
+# The version of this package, not importlib.metadata's "benchsuite": that lookup matches metadata
+# directories by their name up to the first "-", so a benchsuite-hints-0.1.dist-info answers it.
+@click.version_option(version=__version__, prog_name="benchsuite")
 def main() -> None:
     """Benchmark robust training methods under label noise: run grids, store results, publish leaderboards."""
 

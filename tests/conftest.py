@@ -43,12 +43,17 @@ def install_plugin(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
 
-    def install(dist: str, module: str, source: str, entry_name: str | None = None, version: str = "1.0") -> None:
+    def install(
+        dist: str, module: str, source: str, entry_name: str | None = None, version: str = "1.0", entry_points: str | None = None
+    ) -> None:
+        """The metadata directory is named ``{dist}-{version}.dist-info`` with ``dist`` as given
+        (not normalised, as some installers leave it); ``entry_points`` replaces the generated
+        ``entry_points.txt``."""
         (site / f"{module}.py").write_text(textwrap.dedent(source))
         info = site / f"{dist}-{version}.dist-info"
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-        (info / "entry_points.txt").write_text(f"[benchsuite]\n{entry_name or module} = {module}\n")
+        (info / "entry_points.txt").write_text(entry_points or f"[benchsuite]\n{entry_name or module} = {module}\n")
         sys.modules.pop(module, None)
         reset_host()
 
