@@ -41,12 +41,12 @@ import importlib.util
 import json
 import os
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from . import __version__
+from .atomic import is_ours, write_text_atomically
 from .discovery import discover, strict_loading
 
 if TYPE_CHECKING:
@@ -138,32 +138,17 @@ def read_cache(path: Path, key: str) -> Catalog | None:
 def write_cache(path: Path, key: str, catalog: Catalog) -> bool:
     """Store ``catalog`` at ``path`` atomically; False (and nothing written) when the directory
     cannot be written or ``path`` holds a file that is not a catalog."""
-    if path.exists() and not _is_catalog_file(path):
+    if not is_ours(path, _HEADER.encode()):
         return False
     text = json.dumps(
         {"format": CATALOG_FORMAT, "format_version": CATALOG_FORMAT_VERSION, "key": key, "catalog": asdict(catalog)}
     )
-    temporary = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=".plugin-catalog-", suffix=".tmp", delete=False) as out:
-            temporary = Path(out.name)
-            out.write(text)
-        os.replace(temporary, path)
+        write_text_atomically(path, text)
     except OSError:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
         return False
     return True
-
-
-def _is_catalog_file(path: Path) -> bool:
-    """Whether ``path`` may be overwritten: it starts as a catalog does, or is empty."""
-    try:
-        with path.open("rb") as stored:
-            return stored.read(len(_HEADER)).decode("utf-8", "replace") in (_HEADER, "")
-    except OSError:
-        return False
 
 
 def catalog_key() -> str:
