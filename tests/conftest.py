@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,21 @@ def install_plugin(tmp_path, monkeypatch):
         reset_host()
 
     return install
+
+
+def plugin_module(source: str, name: str = "inline_plugin") -> types.ModuleType:
+    """A plugin module made in memory from ``source``, for ``PluginHost.add_plugin`` (no install)."""
+    module = types.ModuleType(name)
+    exec(source, module.__dict__)
+    return module
+
+
+def set_aside(host: PluginHost, source: str, name: str = "third_party") -> str:
+    """Add the plugin of ``source`` to ``host`` as ``name``, check that the host set it aside
+    (not added, not listed as loaded, listed as failed) and return its error."""
+    assert not host.add_plugin(plugin_module(source, name), name)
+    assert name not in host.plugins
+    return host.failed[name].error
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -1,10 +1,9 @@
 """Plugin discovery through entry points: built-ins like third-party plugins, broken ones set aside."""
 
 import json
-import types
 
 import pytest
-from conftest import run_cli
+from conftest import plugin_module, run_cli
 
 import benchsuite
 from benchsuite.plugins import PluginHost, PluginLoadError, get_host
@@ -171,9 +170,7 @@ def test_plugins_command_lists_loaded_and_failed(install_plugin):
 def test_in_process_plugins_can_be_added_and_removed():
     host = PluginHost()
     host.load_entry_points()
-    module = types.ModuleType("inline")
-    exec(GOOD, module.__dict__)
-    assert host.add_plugin(module, "inline")
+    assert host.add_plugin(plugin_module(GOOD, "inline"), "inline")
     assert "smooth_ce" in host.methods
     host.remove_plugin("inline")
     with pytest.raises(UnknownNameError, match="unknown method 'smooth_ce'"):
