@@ -600,8 +600,16 @@ def header_lines(runs: pd.DataFrame, command: str) -> list[str]:
         f"torch {_unique(values('torch'))}; Python {_unique(values('python'))}",
         f"- Plugins: {_plugins(provenances)}",
         f"- Hardware: {_unique(values('device_name'))}{_cpu_ids(values('cpu_id'))} "
-        f"({_unique(values('device'))}); hosts: {_unique(values('hostname'))}",
+        f"({_unique(values('device'))}{_kernels(provenances)}); hosts: {_unique(values('hostname'))}",
     ]
+
+
+def _kernels(provenances: list[dict[str, Any]]) -> str:
+    """The vector extension torch's CPU kernels dispatched to, where recorded: the same code gives
+    other last bits with AVX2 and AVX-512 kernels on one machine (``ATEN_CPU_CAPABILITY`` picks)."""
+    found = [p.get("cpu_capability") or (p.get("reproducibility") or {}).get("cpu_capability") for p in provenances]
+    kernels = _unique(found)
+    return "" if kernels == "unknown" else f"; torch CPU kernels: {kernels}"
 
 
 def _cpu_ids(values: Any) -> str:
