@@ -10,7 +10,8 @@ loaded host is stored with a key over all of them, computed without importing an
 - benchsuite's version and the size and modification time of each of its source files;
 - the Python interpreter (``sys.version``, ``sys.prefix``);
 - ``BENCHSUITE_PLUGINS`` (the selection) and every entry point of the group, in loading order,
-  with its distribution and version;
+  with its distribution and version, and every distribution whose declaration of the group does
+  not parse, with its error;
 - the size and modification time of every ``.py`` file of each entry point's top-level package
   (all of ``benchsuite_plugins`` for a built-in: a wider net than its code fingerprint, at the
   cost of one ``stat`` per file instead of parsing them);
@@ -40,13 +41,13 @@ import importlib.util
 import json
 import os
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from . import __version__
-from .discovery import entry_points, strict_loading
+from .atomic import is_ours, write_text_atomically
+from .discovery import discover, strict_loading
 
 if TYPE_CHECKING:
     from .plugins import PluginHost
@@ -137,32 +138,17 @@ def read_cache(path: Path, key: str) -> Catalog | None:
 def write_cache(path: Path, key: str, catalog: Catalog) -> bool:
     """Store ``catalog`` at ``path`` atomically; False (and nothing written) when the directory
     cannot be written or ``path`` holds a file that is not a catalog."""
-    if path.exists() and not _is_catalog_file(path):
+    if not is_ours(path, _HEADER.encode()):
         return False
     text = json.dumps(
         {"format": CATALOG_FORMAT, "format_version": CATALOG_FORMAT_VERSION, "key": key, "catalog": asdict(catalog)}
     )
-    temporary = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=".plugin-catalog-", suffix=".tmp", delete=False) as out:
-            temporary = Path(out.name)
-            out.write(text)
-        os.replace(temporary, path)
+        write_text_atomically(path, text)
     except OSError:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
         return False
     return True
-
-
-def _is_catalog_file(path: Path) -> bool:
-    """Whether ``path`` may be overwritten: it starts as a catalog does, or is empty."""
-    try:
-        with path.open("rb") as stored:
-            return stored.read(len(_HEADER)).decode("utf-8", "replace") in (_HEADER, "")
-    except OSError:
-        return False
 
 
 def catalog_key() -> str:
@@ -177,7 +163,10 @@ def catalog_key() -> str:
     for name, size, mtime in _source_stats(Path(__file__).parent):
         add("host", name, size, mtime)
     roots: dict[str, list[tuple[str, int, int]]] = {}
-    for found in entry_points():
+    discovered = discover()
+    for broken in discovered.unreadable:
+        add("unreadable", broken.distribution, broken.version, broken.error)
+    for found in discovered.entry_points:
         ep = found.entry_point
         add("entry point", ep.name, ep.value, found.distribution, found.version)
         root = ep.value.partition(":")[0].strip().partition(".")[0]

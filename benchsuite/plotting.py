@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import pandas as pd
 
+from .atomic import atomic_open
 from .errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -80,7 +81,8 @@ def save_figure(fig: Any, out: str | Path) -> Path:
     metadata = {"Date": None} if fmt == "svg" else {}
     # a short font list: SVG text names its fonts on every label, and the default list is 12 long
     with rc_context({"svg.fonttype": "none", "svg.hashsalt": "benchsuite", "font.sans-serif": ["DejaVu Sans", "Arial"]}):
-        fig.savefig(out, format=fmt, dpi=150, metadata=metadata)
+        with atomic_open(out, "wb") as handle:
+            fig.savefig(handle, format=fmt, dpi=150, metadata=metadata)
     return out
 
 

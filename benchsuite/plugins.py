@@ -20,7 +20,7 @@ from typing import Any, Callable
 import pluggy
 
 from . import __version__, executors, hookspecs, noise
-from .discovery import ENTRY_POINT_GROUP, PluginLoadError, entry_points, selected_plugins, strict_loading
+from .discovery import ENTRY_POINT_GROUP, PluginLoadError, discover, selected_plugins, strict_loading
 from .executors import Executor
 from .method import Method
 from .registry import InvalidPluginError, Registry
@@ -75,12 +75,22 @@ class PluginHost:
     def load_entry_points(self, only: set[str] | None = None) -> None:
         """Load every entry point of the group (or only those named in ``only``), one by one."""
         seen: set[str] = set()
-        for found in entry_points():
+        discovered = discover()
+        if only is None:
+            for broken in discovered.unreadable:
+                name = broken.distribution or "unnamed distribution"
+                self._fail(name, broken.distribution, broken.version, broken.error)
+        for found in discovered.entry_points:
             ep, dist, version = found.entry_point, found.distribution, found.version
-            if (only is not None and ep.name not in only) or ep.name in self.plugins:
+            if only is not None and ep.name not in only:
                 continue
-            if ep.name in seen:
+            if ep.name in INTERNAL_PLUGINS:  # would otherwise be skipped below as already loaded, silently
+                self._fail(ep.name, dist, version, f"entry point name {ep.name!r} is taken by one of the host's own plugins")
+                continue
+            if ep.name in seen:  # before the check below: the first one may have loaded
                 self._fail(ep.name, dist, version, f"entry point name {ep.name!r} is provided by two distributions")
+                continue
+            if ep.name in self.plugins:  # loaded by an earlier call
                 continue
             seen.add(ep.name)
             try:

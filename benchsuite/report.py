@@ -28,6 +28,7 @@ import pandas as pd
 
 from . import leaderboard as lb
 from . import plotting
+from .atomic import write_text_atomically
 from .errors import InvalidInputError
 
 #: Marks a folder as written by ``write_report``: only such a folder (or an empty one) is written into.
@@ -306,7 +307,7 @@ def write_report(
 <script>{_asset("report.js")}</script></body></html>
 """
     index = root / "index.html"
-    index.write_text(page, encoding="utf-8")
+    write_text_atomically(index, page)
     return ReportFiles(index, written)
 
 

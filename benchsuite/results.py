@@ -26,6 +26,7 @@ from typing import IO, Any, Callable
 
 import pandas as pd
 
+from .atomic import atomic_open
 from .store import CURVE_CHUNK_RUNS, LAST_K, ResultStore
 
 __all__ = ["LAST_K", "RUN_COLUMNS", "curves_dataframe", "iter_curves", "to_dataframe", "write_curves_csv", "write_runs_csv"]
@@ -88,7 +89,7 @@ def write_curves_csv(path: str | Path, out: str | Path, cell_hashes: Iterable[st
     bounded memory; the columns are every metric stored (one pass over the keys first). Returns
     the number of rows written."""
     written = 0
-    with ResultStore(path, "read") as store, open(out, "w", newline="") as handle:
+    with ResultStore(path, "read") as store, atomic_open(out, "w", newline="") as handle:
         keys = sorted(key for (key,) in store.rows("SELECT DISTINCT key FROM curves"))
         columns = ["cell_hash", "epoch", *keys]
         handle.write(",".join(columns) + "\n")

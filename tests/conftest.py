@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 import pytest
@@ -43,16 +44,36 @@ def install_plugin(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
 
-    def install(dist: str, module: str, source: str, entry_name: str | None = None, version: str = "1.0") -> None:
+    def install(
+        dist: str, module: str, source: str, entry_name: str | None = None, version: str = "1.0", entry_points: str | None = None
+    ) -> None:
+        """The metadata directory is named ``{dist}-{version}.dist-info`` with ``dist`` as given
+        (not normalised, as some installers leave it); ``entry_points`` replaces the generated
+        ``entry_points.txt``."""
         (site / f"{module}.py").write_text(textwrap.dedent(source))
         info = site / f"{dist}-{version}.dist-info"
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-        (info / "entry_points.txt").write_text(f"[benchsuite]\n{entry_name or module} = {module}\n")
+        (info / "entry_points.txt").write_text(entry_points or f"[benchsuite]\n{entry_name or module} = {module}\n")
         sys.modules.pop(module, None)
         reset_host()
 
     return install
+
+
+def plugin_module(source: str, name: str = "inline_plugin") -> types.ModuleType:
+    """A plugin module made in memory from ``source``, for ``PluginHost.add_plugin`` (no install)."""
+    module = types.ModuleType(name)
+    exec(source, module.__dict__)
+    return module
+
+
+def set_aside(host: PluginHost, source: str, name: str = "third_party") -> str:
+    """Add the plugin of ``source`` to ``host`` as ``name``, check that the host set it aside
+    (not added, not listed as loaded, listed as failed) and return its error."""
+    assert not host.add_plugin(plugin_module(source, name), name)
+    assert name not in host.plugins
+    return host.failed[name].error
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:

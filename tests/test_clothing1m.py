@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -202,6 +203,28 @@ def test_trusted_set_comes_from_the_clean_training_subset(release_root):
     assert data.info["trusted_indices"] == list(range(28))
     with pytest.raises(ValueError, match="real label noise"):
         task.prepare(PrepareRequest("symmetric", 0.2, seed=0, device=torch.device("cpu"), batch_size=8))
+
+
+def test_the_noise_record_comes_from_the_shared_label_pipeline(release_root):
+    """Clothing1M's record is the label pipeline's (``split_labels(truth=...)``, as ANIMAL-10N's):
+    the realised rate measured on the overlap with clean labels, the truth known only there."""
+    root, splits = release_root
+    request = PrepareRequest("none", 0.0, seed=3, device=torch.device("cpu"), batch_size=8, needs={"trusted_set": {"per_class": 1}})
+    data = small_task(root).prepare(request)
+    assert asdict(data.noise) == {
+        "kind": "none",
+        "rate": 0.0,
+        "seed": 3,
+        "realised_rate": pytest.approx(OVERLAP_WRONG / OVERLAP),
+        "num_noisy": OVERLAP_WRONG,
+        "params": {"source": "real (Clothing1M); rate measured where a clean label is known"},
+    }
+    noisy = [label for _, label in splits["noisy_train"]]
+    assert data.noisy_labels.tolist() == noisy
+    assert data.truth_known.tolist() == [True] * OVERLAP + [False] * (len(noisy) - OVERLAP)
+    # the clean label on the overlap (OVERLAP_WRONG of them differ), the noisy one elsewhere
+    assert data.true_labels.tolist() == [(y + 1) % 14 if i < OVERLAP_WRONG else y for i, y in enumerate(noisy)]
+    assert data.info["num_truth_known"] == OVERLAP and len(data.info["trusted_indices"]) == 14
 
 
 def test_missing_imagenet_weights_are_reported(release_root, tmp_path, monkeypatch):

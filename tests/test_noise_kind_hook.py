@@ -3,10 +3,9 @@ the host's kinds come through the same hook; bad registrations set the plugin as
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 import pytest
+from conftest import plugin_module, set_aside
 
 from benchsuite.grid import Grid, expand, parse_component, parse_noise
 from benchsuite.noise import BUILTIN_NOISE_KINDS, GivenLabels, NoiseError, corrupt_labels
@@ -61,12 +60,6 @@ def register_tasks(register):
 """
 
 
-def plugin(source: str) -> types.ModuleType:
-    module = types.ModuleType("inline_noise_plugin")
-    exec(source, module.__dict__)
-    return module
-
-
 def test_builtin_kinds_come_through_the_hook_as_an_internal_plugin():
     host = PluginHost()
     assert host.plugins["benchsuite.noise"].noise_kinds == list(BUILTIN_NOISE_KINDS)
@@ -75,7 +68,7 @@ def test_builtin_kinds_come_through_the_hook_as_an_internal_plugin():
 
 def test_a_plugin_registers_a_noise_kind_its_task_accepts():
     host = PluginHost()
-    assert host.add_plugin(plugin(OWN_KIND), "own_kind"), host.failed
+    assert host.add_plugin(plugin_module(OWN_KIND), "own_kind"), host.failed
     assert host.plugins["own_kind"].noise_kinds == ["to_zero"] and "tiny" in host.tasks
     labels = np.repeat(np.arange(4), 5)
     noisy = corrupt_labels(labels, 4, host.noise_kinds["to_zero"], 0.5, seed=0)
@@ -89,8 +82,7 @@ def test_a_plugin_registers_a_noise_kind_its_task_accepts():
 def test_a_task_naming_a_kind_nobody_registered_is_set_aside():
     source = OWN_KIND.replace('register("to_zero"', 'register("to_one"')
     host = PluginHost()
-    assert not host.add_plugin(plugin(source), "own_kind")
-    assert "accepts noise kinds ['to_zero'] that no plugin registered" in host.failed["own_kind"].error
+    assert "accepts noise kinds ['to_zero'] that no plugin registered" in set_aside(host, source, "own_kind")
     assert "to_one" not in host.noise_kinds and "tiny" not in host.tasks  # nothing of it stays
 
 
@@ -105,8 +97,7 @@ def test_a_task_naming_a_kind_nobody_registered_is_set_aside():
 def test_invalid_noise_kind_registrations_are_refused(replace, error):
     old, new = replace, error
     host = PluginHost()
-    assert not host.add_plugin(plugin(OWN_KIND.replace(old, new)), "own_kind")
-    message = host.failed["own_kind"].error
+    message = set_aside(host, OWN_KIND.replace(old, new), "own_kind")
     assert {
         'register("symmetric"': "noise kind 'symmetric' already registered by plugin 'benchsuite.noise'",
         'register("To Zero"': "must be a lowercase identifier",
@@ -133,7 +124,7 @@ def test_given_labels_take_the_file_labels_at_the_kept_positions():
 def test_the_grid_runs_a_plugin_kind_and_given_kinds_only_at_rate_0():
     host = PluginHost()
     host.load_entry_points({"cce"})
-    host.add_plugin(plugin(OWN_KIND), "own_kind")
+    host.add_plugin(plugin_module(OWN_KIND), "own_kind")
     cells = expand(Grid([parse_component("cce")], [parse_component("tiny")], seeds=(0,)), host).cells
     assert [(c.noise_kind, c.noise_rate) for c in cells] == [("to_zero", 0.5)]  # the task's default noise
     assert parse_noise("cifar10n:worst").kind == "cifar10n:worst" and parse_noise("cifar10n:worst:0").rates == (0.0,)
@@ -152,9 +143,7 @@ def test_noise_kind_finds_the_kinds_of_the_process_wide_host():
         noise_kind("cifar10n:worst")
     host = get_host()
     assert noise_kind("cifar10n:worst") is host.noise_kinds["cifar10n:worst"]
-    module = types.ModuleType("own_kind")
-    exec(OWN_KIND, module.__dict__)
-    assert host.add_plugin(module, "own_kind")
+    assert host.add_plugin(plugin_module(OWN_KIND), "own_kind")
     assert noise_kind("to_zero") is host.noise_kinds["to_zero"]
     host.remove_plugin("own_kind")
     with pytest.raises(NoiseError, match="unknown noise kind 'to_zero'"):

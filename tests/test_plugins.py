@@ -1,10 +1,9 @@
 """Plugin discovery through entry points: built-ins like third-party plugins, broken ones set aside."""
 
 import json
-import types
 
 import pytest
-from conftest import cli_in_process
+from conftest import cli_in_process, plugin_module, run_cli
 
 import benchsuite
 from benchsuite.plugins import PluginHost, PluginLoadError, get_host
@@ -77,6 +76,45 @@ def test_a_broken_plugin_is_set_aside_and_the_rest_works(install_plugin, source,
     assert "cce" in benchsuite.list_methods()  # everything else keeps working
 
 
+def test_a_distribution_named_after_benchsuite_hides_no_builtin(install_plugin):
+    # importlib.metadata.entry_points() keeps one distribution per name read from the metadata
+    # directory up to its first "-": benchsuite-hints-1.0.dist-info first on sys.path counted as
+    # benchsuite itself and every built-in vanished, none reported failed.
+    builtins = set(get_host().plugins)
+    install_plugin("benchsuite-hints", "benchsuite_hints", GOOD)
+    host = get_host()
+    assert set(host.plugins) == builtins | {"benchsuite_hints"} and not host.failed
+    assert host.plugins["cce"].distribution == "benchsuite" and host.plugins["cce"].version == benchsuite.__version__
+    assert (host.plugins["benchsuite_hints"].distribution, host.plugins["benchsuite_hints"].version) == ("benchsuite-hints", "1.0")
+    listing = json.loads(run_cli("plugins", "--json").stdout)
+    assert {p["name"] for p in listing["loaded"]} == builtins | {"benchsuite_hints"} and listing["failed"] == []
+    methods = {m["name"]: m["plugin"]["distribution"] for m in json.loads(run_cli("methods", "--json").stdout)}
+    assert methods["cce"] == "benchsuite" and methods["smooth_ce"] == "benchsuite-hints"
+    assert run_cli("--version").stdout == f"benchsuite, version {benchsuite.__version__}\n"  # not the plugin's 1.0
+
+
+def test_a_distribution_whose_entry_points_do_not_parse_is_reported_and_the_rest_load(install_plugin):
+    builtins = set(get_host().plugins)
+    install_plugin("garbled-plugin", "garbled_plugin", GOOD, entry_points="[benchsuite]\nthis line has no equals sign\n")
+    install_plugin("unrelated-tool", "unrelated_tool", "", entry_points="[console_scripts]\nno equals sign either\n")
+    install_plugin("throwaway-plugin", "throwaway_plugin", GOOD.replace('"smooth_ce"', '"smooth_ce2"'))
+    host = get_host()
+    assert set(host.plugins) == builtins | {"throwaway_plugin"}
+    assert list(host.failed) == ["garbled-plugin"]  # the unrelated distribution is none of benchsuite's business
+    failed = host.failed["garbled-plugin"]
+    assert (failed.distribution, failed.version) == ("garbled-plugin", "1.0")
+    assert failed.error.startswith("its entry_points.txt does not parse: ")
+
+
+@pytest.mark.parametrize("entry_name", ["cce", "benchsuite.noise"])
+def test_a_third_party_entry_point_with_a_taken_name_is_reported_not_skipped(install_plugin, entry_name):
+    install_plugin("taken-name", "taken_name", GOOD, entry_name=entry_name)
+    host = get_host()
+    assert host.plugins[entry_name].distribution == "benchsuite"  # the built-in keeps its name
+    assert host.failed[entry_name].distribution == "taken-name"
+    assert "smooth_ce" not in host.methods
+
+
 def test_a_plugin_registering_one_invalid_class_registers_nothing(install_plugin):
     install_plugin(
         "half-plugin",
@@ -132,9 +170,7 @@ def test_plugins_command_lists_loaded_and_failed(install_plugin):
 def test_in_process_plugins_can_be_added_and_removed():
     host = PluginHost()
     host.load_entry_points()
-    module = types.ModuleType("inline")
-    exec(GOOD, module.__dict__)
-    assert host.add_plugin(module, "inline")
+    assert host.add_plugin(plugin_module(GOOD, "inline"), "inline")
     assert "smooth_ce" in host.methods
     host.remove_plugin("inline")
     with pytest.raises(UnknownNameError, match="unknown method 'smooth_ce'"):

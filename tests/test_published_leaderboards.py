@@ -19,6 +19,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BOARDS = ROOT / "leaderboards"
 GRIDS = sorted((BOARDS / "grids").glob("*.toml"))
 REPORTED_TASKS = {"cifar10", "cifar100", "vehicles10", "clothing1m", "mars", "imdb"}
+#: The papers whose numbers come from their authors' repository (a README, or an issue thread there),
+#: not from the paper's own text: each such row must name that repository in its note.
+OFFICIAL_CODE = {"Co-teaching": "bhanML/Co-teaching", "ELR": "shengliu66/ELR", "DivideMix": "LiJunnan1992/DivideMix", "mixup": "hongyi-zhang/mixup"}
+#: Where in a paper a number was read.
+PAPER_PART = re.compile(r"Table A?\d+( caption)?|Sec\. [\d.]+ text")
 
 
 def test_every_grid_is_published():
@@ -57,7 +62,7 @@ def test_reported_numbers_are_well_formed_and_rendered_as_committed():
     assert set(reported.task) <= REPORTED_TASKS
     assert set(reported.noise_kind) <= set(get_host().noise_kinds) | {"none"}
     assert reported.value.between(0, 100).all() and reported.noise_rate.between(0, 1).all()
-    assert reported.paper.isin(["GR-iclr2020", "DM", "IMAE", "IEG", "Co-teaching", "ELR", "DivideMix"]).all() and reported.table.notna().all()
+    assert reported.paper.isin(["GR-iclr2020", "DM", "IMAE", "IEG", *OFFICIAL_CODE]).all() and reported.table.notna().all()
     assert reported.selection.isin(SELECTIONS).all()
     key = ["task", "noise_kind", "noise_rate", "method", "setting", "selection", "metric", "paper", "table"]
     assert not reported.duplicated(key).any()  # the epoch selection tells apart what was "89.4; 87.8"
@@ -75,6 +80,28 @@ def test_reported_numbers_are_well_formed_and_rendered_as_committed():
         assert len(gr.merge(dm)) == len(gr), source
     measured = {f.name.removesuffix(".runs.csv"): read_runs_export(f) for f in sorted(BOARDS.glob("*.runs.csv"))}
     assert render_reported(pd.read_csv(BOARDS / "reported.csv"), measured) == (BOARDS / "reported.md").read_text()
+
+
+def test_every_reported_number_names_paper_table_selection_and_source():
+    """A reader must be able to find each number again: the paper and where in it (a table or a
+    section), or, when the number was read in the authors' repository rather than in the paper, that
+    repository (and the issue, when an issue thread quotes it)."""
+    reported = pd.read_csv(BOARDS / "reported.csv", dtype=str, keep_default_na=False)
+    for row in reported.itertuples():
+        where = f"reported.csv row {row.Index + 2} ({row.paper} {row.table} {row.method})"
+        assert row.paper and row.table and row.selection in SELECTIONS, where
+        quoted = "quoted by" in row.note  # a number another person quotes, not the paper's text
+        if row.table == "code README" or quoted:
+            repo = OFFICIAL_CODE.get(row.paper)
+            assert repo and repo in row.note, f"{where}: the note must name {repo or 'the authors repository'}"
+        else:
+            assert PAPER_PART.fullmatch(row.table), f"{where}: table {row.table!r} is neither a table nor a section"
+        if quoted:
+            assert re.search(rf"{re.escape(repo)} issue \d+", row.note), f"{where}: say which issue quotes it"
+    # the numbers read in an author's README are the README's, converted where it prints errors
+    mixup = reported[reported.paper == "mixup"].set_index(["method", "setting"]).value.astype(float)
+    assert mixup["mixup", "backbone=PreAct ResNet-18;alpha=1;weight_decay=1e-4"] == pytest.approx(100 - 4.24)
+    assert mixup["cce", "backbone=PreAct ResNet-18;weight_decay=5e-4"] == pytest.approx(100 - 5.18)
 
 
 def test_readme_headline_table_is_the_published_one():

@@ -48,7 +48,7 @@ from torch.utils.data import DataLoader, Dataset
 from benchsuite import Metric, Param, PreparedData, Preset, Recipe, Task, hookimpl
 from benchsuite.needs import CLEAN_VALIDATION, TRUSTED_SET
 from benchsuite.task import Batch, PrepareRequest
-from benchsuite.toolkit.labels import measured_real_noise, split_labels
+from benchsuite.toolkit.labels import split_labels
 from benchsuite.toolkit.models.pretrained import torchvision_backbone
 
 NUM_CLASSES = 14
@@ -389,17 +389,20 @@ class Clothing1M(Task):
             raise ValueError(f"clothing1m: crop = {self.crop} is larger than resize = {self.resize}")
         release = self.release()
         device = request.device
-        noisy = release.labels["noisy_train"]
-        truth = release.noisy_train_truth
-        known = truth >= 0
         # the label pipeline on the real noisy labels: no synthetic noise, the trusted set drawn
-        # from the release's clean training subset, and no validation split carved from noisy
-        # labels (the release has a clean validation set of its own, which evaluate() reports)
+        # from the release's clean training subset, no validation split carved from noisy labels
+        # (the release has a clean validation set of its own, which evaluate() reports), and the
+        # noise measured where the release knows a clean label; the noisy set stays whole
         asked = {name: params for name, params in request.needs.items() if name != CLEAN_VALIDATION}
-        split = split_labels(replace(request, needs=asked), noisy, NUM_CLASSES, trusted_pool=release.labels["clean_train"])
-        noise = measured_real_noise(
-            split.noise, noisy, truth, "real (Clothing1M); rate measured where a clean label is known"
+        split = split_labels(
+            replace(request, needs=asked),
+            release.labels["noisy_train"],
+            NUM_CLASSES,
+            trusted_pool=release.labels["clean_train"],
+            truth=release.noisy_train_truth,
+            truth_source="real (Clothing1M); rate measured where a clean label is known",
         )
+        noisy, known = split.noisy, split.truth_known
 
         def files(split: str) -> ImageFiles:
             return ImageFiles(release.image_dir, release.keys[split], self.resize, self.crop)
@@ -440,9 +443,9 @@ class Clothing1M(Task):
             ),
             noisy_labels=torch.as_tensor(noisy),
             # where the truth is unknown this repeats the noisy label; truth_known masks it out
-            true_labels=torch.as_tensor(np.where(known, truth, noisy)),
+            true_labels=torch.as_tensor(split.clean),
             truth_known=torch.as_tensor(known),
-            noise=noise,
+            noise=split.noise,
             provided=provided,
             info=info,
             eval_data=ClothingEval(

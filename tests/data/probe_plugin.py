@@ -46,6 +46,10 @@ class Probe(LossMethod):
         super().__init__(*args, **kwargs)
         if self.block_alarm:  # as early as possible in the cell, before the data are prepared
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+            # logged here, not only in start(): under load the driver may kill this cell at its hard
+            # deadline before the data are prepared and start() runs
+            with open(LOG / "blocked", "a") as f:
+                f.write(f"{os.getpid()}\n")
 
     def start(self, ctx):
         with open(LOG / "started", "a") as f:
