@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, cli_in_process, run_cli
 
 EXAMPLE = ROOT / "examples" / "benchsuite-focal"
 
@@ -25,6 +25,16 @@ def installed_example(tmp_path_factory):
     return {"PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
 
 
+@pytest.fixture
+def example_here(installed_example, monkeypatch):
+    """The installed example visible to this process too (its folder on ``sys.path``), and
+    forgotten after the test."""
+    monkeypatch.syspath_prepend(installed_example["PYTHONPATH"].split(os.pathsep)[0])
+    sys.modules.pop("benchsuite_focal", None)
+    yield
+    sys.modules.pop("benchsuite_focal", None)
+
+
 def test_installed_example_is_discovered(installed_example):
     listing = json.loads(run_cli("plugins", "--json", env=installed_example).stdout)
     focal = next(p for p in listing["loaded"] if p["name"] == "focal")
@@ -32,13 +42,13 @@ def test_installed_example_is_discovered(installed_example):
     assert focal["methods"] == ["focal"]
 
 
-def test_example_runs_in_a_grid_beside_the_builtins(installed_example, tmp_path):
+def test_example_runs_in_a_grid_beside_the_builtins(example_here, tmp_path):
     results = tmp_path / "results.sqlite"
-    result = run_cli(
+    # In this process (discovery in a new process is tested above): the run is what is tested here.
+    result = cli_in_process(
         "run", "-m", "focal", "-m", "cce", "-t", "digits{width = 16}", "--noise", "symmetric:0.4",
         "--epochs", "2", "--seeds", "0", "--results", str(results), "--no-progress",
         "--executor", "local",  # in the driver: a pool's spawned workers cost more than these two tiny cells
-        env=installed_example,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "2 cells: ran 2 completed" in result.stderr

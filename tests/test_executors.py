@@ -1,6 +1,7 @@
 """Executors: grid validation, missing extras, and the fault-tolerance contract end to end.
 
-The end-to-end tests run ``benchsuite run`` in a subprocess on small ``digits`` grids with the
+The end-to-end tests run ``benchsuite run`` (in a subprocess where the driver's process is part of
+what is tested, in this process otherwise) on small ``digits`` grids with the
 ``probe`` test plugin (tests/data/probe_plugin.py): cross entropy that can be slowed down, kill its
 own process or block its timeout alarm, and that logs every process it runs in and every real
 load of the digits data set.
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import run_cli, start_cli
+from conftest import cli_in_process, start_cli
 
 from benchsuite.cli import main
 from benchsuite.executors import CellResult, ExecutorError, LocalExecutor, RunSettings
@@ -273,7 +274,8 @@ def test_the_local_executor_stops_a_cell_at_its_timeout_and_keeps_its_finished_e
 @slow_under_load
 def test_the_pool_runs_every_cell_in_workers_that_load_the_data_once(probe, tmp_path):
     results = tmp_path / "r.sqlite"
-    result = run_cli("run", *SMALL, "-m", "probe", "--seeds", "0,1,2,3,4", "--executor", POOL, "--results", str(results))
+    # The driver in this process (it must load no data either): the pool's workers are what is tested.
+    result = cli_in_process("run", *SMALL, "-m", "probe", "--seeds", "0,1,2,3,4", "--executor", POOL, "--results", str(results))
     assert result.returncode == 0, result.stderr
     assert "5 cells: ran 5 completed; 0 already done" in result.stderr
     stored = runs(results).values()
@@ -370,8 +372,8 @@ def test_ctrl_c_cancels_running_cells_and_keeps_finished_ones(probe, tmp_path):
 @slow_under_load
 def test_a_driver_killed_mid_grid_resumes_with_only_the_missing_cells(probe, tmp_path):
     results = tmp_path / "r.sqlite"
-    args = ["-m", "probe{sleep = 0.05}", "--seeds", "0,1,2,3", "--executor", POOL_1]
-    proc = start(results, *args)
+    args = ["-m", "probe{sleep = 0.05}", "--seeds", "0,1,2,3"]
+    proc = start(results, *args, "--executor", POOL_1)
     wait_until(lambda: runs(results), proc, what="a finished cell")
     workers = children(proc.pid)
     proc.kill()
@@ -379,7 +381,9 @@ def test_a_driver_killed_mid_grid_resumes_with_only_the_missing_cells(probe, tmp
     wait_until(lambda: not any(alive(p) for p in workers), what="orphaned workers to exit")
     before = {h: r["finished_at"] for h, r in runs(results).items()}
     assert 1 <= len(before) < 4
-    result = run_cli("run", *SMALL, "--results", str(results), *args)
+    # The resume in this process, cells in the driver: what is tested is the store the killed driver
+    # left (the executor is not part of a cell's identity), not a process or a pool.
+    result = cli_in_process("run", *SMALL, "--results", str(results), *args, "--executor", "local")
     assert result.returncode == 0, result.stderr
     assert f"ran {4 - len(before)} completed; {len(before)} already done" in result.stderr
     after = {h: r["finished_at"] for h, r in runs(results).items()}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import cli_in_process, run_cli, start_cli
+from conftest import cli_in_process, start_cli
 from test_executors import probe, runs, started  # noqa: F401 (probe is a fixture)
 
 import benchsuite
@@ -63,13 +63,15 @@ def test_a_driver_killed_mid_cell_resumes_it_from_its_checkpoint_bit_for_bit(tmp
     epoch = json.loads(torch.load(written, weights_only=True)["meta"])["epoch"]
     assert 1 <= epoch < 30
 
-    resumed = run_cli("run", *CELL, "--checkpoint-every", "0", "--results", str(killed))
+    # The resume and the uninterrupted run in this process: the killed process is the point, and its
+    # checkpoint is read as a new process would read it.
+    resumed = cli_in_process("run", *CELL, "--checkpoint-every", "0", "--results", str(killed))
     assert resumed.returncode == 0, resumed.stderr
     assert provenance(killed)["resumed_from"]["epoch"] >= epoch
     assert list(folder.iterdir()) == []  # the finished cell's checkpoint is deleted
 
     whole = tmp_path / "whole" / "results.sqlite"
-    assert run_cli("run", *CELL, "--results", str(whole)).returncode == 0
+    assert cli_in_process("run", *CELL, "--results", str(whole)).returncode == 0
     assert "resumed_from" not in provenance(whole)
     assert stored_curves(killed) == stored_curves(whole)
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import cli_in_process
 
 from benchsuite import executors
 from benchsuite.costs import cell_cost, estimate, format_duration
@@ -113,10 +114,10 @@ def test_a_grid_without_an_executor_runs_one_thread_per_core_on_a_multicore_cpu(
 
 def test_pool_workers_run_one_thread_each_and_record_it(tmp_path):
     results = tmp_path / "r.sqlite"
-    command = [sys.executable, "-m", "benchsuite", "run", "-m", "cce", "-m", "gce", "-t", "digits{width = 16}",
-               "--noise", "symmetric:0,0.4", "--epochs", "2", "--seeds", "0", "--results", str(results),
-               "--executor", "pool{workers = 2, threads_per_worker = 1}"]  # fmt: skip
-    run = subprocess.run(command, capture_output=True, text=True)
+    # The driver in this process: the workers it spawns are what is tested.
+    run = cli_in_process("run", "-m", "cce", "-m", "gce", "-t", "digits{width = 16}", "--noise", "symmetric:0,0.4",
+                         "--epochs", "2", "--seeds", "0", "--results", str(results),
+                         "--executor", "pool{workers = 2, threads_per_worker = 1}")  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "executor: pool (2 workers × 1 thread)" in run.stderr and "expected duration: about" in run.stderr
     runs = to_dataframe(results)

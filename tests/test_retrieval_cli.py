@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import run_cli
+from conftest import cli_in_process
 from fake_mars import make_fake_mars
 
 from benchsuite.results import to_dataframe
@@ -17,9 +17,11 @@ def test_run_mars_and_digits_retrieval_through_the_cli(tmp_path):
         "seq_len = 2, test_frames = 3, epoch_iterations = 2, num_workers = 1}"
     )
     results = tmp_path / "res" / "results.sqlite"
-    result = run_cli(
+    # In this process, cells in the driver: what is tested is the tasks through the command, not its
+    # process or a pool (whose two workers would each import torch for these two small cells).
+    result = cli_in_process(
         "run", "-m", "cce", "-t", mars, "-t", "digits_retrieval", "--noise", "none", "--epochs", "1",
-        "--batch-size", "4", "--seeds", "0", "--results", str(results), "--no-progress",
+        "--batch-size", "4", "--seeds", "0", "--results", str(results), "--no-progress", "--executor", "local",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     runs = to_dataframe(results).set_index("task")
