@@ -17,7 +17,7 @@ def installed_example(tmp_path_factory):
     """pip-install the example (its own pyproject and entry point) into a private target folder."""
     target = tmp_path_factory.mktemp("site")
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target), str(EXAMPLE)],
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet", "--target", str(target), str(EXAMPLE)],
         capture_output=True,
         text=True,
     )
