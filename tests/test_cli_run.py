@@ -58,7 +58,9 @@ def _wait_for_runs(results, n, proc, timeout=240):
 
 def test_a_driver_killed_with_sigkill_resumes_with_only_the_missing_cells(tmp_path):
     results = tmp_path / "results.sqlite"
-    proc = _start(results, "0,1,2,3,4,5,6,7")
+    # Cells in the driver, whatever the machine's cores (a pool's killed driver is test_executors'):
+    # no workers to spawn, each importing torch, before the first cell.
+    proc = _start(results, "0,1,2,3,4,5,6,7", "--executor", "local")
     _wait_for_runs(results, 2, proc)
     proc.kill()
     proc.wait()
@@ -76,7 +78,7 @@ def test_a_driver_killed_with_sigkill_resumes_with_only_the_missing_cells(tmp_pa
 
 def test_ctrl_c_stops_cleanly_and_keeps_finished_cells(tmp_path):
     results = tmp_path / "results.sqlite"
-    proc = _start(results, "0,1,2,3,4,5,6,7")
+    proc = _start(results, "0,1,2,3,4,5,6,7", "--executor", "local")  # a cell in the driver is interrupted (pool: test_executors)
     _wait_for_runs(results, 1, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
