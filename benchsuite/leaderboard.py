@@ -435,14 +435,19 @@ def _ranks(
     cells: dict[tuple[str, float], _Cell], labels: list[str], rates: list[float], higher_is_better: bool
 ) -> tuple[dict[str, float], dict[str, str]]:
     """Per row label: the average rank (NaN without a value), and its text with the bootstrap interval."""
-    seeds = sorted({s for cell in cells.values() for s in cell.seeds})
-    matrix = np.full((len(labels), len(rates), max(len(seeds), 1)), np.nan)
+    seeds = sorted(set().union(*(cell.seeds for cell in cells.values())))
+    width = max(len(seeds), 1)
+    matrix = np.full((len(labels), len(rates), width), np.nan)
     position = {s: i for i, s in enumerate(seeds)}
     row_of = {label: i for i, label in enumerate(labels)}
     column_of = {rate: i for i, rate in enumerate(rates)}
-    for (label, rate), cell in cells.items():
-        for seed, value in cell.by_seed.items():
-            matrix[row_of[label], column_of[rate], position[seed]] = value
+    flat_index: list[int] = []
+    flat_values: list[float] = []
+    for (label, rate), cell in cells.items():  # the values' flat positions, then one assignment
+        base = (row_of[label] * len(rates) + column_of[rate]) * width
+        flat_index += [base + position[seed] for seed in cell.by_seed]
+        flat_values += cell.by_seed.values()
+    matrix.reshape(-1)[flat_index] = flat_values
     point, low, high = rank_intervals(matrix, higher_is_better)
     texts = {
         label: "–" if np.isnan(point[i]) else f"{point[i]:.2f} [{low[i]:.2f}, {high[i]:.2f}]"
