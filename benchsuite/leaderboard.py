@@ -642,9 +642,16 @@ def header_lines(runs: pd.DataFrame, command: str) -> list[str]:
         f"- Code: benchsuite {_unique(values('benchsuite'))}, commit {_unique(commits)}; "
         f"torch {_unique(values('torch'))}; Python {_unique(values('python'))}",
         f"- Plugins: {_plugins(provenances)}",
-        f"- Hardware: {_unique(values('device_name'))} "
+        f"- Hardware: {_unique(values('device_name'))}{_cpu_ids(values('cpu_id'))} "
         f"({_unique(values('device'))}); hosts: {_unique(values('hostname'))}",
     ]
+
+
+def _cpu_ids(values: Any) -> str:
+    """The CPUs' generations in brackets, where recorded (runs stored before they were have none):
+    a board whose runs come from two generations says so, as their last bits may differ."""
+    ids = _unique(values)
+    return "" if ids == "unknown" else f" [{ids}]"
 
 
 DEFINITIONS = (

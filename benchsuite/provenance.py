@@ -38,13 +38,31 @@ def git_state() -> dict[str, Any]:
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
-def cpu_model() -> str:
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of Linux's /proc/cpuinfo (empty elsewhere)."""
+    fields: dict[str, str] = {}
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
+        return fields
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def cpu_model() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+def cpu_id() -> str:
+    """Vendor, family, model and stepping of the CPU: what tells processor generations apart
+    when the model name does not (virtual machines often report only "AMD EPYC"), and floats
+    may differ in their last bits between generations (other kernels, other vector widths)."""
+    info = _cpuinfo()
+    parts = ("vendor_id", "cpu family", "model", "stepping")
+    if all(key in info for key in parts):
+        return f"{info['vendor_id']} family {info['cpu family']} model {info['model']} stepping {info['stepping']}"
     return platform.processor() or platform.machine()
 
 
@@ -66,6 +84,7 @@ def machine(device: str) -> dict[str, Any]:
         "device": device,
         "device_name": cpu_model(),
         "cpu": cpu_model(),
+        "cpu_id": cpu_id(),
         "cpu_count": os.cpu_count(),
         "hostname": socket.gethostname(),
         "platform": platform.platform(),

@@ -35,7 +35,7 @@ KEPT_INFO = ("task_metrics", "leaderboard_metrics", "recipe", "privileged")
 #: The provenance keys the header reads, and the versions worth keeping beside them.
 KEPT_PROVENANCE = (
     "benchsuite", "commit", "dirty", "torch", "python", "numpy", "cuda", "plugins", "device", "device_name", "cpu",
-    "cpu_count", "torch_threads", "hostname", "executor",
+    "cpu_id", "cpu_count", "torch_threads", "hostname", "executor",
 )  # fmt: skip
 #: Per-epoch metrics kept for the plots, beside the task's leaderboard metrics.
 PLOTTED_CURVES = ("clean_fit", "noisy_memorised")

@@ -38,7 +38,7 @@ CUBLAS_WORKSPACE = ":4096:8"
 
 #: The provenance keys a cell's bit-reproducibility depends on (see the module docstring).
 REPRODUCIBLE_UNDER = (
-    "device", "device_name", "cpu_capability", "torch_threads", "deterministic", "torch", "numpy", "python", "cuda", "cudnn",
+    "device", "device_name", "cpu_id", "cpu_capability", "torch_threads", "deterministic", "torch", "numpy", "python", "cuda", "cudnn",
 )
 
 
