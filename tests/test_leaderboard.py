@@ -241,3 +241,34 @@ def test_the_hardware_line_names_cpu_generations_and_kernels_where_recorded():
     assert json.loads(published.provenance[0])["cpu_capability"] == "AVX2"
     assert "reproducibility" not in json.loads(published.provenance[0])
     assert hardware(published) == hardware(runs(zen5_avx2))
+
+
+def test_cells_group_runs_by_row_and_rate_in_run_order():
+    """A table's cells: per (row, noise rate), in the order the runs first show them, the
+    statuses counted, the completed runs' values and seeds in run order (a NaN value left out),
+    a seed run twice averaged, and the mean and t-interval half-width of the values."""
+    import numpy as np
+    import pandas as pd
+
+    from benchsuite.leaderboard import _cells
+    from benchsuite.stats import t_half_width
+
+    runs = pd.DataFrame(
+        {
+            "label": ["b", "a", "b", "a", "b", "a", "b", "b"],
+            "noise_rate": [0.4, 0.0, 0.4, 0.0, 0.0, 0.0, 0.4, 0.4],
+            "seed": [1, 0, 0, 1, 0, 2, 2, 0],
+            "status": ["completed", "completed", "completed", "diverged", "skipped", "completed", "completed", "completed"],
+            "test_acc": [0.5, 0.9, 0.7, np.nan, np.nan, np.nan, 0.6, 0.8],
+        }
+    )
+    cells = _cells(runs, "test_acc")
+    assert list(cells) == [("b", 0.4), ("a", 0.0), ("b", 0.0)]
+    b, a, skipped = cells.values()
+    assert (b.values, b.seeds, dict(b.statuses)) == ([0.5, 0.7, 0.6, 0.8], [1, 0, 2, 0], {"completed": 4})
+    assert b.by_seed == {1: 0.5, 0: 0.75, 2: 0.6}
+    assert b.mean == np.mean([0.5, 0.7, 0.6, 0.8]) and b.half_width == t_half_width(np.array([0.5, 0.7, 0.6, 0.8]))
+    assert (a.values, a.seeds, dict(a.statuses)) == ([0.9], [0], {"completed": 2, "diverged": 1})
+    assert np.isnan(a.half_width) and a.text(percent=True) == "90.00 ± – (1) †1"
+    assert (skipped.values, dict(skipped.statuses), skipped.text(percent=True)) == ([], {"skipped": 1}, "n/a")
+    assert _cells(runs, "missing_metric")[("b", 0.4)].values == [] and _cells(runs.iloc[:0], "test_acc") == {}
