@@ -483,6 +483,7 @@ def test_slurm_jobs_through_submitit_are_retried_when_killed_and_cancelled_on_ct
     assert "Slurm job" in err and "without a result" in err  # the RETRY line names the job and its state
     assert proc.pid not in loads(probe) and killed not in {r["provenance"]["pid"] for r in stored}
     assert any((tmp_path / "slurm").glob("*/*_log.err"))  # submitit's job logs beside the results
+    assert len(list((tmp_path / "slurm").glob("*/*_started"))) == 3  # each job said when its cell started
 
     results2 = tmp_path / "r2.sqlite"
     (probe / "started").unlink()
@@ -493,3 +494,37 @@ def test_slurm_jobs_through_submitit_are_retried_when_killed_and_cancelled_on_ct
     assert proc.returncode == 130, err
     wait_until(lambda: not any(alive(p) for p in jobs), what="the cancelled jobs to stop")
     assert runs(results2) == {} and claims(results2) == 0
+
+
+class _TimedOutJob:
+    """A submitit job that Slurm stopped at its time limit, without a result (submitit's view)."""
+
+    def __init__(self, folder: Path, job_id: str) -> None:
+        from submitit.core.utils import JobPaths
+
+        self.paths, self.job_id, self.state = JobPaths(folder, job_id=job_id), job_id, "TIMEOUT"
+
+    def done(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("started_cell", [False, True])
+def test_a_slurm_job_stopped_at_its_time_limit_timed_out_only_if_its_cell_had_started(tmp_path, started_cell):
+    """The job's time limit includes its start-up; a job whose start-up took all of it never ran
+    its cell: lost (retried), not timed out."""
+    from benchsuite.executors.slurm import started_marker
+
+    spec = CellSpec("cce", {}, "digits", {}, "symmetric", 0.4, 0, "v", "v")
+    slurm = get_host().executor_class("slurm")(cluster="local", time=2)
+    slurm.start(RunSettings(workdir=tmp_path))
+    job = _TimedOutJob(tmp_path / "slurm" / "%j", "41_0")
+    job.paths.folder.mkdir(parents=True)
+    if started_cell:
+        started_marker(job.paths.folder, job.job_id).touch()
+    slurm._running[job] = spec
+    (result,) = slurm.wait(0)
+    if started_cell:
+        assert result.lost is None and result.record.status == "timeout"
+        assert result.record.error == "exceeded the cell timeout of 120 s; Slurm stopped job 41_0 at its time limit"
+    else:
+        assert result.record is None and result.lost == "Slurm job 41_0 reached its time limit of 2 min before its cell started (its start-up took it)"

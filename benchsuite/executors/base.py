@@ -194,8 +194,10 @@ def run_in_worker(
     threads: int | None,
     checkpoints: CheckpointPolicy | None = None,
 ) -> RunRecord:
-    """A cell's entry point in a Slurm job: prepare the worker (``prepare_worker``), run, return
-    the record. With ``checkpoints`` a retried or requeued cell resumes from its checkpoint."""
+    """A cell's entry point in a remote worker (an executor plugin's task): prepare the worker
+    (``prepare_worker``), run, return the record. With ``checkpoints`` a retried or requeued cell
+    resumes from its checkpoint. (The Ray and Slurm executors do the same and also tell the driver
+    when the cell starts.)"""
     prepare_worker(cells, threads)
     return cells.execute(spec, device, amp, timeout=timeout, checkpoints=checkpoints)
 
