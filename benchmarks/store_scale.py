@@ -12,9 +12,12 @@ interpreter and imports, as a user sees them. Storing a run is timed in process:
 ``INSERTS`` saves into an empty database and into the full one.
 
 ``--before SRC`` also runs the commands with an older benchsuite (the ``benchsuite`` package under
-SRC, e.g. ``git archive main benchsuite | tar -x -C SRC``) on a schema-1 copy of the databases up to
-``--before-max`` runs (the old code reads every curve: 10⁵ runs do not fit in memory), and times
-the migration of that copy. ``--layouts`` compares the two curve layouts on the 10⁴-run database.
+SRC, e.g. ``git archive main benchsuite | tar -x -C SRC``, with its plugins as SRC/benchsuite_plugins
+to measure those too) up to ``--before-max`` runs, alternating with this one command by command.
+With ``--before-schema 1`` (the default: code that predates the summaries) it reads a schema-1 copy of
+the databases (that code reads every curve: 10⁵ runs do not fit in memory) and the migration of
+that copy is timed; with ``--before-schema 2`` it reads the same database, and the board and runs
+export of both are compared byte for byte. ``--layouts`` compares the two curve layouts on the 10⁴-run database.
 
     nice -n 10 python benchmarks/store_scale.py --work /tmp/scale --seed-db seed.sqlite
 """
@@ -134,18 +137,40 @@ def insert_seconds(seed_db: Path, db: Path) -> float:
     return statistics.median(times)
 
 
-def measure(db: Path, work: Path, source: Path | None = None) -> dict[str, tuple[float, float, float]]:
-    """Wall time, CPU time and peak RSS of each command on ``db``, run by the benchsuite under
-    ``source`` (its directory is the working directory, which ``python -m`` puts first on the
-    path) or, by default, by this one."""
-    cli = [sys.executable, "-m", "benchsuite"]
-    env = {"PYTHONPATH": str(source)} if source else None
-    return {
-        "leaderboard": sh([*cli, "leaderboard", "--results", str(db), "--out", str(work / "board.md")], env, source),
-        "export runs": sh([*cli, "export", "--results", str(db), "--out", str(work / "runs.csv")], env, source),
-        "export curves": sh([*cli, "export", "--results", str(db), "--out", os.devnull, "--curves", str(work / "curves.csv")], env, source),
-        "dry-run": sh([*cli, "run", *SEED_GRID, "--epochs", "60", "--results", str(db), "--dry-run"], env, source),
+def commands(db: Path, work: Path, curves: bool = True) -> dict[str, list[str]]:
+    """The commands measured on ``db`` (arguments after ``python -m benchsuite``)."""
+    out = {
+        "leaderboard": ["leaderboard", "--results", str(db), "--out", str(work / "board.md")],
+        "export runs": ["export", "--results", str(db), "--out", str(work / "runs.csv")],
+        "export curves": ["export", "--results", str(db), "--out", os.devnull, "--curves", str(work / "curves.csv")],
+        "dry-run": ["run", *SEED_GRID, "--epochs", "60", "--results", str(db), "--dry-run"],
     }
+    if not curves:
+        del out["export curves"]
+    return out
+
+
+def measure(db: Path, work: Path, source: Path | None = None, old_db: Path | None = None, curves: bool = True) -> tuple[dict[str, tuple[float, float, float]], dict[str, tuple[float, float, float]]]:
+    """Wall time, CPU time and peak RSS of each command on ``db`` run by this benchsuite and, with
+    ``source``, on ``old_db`` by the benchsuite under ``source`` (its directory is the working
+    directory, which ``python -m`` puts first on the path), the two alternating command by
+    command so that both see the same load."""
+    cli = [sys.executable, "-m", "benchsuite"]
+    after: dict[str, tuple[float, float, float]] = {}
+    before: dict[str, tuple[float, float, float]] = {}
+    old_commands = commands(old_db, work, curves) if source and old_db else {}
+    outputs = {"leaderboard": work / "board.md", "export runs": work / "runs.csv"}
+    for name, command in commands(db, work, curves).items():
+        after[name] = sh([*cli, *command])
+        if name in old_commands:
+            kept = outputs[name].with_suffix(".after") if name in outputs else None
+            if kept:
+                outputs[name].replace(kept)
+            before[name] = sh([*cli, *old_commands[name]], {"PYTHONPATH": str(source)}, source)
+            if kept and old_db == db:  # the same database and command: the outputs must be equal
+                same = kept.read_bytes() == outputs[name].read_bytes()
+                print(f"{name} on {db.name}: {'byte for byte the older code' if same else 'DIFFERS from the older code'}", file=sys.stderr, flush=True)
+    return after, before
 
 
 def compare_layouts(db: Path) -> None:
@@ -220,6 +245,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--before", type=Path, help="Source root of an older benchsuite to measure side by side.")
     parser.add_argument("--before-max", type=int, default=10000)
+    parser.add_argument(
+        "--before-schema", type=int, choices=(1, 2), default=1,
+        help="The results schema the older benchsuite reads: 1 runs it on a schema-1 copy (and times the migration), 2 on the same database.",
+    )  # fmt: skip
+    parser.add_argument("--no-curves", action="store_true", help="Leave out the curves export (minutes at 10⁵ runs).")
     parser.add_argument("--layouts", action="store_true", help="Compare the curve layouts on the 10⁴-run database.")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -233,20 +263,24 @@ def main() -> None:
         start = time.perf_counter()
         build(seed, db, n)
         print(f"built {db} ({n} runs) in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-        after = measure(db, args.work)
         before: dict[str, tuple[float, float, float]] = {}
         migration = None
         if args.before and n <= args.before_max:
-            old = args.work / f"runs_{n}.schema1.sqlite"
-            as_schema_1(db, old)
-            before = measure(old, args.work, args.before.resolve())
+            old = db
+            if args.before_schema == 1:
+                old = args.work / f"runs_{n}.schema1.sqlite"
+                as_schema_1(db, old)
+            after, before = measure(db, args.work, args.before.resolve(), old, curves=not args.no_curves)
             if (old.parent / f"{old.name}.schema1-backup").exists():
-                raise RuntimeError(f"{args.before} migrated {old}: it is not an older benchsuite")
-            start = time.perf_counter()
-            ResultStore(old).close()
-            migration = time.perf_counter() - start
-            for leftover in (old, Path(f"{old}.schema1-backup")):
-                leftover.unlink(missing_ok=True)
+                raise RuntimeError(f"{args.before} migrated {old}: it does not read schema {args.before_schema}")
+            if args.before_schema == 1:
+                start = time.perf_counter()
+                ResultStore(old).close()
+                migration = time.perf_counter() - start
+                for leftover in (old, Path(f"{old}.schema1-backup")):
+                    leftover.unlink(missing_ok=True)
+        else:
+            after, _ = measure(db, args.work, curves=not args.no_curves)
         if args.layouts and n == 10000:
             compare_layouts(db)
         rows.append((n, db.stat().st_size / 1e6, after, before, insert_seconds(seed, db), migration))
@@ -264,6 +298,8 @@ def print_table(rows: list[tuple], first_insert: float) -> None:
             def one(wall: float, cpu: float, gb: float) -> str:
                 return f"{wall:.1f} s ({cpu:.1f} s CPU)" + (f" / {gb:.2f} GB" if rss else "")
 
+            if name not in after:
+                return "not measured"
             return one(*after[name]) + (f"; before: {one(*before[name])}" if name in before else "")
 
         print(

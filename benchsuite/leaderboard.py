@@ -169,18 +169,32 @@ def _rate_dependent(params_by_rate: dict[float, list[dict[str, Any]]]) -> set[st
     return {k for k in keys if len({json.dumps(values.get(k)) for values in by_rate}) > 1}
 
 
+def _per_rate_names(names: list[dict[str, Any]], setting: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any], str]]:
+    """The names of one (names, setting) pair asked for with a preset per noise rate, each as
+    (row key, the rest of the setting, the name, its parameters as canonical JSON)."""
+    per_rate = [name for name in names if _per_rate(name)]
+    rest = {k: v for k, v in setting.items() if k != "method_params"} if per_rate else {}
+    return [
+        (json.dumps({"name": [name["method"], name["preset"]], "rest": rest}, sort_keys=True), rest, name, json.dumps(name["params"], sort_keys=True))
+        for name in per_rate
+    ]
+
+
 def _per_rate_rows(runs: pd.DataFrame) -> tuple[list[tuple[int, str]], dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
     """The rows of the names asked for with a preset per noise rate: one per name and rest of the
     setting, with the parameters its presets do not set per rate; names whose rows hold the same
-    runs at every rate share one row. Returns (run position, row key) pairs, settings and names."""
+    runs at every rate share one row. Returns (run position, row key) pairs, settings and names.
+    Runs repeat their (names, setting) texts: each distinct pair is parsed and examined once."""
     entries: dict[str, dict[str, Any]] = {}
-    for position, (rate, cell, names, setting) in enumerate(zip(runs.noise_rate.tolist(), runs.cell_hash.tolist(), parsed(runs.names), parsed(runs.setting))):
-        per_rate = [name for name in names if _per_rate(name)]
-        rest = {k: v for k, v in setting.items() if k != "method_params"} if per_rate else {}
-        for name in per_rate:
-            key = json.dumps({"name": [name["method"], name["preset"]], "rest": rest}, sort_keys=True)
+    of_pair: dict[tuple[str, str], list[tuple[str, dict[str, Any], dict[str, Any], str]]] = {}
+    texts = zip(runs.noise_rate.tolist(), runs.cell_hash.tolist(), runs.names.tolist(), runs.setting.tolist())
+    for position, (rate, cell, names, setting) in enumerate(texts):
+        found = of_pair.get((names, setting))
+        if found is None:
+            found = of_pair[names, setting] = _per_rate_names(json.loads(names), json.loads(setting))
+        for key, rest, name, params in found:
             entry = entries.setdefault(key, {"rest": rest, "name": name, "params": {}, "positions": [], "cells": set()})
-            entry["params"].setdefault(rate, []).append(name["params"])
+            entry["params"].setdefault(rate, {})[params] = name["params"]
             entry["positions"].append(position)
             entry["cells"].add((rate, cell))
     by_cells: dict[tuple[Any, ...], str] = {}
@@ -188,7 +202,7 @@ def _per_rate_rows(runs: pd.DataFrame) -> tuple[list[tuple[int, str]], dict[str,
     settings: dict[str, dict[str, Any]] = {}
     row_names: dict[str, list[dict[str, Any]]] = {}
     for key, entry in sorted(entries.items()):
-        dependent = _rate_dependent(entry["params"])
+        dependent = _rate_dependent({rate: list(params.values()) for rate, params in entry["params"].items()})
         params = {k: v for k, v in entry["name"]["params"].items() if k not in dependent}
         row = by_cells.setdefault(tuple(sorted(entry["cells"])), key)
         settings.setdefault(row, {**entry["rest"], "method_params": params})
@@ -201,18 +215,30 @@ def labelled_rows(runs: pd.DataFrame, column: str = "label") -> pd.DataFrame:
     """``runs`` (as ``normalise_runs`` returns them), each with its table row's label in
     ``column`` (see ``setting_labels``). A run asked for under a preset per noise rate belongs to
     that entry's row, which spans the rates with their different settings; a run asked for under
-    a plain name too (``gr`` beside ``gr@0:cifar10_clean`` at r = 0.4) appears in both rows."""
+    a plain name too (``gr`` beside ``gr@0:cifar10_clean`` at r = 0.4) appears in both rows.
+    Each distinct (names, setting) pair is examined once, in the order runs first show it."""
     pairs, settings, names = _per_rate_rows(runs)
-    for position, (entries, setting, setting_dict) in enumerate(zip(parsed(runs.names), runs.setting, parsed(runs.setting))):
-        plain = [n for n in entries if not _per_rate(n)]
+    plain_of: dict[tuple[str, str], bool] = {}
+    for position, (entries, setting) in enumerate(zip(runs.names.tolist(), runs.setting.tolist())):
+        plain = plain_of.get((entries, setting))
+        if plain is None:
+            plain = plain_of[entries, setting] = _add_plain_names(json.loads(entries), setting, settings, names)
         if plain:
-            settings.setdefault(setting, setting_dict)
-            known = names.setdefault(setting, [])
-            known += [n for n in plain if n not in known]
             pairs.append((position, setting))
     labels = setting_labels(settings, names)
     pairs.sort()
     return runs.iloc[[position for position, _ in pairs]].assign(**{column: [labels[key] for _, key in pairs]})
+
+
+def _add_plain_names(entries: list[dict[str, Any]], setting: str, settings: dict[str, dict[str, Any]], names: dict[str, list[dict[str, Any]]]) -> bool:
+    """Record the plain names (no preset per noise rate) of a (names, setting) pair under its
+    setting, each once; returns whether it has any (its runs then belong to that setting's row)."""
+    plain = [n for n in entries if not _per_rate(n)]
+    if plain:
+        settings.setdefault(setting, json.loads(setting))
+        known = names.setdefault(setting, [])
+        known += [n for n in plain if n not in known]
+    return bool(plain)
 
 
 def validation_column(metric: str) -> str:
@@ -337,17 +363,29 @@ class _Cell:
 
 
 def _cells(runs: pd.DataFrame, column: str) -> dict[tuple[str, float], _Cell]:
-    """(row label, noise rate) -> its cell, in one pass over the runs, with its mean and half-width."""
+    """(row label, noise rate) -> its cell, with its mean and half-width. The runs are grouped as
+    arrays (a Python loop runs over the cells, not the runs): each cell's values and seeds are
+    its completed runs' in run order, as a loop over the runs would append them."""
+    if runs.empty:
+        return {}
     values = runs[column].to_numpy(dtype=float) if column in runs else np.full(len(runs), np.nan)
+    label_codes, labels = pd.factorize(runs.label, sort=False)
+    rate_codes, rates = pd.factorize(runs.noise_rate, sort=False)
+    codes, firsts = pd.factorize(label_codes.astype(np.int64) * len(rates) + rate_codes, sort=False)  # first-seen order
+    status_codes, statuses = pd.factorize(runs.status, sort=False)
+    counts = np.zeros((len(firsts), len(statuses)), dtype=np.int64)
+    np.add.at(counts, (codes, status_codes), 1)
+    kept = np.flatnonzero((runs.status.to_numpy() == "completed") & ~np.isnan(values))
+    kept = kept[np.argsort(codes[kept], kind="stable")]
+    bounds = np.searchsorted(codes[kept], np.arange(len(firsts) + 1))
+    kept_values, kept_seeds = values[kept].tolist(), runs.seed.to_numpy()[kept].tolist()
+    label_list, rate_list, status_list = labels.tolist(), rates.tolist(), statuses.tolist()
     cells: dict[tuple[str, float], _Cell] = {}
-    for label, rate, seed, status, value in zip(runs.label.tolist(), runs.noise_rate.tolist(), runs.seed.tolist(), runs.status.tolist(), values.tolist()):
-        cell = cells.get((label, rate))
-        if cell is None:
-            cell = cells[label, rate] = _Cell()
-        cell.statuses[status] += 1
-        if status == "completed" and value == value:  # not NaN
-            cell.values.append(value)
-            cell.seeds.append(int(seed))
+    for code, first in enumerate(firsts.tolist()):
+        cell = _Cell(Counter({status_list[i]: int(n) for i, n in enumerate(counts[code]) if n}))
+        start, stop = bounds[code], bounds[code + 1]
+        cell.values, cell.seeds = kept_values[start:stop], [int(s) for s in kept_seeds[start:stop]]
+        cells[label_list[first // len(rates)], rate_list[first % len(rates)]] = cell
     _summarise(list(cells.values()))
     return cells
 
@@ -397,14 +435,19 @@ def _ranks(
     cells: dict[tuple[str, float], _Cell], labels: list[str], rates: list[float], higher_is_better: bool
 ) -> tuple[dict[str, float], dict[str, str]]:
     """Per row label: the average rank (NaN without a value), and its text with the bootstrap interval."""
-    seeds = sorted({s for cell in cells.values() for s in cell.seeds})
-    matrix = np.full((len(labels), len(rates), max(len(seeds), 1)), np.nan)
+    seeds = sorted(set().union(*(cell.seeds for cell in cells.values())))
+    width = max(len(seeds), 1)
+    matrix = np.full((len(labels), len(rates), width), np.nan)
     position = {s: i for i, s in enumerate(seeds)}
     row_of = {label: i for i, label in enumerate(labels)}
     column_of = {rate: i for i, rate in enumerate(rates)}
-    for (label, rate), cell in cells.items():
-        for seed, value in cell.by_seed.items():
-            matrix[row_of[label], column_of[rate], position[seed]] = value
+    flat_index: list[int] = []
+    flat_values: list[float] = []
+    for (label, rate), cell in cells.items():  # the values' flat positions, then one assignment
+        base = (row_of[label] * len(rates) + column_of[rate]) * width
+        flat_index += [base + position[seed] for seed in cell.by_seed]
+        flat_values += cell.by_seed.values()
+    matrix.reshape(-1)[flat_index] = flat_values
     point, low, high = rank_intervals(matrix, higher_is_better)
     texts = {
         label: "–" if np.isnan(point[i]) else f"{point[i]:.2f} [{low[i]:.2f}, {high[i]:.2f}]"
@@ -600,8 +643,16 @@ def header_lines(runs: pd.DataFrame, command: str) -> list[str]:
         f"torch {_unique(values('torch'))}; Python {_unique(values('python'))}",
         f"- Plugins: {_plugins(provenances)}",
         f"- Hardware: {_unique(values('device_name'))}{_cpu_ids(values('cpu_id'))} "
-        f"({_unique(values('device'))}); hosts: {_unique(values('hostname'))}",
+        f"({_unique(values('device'))}{_kernels(provenances)}); hosts: {_unique(values('hostname'))}",
     ]
+
+
+def _kernels(provenances: list[dict[str, Any]]) -> str:
+    """The vector extension torch's CPU kernels dispatched to, where recorded: the same code gives
+    other last bits with AVX2 and AVX-512 kernels on one machine (``ATEN_CPU_CAPABILITY`` picks)."""
+    found = [p.get("cpu_capability") or (p.get("reproducibility") or {}).get("cpu_capability") for p in provenances]
+    kernels = _unique(found)
+    return "" if kernels == "unknown" else f"; torch CPU kernels: {kernels}"
 
 
 def _cpu_ids(values: Any) -> str:

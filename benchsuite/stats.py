@@ -111,6 +111,8 @@ def average_ranks(means: np.ndarray, higher_is_better: bool) -> np.ndarray:
     score = -means if higher_is_better else means
     missing = np.isnan(score)
     ranks = np.moveaxis(_tied_ranks(np.moveaxis(np.where(missing, np.inf, score), 0, -1)), -1, 0)
+    if not missing.any():  # the same sums and counts as nanmean's, without its masked copy
+        return ranks.mean(axis=1)
     ranks[missing] = np.nan
     with _quiet():
         return np.nanmean(ranks, axis=1)
@@ -124,29 +126,32 @@ def _tied_ranks(scores: np.ndarray) -> np.ndarray:
     shape = scores.shape
     flat = np.ascontiguousarray(scores.reshape(-1, shape[-1]))
     order = np.argsort(flat, axis=1)
-    ordered = np.take_along_axis(flat, order, axis=1)
+    ordered = np.sort(flat, axis=1)  # the values in ``order`` (ties compare equal): a sort is cheaper than gathering them
     ranks_in_order = np.broadcast_to(np.arange(1.0, shape[-1] + 1), ordered.shape).copy()
     tied = (ordered[:, 1:] == ordered[:, :-1]) & np.isfinite(ordered[:, 1:])
     with_ties = np.flatnonzero(tied.any(axis=1))  # rows with finite ties: their groups share the mean rank
     if len(with_ties):
         ranks_in_order[with_ties] = _average_tied(tied[with_ties])
-    ranks = np.empty(flat.shape)
-    np.put_along_axis(ranks, order, ranks_in_order, axis=1)
+    ranks = np.empty(flat.size)
+    # scattered through flat indices: numpy's 1-d indexing is about twice as fast as put_along_axis
+    ranks[(order + np.arange(0, flat.size, shape[-1])[:, None]).ravel()] = ranks_in_order.ravel()
     return ranks.reshape(shape)
 
 
 def _average_tied(tied: np.ndarray) -> np.ndarray:
     """The ranks of sorted rows whose entry ``i + 1`` ties entry ``i`` where ``tied[:, i]``: each
-    group of tied entries, from position ``first`` to ``last``, has the rank ``(first + last) / 2 + 1``."""
+    group of tied entries, from position ``first`` to ``last``, has the rank ``(first + last) / 2 + 1``.
+    The groups of all rows are numbered in one running count over the flattened rows (a group
+    never spans two rows: each row's first entry starts one)."""
     rows, width = tied.shape[0], tied.shape[1] + 1
-    position = np.broadcast_to(np.arange(width), (rows, width))
     starts = np.ones((rows, width), dtype=bool)
     starts[:, 1:] = ~tied
-    ends = np.ones((rows, width), dtype=bool)
-    ends[:, :-1] = ~tied
-    first = np.maximum.accumulate(np.where(starts, position, 0), axis=1)
-    last = np.minimum.accumulate(np.where(ends, position, width)[:, ::-1], axis=1)[:, ::-1]
-    return (first + last) / 2 + 1
+    flat = starts.ravel()
+    group = np.cumsum(flat) - 1
+    begins = np.flatnonzero(flat)
+    first = begins % width
+    last = first + np.diff(begins, append=flat.size) - 1
+    return ((first + last) / 2 + 1)[group].reshape(rows, width)
 
 
 @functools.lru_cache(maxsize=16)
@@ -166,7 +171,10 @@ def _resampled_means(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
     order: the same bits on every machine and for every way of batching the resamples."""
     rows, columns, num_seeds = values.shape
     present = ~np.isnan(values).reshape(rows * columns, num_seeds)
-    filled = np.where(present, values.reshape(rows * columns, num_seeds), 0.0)
+    # one contiguous vector per seed (and per seed its counts): the products below run over
+    # unit strides, which numpy vectorises, instead of a stride of num_seeds
+    filled = np.ascontiguousarray(np.where(present, values.reshape(rows * columns, num_seeds), 0.0).T)
+    counts_by_seed = np.ascontiguousarray(counts.T)
     resamples = len(counts)
     runs = counts @ present.T.astype(float)  # whole numbers: exact in any order
     sums = np.zeros((resamples, rows * columns))
@@ -176,7 +184,7 @@ def _resampled_means(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
         part, stop = sums[start : start + block], min(start + block, resamples)
         product = scratch[: stop - start]
         for s in range(num_seeds):
-            np.multiply(counts[start:stop, s, None], filled[None, :, s], out=product)
+            np.multiply(counts_by_seed[s, start:stop, None], filled[s][None, :], out=product)
             part += product
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(runs > 0, sums / runs, np.nan).reshape(resamples, rows, columns)

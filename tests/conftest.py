@@ -87,6 +87,21 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600)
     )
 
 
+def cli_in_process(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``benchsuite ARGS`` run by this process, for tests that are about what the command does,
+    not about its process: the same exit status, standard output and standard error as
+    :func:`run_cli`, without paying Python, torch and the plugins' imports again (several seconds
+    a call on CI's two cores). A bug raises here with its traceback instead of exiting 1."""
+    from click.testing import CliRunner
+
+    from benchsuite.cli import main
+
+    reset_host()  # the plugins a new process would load, env overrides included
+    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False, prog_name="benchsuite")
+    reset_host()
+    return subprocess.CompletedProcess(["benchsuite", *args], result.exit_code, result.stdout, result.stderr)
+
+
 def start_cli(*args: str) -> subprocess.Popen[str]:
     """``benchsuite ARGS`` started in the background, interruptible with SIGINT as from a terminal.
 

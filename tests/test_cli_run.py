@@ -8,7 +8,7 @@ import sqlite3
 import time
 
 import pytest
-from conftest import run_cli, start_cli
+from conftest import cli_in_process, run_cli, start_cli
 
 from benchsuite.results import to_dataframe
 
@@ -27,7 +27,7 @@ def runs_in(path):
 
 def test_run_stores_every_cell_and_writes_the_leaderboard(tmp_path):
     results = tmp_path / "res" / "results.sqlite"
-    result = run_cli("run", *SMALL, "--seeds", "0,1", "--results", str(results))
+    result = cli_in_process("run", *SMALL, "--seeds", "0,1", "--results", str(results))
     assert result.returncode == 0, result.stderr
     assert "2 cells: ran 2 completed; 0 already done" in result.stderr
     runs = to_dataframe(results)
@@ -37,15 +37,15 @@ def test_run_stores_every_cell_and_writes_the_leaderboard(tmp_path):
     assert "## digits — symmetric noise" in board and "| cce |" in board
     assert board in result.stdout + "\n" or board.strip() in result.stdout
 
-    again = run_cli("run", *SMALL, "--seeds", "0,1", "--results", str(results))
+    again = cli_in_process("run", *SMALL, "--seeds", "0,1", "--results", str(results))
     assert "ran nothing; 2 already done" in again.stderr
-    forced = run_cli("run", *SMALL, "--seeds", "0", "--results", str(results), "--force", "--no-leaderboard")
+    forced = cli_in_process("run", *SMALL, "--seeds", "0", "--results", str(results), "--force", "--no-leaderboard")
     assert "1 cells: ran 1 completed" in forced.stderr
 
 
-def _start(results, seeds):
+def _start(results, seeds, *more):
     return start_cli("run", "-m", "cce", "-t", "digits{width = 32}", "--noise", "symmetric:0.2", "--epochs", "40",
-                     "--seeds", seeds, "--results", str(results), "--no-progress", "--no-leaderboard")  # fmt: skip
+                     "--seeds", seeds, "--results", str(results), "--no-progress", "--no-leaderboard", *more)  # fmt: skip
 
 
 def _wait_for_runs(results, n, proc, timeout=240):
@@ -88,7 +88,9 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_cells(tmp_path):
 
 def test_two_drivers_on_one_database_share_the_work(tmp_path):
     results = tmp_path / "results.sqlite"
-    procs = [_start(results, "0,1,2,3"), _start(results, "0,1,2,3")]
+    # Each driver runs its cells itself (--executor local): the sharing is the drivers' claims, and
+    # two pools of two spawned workers each would put six processes on CI's two cores.
+    procs = [_start(results, "0,1,2,3", "--executor", "local"), _start(results, "0,1,2,3", "--executor", "local")]
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
@@ -98,8 +100,8 @@ def test_two_drivers_on_one_database_share_the_work(tmp_path):
 
 def test_dry_run_lists_cells_and_their_state(tmp_path):
     results = tmp_path / "results.sqlite"
-    run_cli("run", *SMALL, "--seeds", "0", "--results", str(results))
-    result = run_cli("run", *SMALL, "--seeds", "0,1", "--results", str(results), "--dry-run")
+    cli_in_process("run", *SMALL, "--seeds", "0", "--results", str(results))
+    result = cli_in_process("run", *SMALL, "--seeds", "0,1", "--results", str(results), "--dry-run")
     lines = result.stdout.splitlines()
     assert sum("completed" in l for l in lines) == 1 and sum(" todo " in l for l in lines) == 1
     assert lines[-2] == "2 cells (command line)"
@@ -116,7 +118,7 @@ def test_dry_run_lists_cells_and_their_state(tmp_path):
     ],
 )
 def test_bad_input_exits_2_with_a_message(tmp_path, args, message):
-    result = run_cli("run", *args, "--results", str(tmp_path / "r.sqlite"))
+    result = cli_in_process("run", *args, "--results", str(tmp_path / "r.sqlite"))
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -124,14 +126,14 @@ def test_bad_input_exits_2_with_a_message(tmp_path, args, message):
 
 def test_leaderboard_and_export_commands(tmp_path):
     results = tmp_path / "results.sqlite"
-    assert run_cli("leaderboard", "--results", str(results)).returncode == 2
-    run_cli("run", *SMALL, "--seeds", "0", "--results", str(results), "--no-leaderboard")
+    assert cli_in_process("leaderboard", "--results", str(results)).returncode == 2
+    cli_in_process("run", *SMALL, "--seeds", "0", "--results", str(results), "--no-leaderboard")
     out = tmp_path / "board.md"
-    assert run_cli("leaderboard", "--results", str(results), "--out", str(out)).returncode == 0
+    assert cli_in_process("leaderboard", "--results", str(results), "--out", str(out)).returncode == 0
     assert out.read_text().startswith("# benchsuite leaderboard")
     csv = tmp_path / "runs.csv"
     curves = tmp_path / "curves.csv"
-    assert run_cli("export", "--results", str(results), "--out", str(csv), "--curves", str(curves)).returncode == 0
+    assert cli_in_process("export", "--results", str(results), "--out", str(csv), "--curves", str(curves)).returncode == 0
     header = csv.read_text().splitlines()[0].split(",")
     assert {"cell_hash", "method", "noise_rate", "seed", "test_acc", "best_test_acc", "last5_test_acc"} <= set(header)
     assert len(curves.read_text().splitlines()) == 1 + 2
@@ -142,13 +144,15 @@ def test_runs_with_different_budgets_never_share_a_row(tmp_path):
     `87.56 ± 4.15 (4)`; now they are two rows, each with its budget, and the board `run` prints
     is that of the grid it ran."""
     results = tmp_path / "results.sqlite"
-    grid = ["-m", "cce", "-t", "digits{width = 16}", "--noise", "symmetric:0.4", "--seeds", "0,1", "--no-progress"]
-    five = run_cli("run", *grid, "--epochs", "5", "--results", str(results))
-    three = run_cli("run", *grid, "--epochs", "3", "--results", str(results))
+    # In this process: a pool's spawned workers (the automatic executor of a 2-cell grid on 2 cores)
+    # would cost more than these tiny cells; the pool has its own tests (test_executors.py).
+    grid = ["-m", "cce", "-t", "digits{width = 16}", "--noise", "symmetric:0.4", "--seeds", "0,1", "--no-progress", "--executor", "local"]
+    five = cli_in_process("run", *grid, "--epochs", "5", "--results", str(results))
+    three = cli_in_process("run", *grid, "--epochs", "3", "--results", str(results))
     assert five.returncode == 0 and three.returncode == 0, five.stderr + three.stderr
     assert "| cce |" in three.stdout and "Budget: 3 epochs, batch " in three.stdout  # only the grid just run
     assert "budget.epochs=5" not in three.stdout and "| cce [" not in three.stdout
-    board = run_cli("leaderboard", "--results", str(results)).stdout
+    board = cli_in_process("leaderboard", "--results", str(results)).stdout
     final = board.split("**Final epoch**")[1].split("**Best")[0]
     rows = [line for line in final.splitlines() if line.startswith("| cce")]
     assert sorted(r.split("|")[1].strip() for r in rows) == ["cce [budget.epochs=3]", "cce [budget.epochs=5]"]
@@ -205,5 +209,5 @@ def test_run_scores_on_an_ema_deterministically_with_presets_per_noise_rate(tmp_
     ],
 )
 def test_bad_run_options_exit_2_naming_them(tmp_path, args, message):
-    result = run_cli("run", *SMALL, *args, "--dry-run", "--results", str(tmp_path / "r.sqlite"))
+    result = cli_in_process("run", *SMALL, *args, "--dry-run", "--results", str(tmp_path / "r.sqlite"))
     assert result.returncode == 2 and message in result.stderr, result.stderr

@@ -36,7 +36,9 @@ def test_example_runs_in_a_grid_beside_the_builtins(installed_example, tmp_path)
     results = tmp_path / "results.sqlite"
     result = run_cli(
         "run", "-m", "focal", "-m", "cce", "-t", "digits{width = 16}", "--noise", "symmetric:0.4",
-        "--epochs", "2", "--seeds", "0", "--results", str(results), "--no-progress", env=installed_example,
+        "--epochs", "2", "--seeds", "0", "--results", str(results), "--no-progress",
+        "--executor", "local",  # in the driver: a pool's spawned workers cost more than these two tiny cells
+        env=installed_example,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "2 cells: ran 2 completed" in result.stderr

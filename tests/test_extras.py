@@ -114,37 +114,60 @@ def test_building_vectors_without_gensim_raises_the_install_command(monkeypatch,
     assert not (tmp_path / "pvdbow").exists()  # stopped before touching the cache
 
 
-def _cli_without(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    code = f"import sys; sys.modules[{module!r}] = None; from benchsuite.cli import main; main({list(args)!r})"
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=300)
+def _cli_without(module: str, *commands: list[str], cwd: Path) -> list[subprocess.CompletedProcess[str]]:
+    """``benchsuite COMMAND`` for each command, in one fresh process that hid ``module`` before
+    importing benchsuite (as on a machine without it): one interpreter, torch and plugin import for
+    all of them, each command with the plugins loaded anew. A bug raises there with its traceback,
+    which fails the whole call."""
+    code = (
+        f"import json, sys; sys.modules[{module!r}] = None\n"
+        "from click.testing import CliRunner\n"
+        "from benchsuite.cli import main\n"
+        "from benchsuite.plugins import reset_host\n"
+        "outcomes = []\n"
+        f"for args in {[list(c) for c in commands]!r}:\n"
+        "    reset_host()\n"
+        "    r = CliRunner().invoke(main, args, catch_exceptions=False, prog_name='benchsuite')\n"
+        "    outcomes.append([args, r.exit_code, r.stdout, r.stderr])\n"
+        "print(json.dumps(outcomes))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return [subprocess.CompletedProcess(args, *rest) for args, *rest in json.loads(done.stdout)]
 
 
 def test_cli_without_gensim_lists_the_tasks_and_refuses_to_run_them(tmp_path):
     results = tmp_path / "results.sqlite"
-    imdb = _cli_without("gensim", "run", "-m", "cce", "-t", "imdb{root = '/data/aclImdb'}", "--results", str(results), cwd=tmp_path)
+    dry = tmp_path / "dry.sqlite"  # the dry runs' database: the run's must not exist after it
+    grid = tmp_path / "grid.toml"
+    grid.write_text("method = ['cce']\ntask = ['digits', 'rt_reviews']\nseeds = [0]\n")
+    imdb, mixed, listed, as_json, plugins, default = _cli_without(
+        "gensim",
+        ["run", "-m", "cce", "-t", "imdb{root = '/data/aclImdb'}", "--results", str(results)],
+        ["run", str(grid), "--dry-run", "--results", str(dry)],
+        ["tasks"],
+        ["tasks", "--json"],
+        ["plugins"],
+        ["run", "--dry-run", "--results", str(dry)],
+        cwd=tmp_path,
+    )
     assert imdb.returncode == 2, imdb.stderr
     assert f"task[0] 'imdb' is not available here: imdb needs the Python package gensim, not installed here: {SENTIMENT_HINT}" in imdb.stderr
     assert "Traceback" not in imdb.stderr + imdb.stdout and not results.exists()
 
-    grid = tmp_path / "grid.toml"
-    grid.write_text("method = ['cce']\ntask = ['digits', 'rt_reviews']\nseeds = [0]\n")
-    mixed = _cli_without("gensim", "run", str(grid), "--dry-run", "--results", str(results), cwd=tmp_path)
     assert mixed.returncode == 2 and "task[1] 'rt_reviews' is not available here" in mixed.stderr, mixed.stderr
     assert "Traceback" not in mixed.stderr
 
-    listed = _cli_without("gensim", "tasks", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert "NOT AVAILABLE HERE: imdb needs the Python package" in " ".join(listed.stdout.split())  # the table wraps it
-    described = {e["name"]: e for e in json.loads(_cli_without("gensim", "tasks", "--json", cwd=tmp_path).stdout)}
+    described = {e["name"]: e for e in json.loads(as_json.stdout)}
     assert described["imdb"]["unavailable"] == f"imdb needs the Python package gensim, not installed here: {SENTIMENT_HINT}"
     assert described["digits"]["unavailable"] is None
-    plugins = _cli_without("gensim", "plugins", cwd=tmp_path)
     assert plugins.returncode == 0, plugins.stderr
     section = plugins.stdout.split("Loaded, but cannot run here until installed:")[1]
     assert f"task imdb: imdb needs the Python package gensim, not installed here: {SENTIMENT_HINT}" in section
     assert "task rt_reviews: rt_reviews needs the Python package gensim" in section
 
-    default = _cli_without("gensim", "run", "--dry-run", "--results", str(results), cwd=tmp_path)
     assert default.returncode == 0, default.stderr
     assert " · digits · " in default.stdout and "rt_reviews" not in default.stdout
 

@@ -9,7 +9,7 @@ import types
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import run_cli
+from conftest import cli_in_process, run_cli
 
 from benchsuite.cli import main
 from benchsuite.fingerprint import code_fingerprint, plugin_files
@@ -142,15 +142,18 @@ def register_methods(register):
 """
 
 
-def test_an_edited_plugin_runs_its_cells_again(install_plugin, tmp_path):
+def test_an_edited_plugin_runs_its_cells_again(install_plugin, tmp_path, monkeypatch):
     """The issue's case: doubling a plugin's loss and reinstalling left every cell `completed`;
     now its cells are stale (with the reason) and run again, the other method's are kept."""
     install_plugin("scaled-ce", "benchsuite_scaled", PLUGIN)
     results = tmp_path / "r.sqlite"
     grid = ["-m", "scaled_ce", "-m", "cce", "-t", "digits{width = 16}", "--noise", "symmetric:0.4", "--seeds", "0,1",
-            "--epochs", "1", "--results", str(results), "--no-progress", "--no-leaderboard"]  # fmt: skip
+            "--epochs", "1", "--results", str(results), "--no-progress", "--no-leaderboard",
+            "--executor", "local"]  # fmt: skip
+    # --executor local: in the driver, as spawning a pool's workers costs more than these tiny cells
     env = {"PYTHONDONTWRITEBYTECODE": "1"}  # an edit within the same second must not hit a stale .pyc
-    first = run_cli("run", *grid, env=env)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # nor from this process's import of it
+    first = cli_in_process("run", *grid)  # the results before the edit; the new processes come after it
     assert first.returncode == 0, first.stderr
     before = to_dataframe(results).set_index("cell_hash")
     source = tmp_path / "site" / "benchsuite_scaled.py"  # where install_plugin put it

@@ -66,7 +66,8 @@ def test_ieg_is_in_the_default_grid_and_runs_there_end_to_end(tmp_path):
 def test_ieg_is_not_applicable_without_a_trusted_set_or_a_strong_view(tmp_path, install_plugin):
     install_plugin("variant-digits", "variant_digits", VARIANTS)
     results = tmp_path / "results.sqlite"
-    args = ["-m", "ieg", "-m", "cce", "-t", "untrusted_digits{width = 16}", "-t", "plain_digits{width = 16}"]
+    # --executor local: in the driver, as a pool's spawned workers cost more than these tiny cells
+    args = ["-m", "ieg", "-m", "cce", "-t", "untrusted_digits{width = 16}", "-t", "plain_digits{width = 16}", "--executor", "local"]
     run = run_cli("run", *args, "--noise", "symmetric:0.4", "--seeds", "0", "--epochs", "1", "--results", str(results),
                   "--no-progress", "--print-leaderboard")  # fmt: skip
     assert run.exit_code == 0, run.stderr

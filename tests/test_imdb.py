@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import cli_in_process
 
 import benchsuite
 from benchsuite.engine import train
@@ -125,10 +125,12 @@ def test_vectors_are_built_once_per_corpus(aclimdb, monkeypatch):
 
 def test_protocols_through_the_cli(aclimdb, tmp_path, tmp_path_factory):
     results = tmp_path / "results.sqlite"
-    result = run_cli(
+    # In this process, cells in the driver (one torch thread: cache_in_tmp): a new process and a
+    # pool's spawned workers cost more than these four small cells.
+    result = cli_in_process(
         "run", "-m", "cce", "-t", f"imdb@label_noise{{root = '{aclimdb}'}}", "-t", f"imdb@imbalance_10{{root = '{aclimdb}'}}",
         "--noise", "symmetric:0,0.4", "--iterations", "300", "--seeds", "0", "--results", str(results), "--no-progress",
-        env={"BENCHSUITE_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "cache"), "OMP_NUM_THREADS": "1"},
+        "--executor", "local", env={"BENCHSUITE_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "cache")},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     runs = to_dataframe(results).sort_values(["task_params", "noise_rate"]).reset_index(drop=True)

@@ -5,6 +5,7 @@ shown once; privileged data marked; exports that predate the setting columns."""
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from benchsuite.leaderboard import render
@@ -213,3 +214,61 @@ def test_a_preset_per_noise_rate_is_one_row_beside_the_plain_name(tmp_path):
     assert rows["dm@0:cifar10_clean = gr@0:cifar10_clean"][:2] == ["**95.50 ± 6.35 (2)**", "**70.50 ± 6.35 (2)**"]
     assert rows["gr"][:2] == ["90.50 ± 6.35 (2)", "**70.50 ± 6.35 (2)**"]
     assert len(rows) == 2
+
+
+def test_the_hardware_line_names_cpu_generations_and_kernels_where_recorded():
+    """Runs from two CPU generations, or with AVX2 and AVX-512 kernels, differ in their last bits:
+    the header names every one; runs stored before these were recorded keep the old line."""
+    from benchsuite.leaderboard import header_lines
+    from benchsuite.publish import compact_runs
+
+    def runs(*provenances: dict) -> pd.DataFrame:
+        return pd.DataFrame({
+            "provenance": [json.dumps(p) for p in provenances], "status": "completed", "seed": 0,
+            "started_at": "2026-12-02T10:00:00+00:00", "finished_at": "2026-12-02T10:01:00+00:00",
+        })  # fmt: skip
+
+    def hardware(frame: pd.DataFrame) -> str:
+        return next(line for line in header_lines(frame, "cmd") if line.startswith("- Hardware"))
+
+    zen5 = {**PROVENANCE, "cpu_id": "AuthenticAMD family 26 model 2 stepping 1", "reproducibility": {"cpu_capability": "AVX512"}}
+    zen5_avx2 = {**zen5, "reproducibility": {"cpu_capability": "AVX2"}}
+    assert hardware(runs(PROVENANCE)) == "- Hardware: Test CPU (cpu); hosts: testhost"
+    assert hardware(runs(zen5, zen5_avx2)) == (
+        "- Hardware: Test CPU [AuthenticAMD family 26 model 2 stepping 1] (cpu; torch CPU kernels: AVX2, AVX512); hosts: testhost"
+    )
+    published = compact_runs(runs(zen5_avx2).assign(info="{}"))
+    assert json.loads(published.provenance[0])["cpu_capability"] == "AVX2"
+    assert "reproducibility" not in json.loads(published.provenance[0])
+    assert hardware(published) == hardware(runs(zen5_avx2))
+
+
+def test_cells_group_runs_by_row_and_rate_in_run_order():
+    """A table's cells: per (row, noise rate), in the order the runs first show them, the
+    statuses counted, the completed runs' values and seeds in run order (a NaN value left out),
+    a seed run twice averaged, and the mean and t-interval half-width of the values."""
+    import numpy as np
+    import pandas as pd
+
+    from benchsuite.leaderboard import _cells
+    from benchsuite.stats import t_half_width
+
+    runs = pd.DataFrame(
+        {
+            "label": ["b", "a", "b", "a", "b", "a", "b", "b"],
+            "noise_rate": [0.4, 0.0, 0.4, 0.0, 0.0, 0.0, 0.4, 0.4],
+            "seed": [1, 0, 0, 1, 0, 2, 2, 0],
+            "status": ["completed", "completed", "completed", "diverged", "skipped", "completed", "completed", "completed"],
+            "test_acc": [0.5, 0.9, 0.7, np.nan, np.nan, np.nan, 0.6, 0.8],
+        }
+    )
+    cells = _cells(runs, "test_acc")
+    assert list(cells) == [("b", 0.4), ("a", 0.0), ("b", 0.0)]
+    b, a, skipped = cells.values()
+    assert (b.values, b.seeds, dict(b.statuses)) == ([0.5, 0.7, 0.6, 0.8], [1, 0, 2, 0], {"completed": 4})
+    assert b.by_seed == {1: 0.5, 0: 0.75, 2: 0.6}
+    assert b.mean == np.mean([0.5, 0.7, 0.6, 0.8]) and b.half_width == t_half_width(np.array([0.5, 0.7, 0.6, 0.8]))
+    assert (a.values, a.seeds, dict(a.statuses)) == ([0.9], [0], {"completed": 2, "diverged": 1})
+    assert np.isnan(a.half_width) and a.text(percent=True) == "90.00 ± – (1) †1"
+    assert (skipped.values, dict(skipped.statuses), skipped.text(percent=True)) == ([], {"skipped": 1}, "n/a")
+    assert _cells(runs, "missing_metric")[("b", 0.4)].values == [] and _cells(runs.iloc[:0], "test_acc") == {}

@@ -47,6 +47,7 @@ def test_a_grid_names_presets_and_parameter_lists(tmp_path):
         "run", "-m", "gr@cifar10_sym40", "-m", "gce{q = [0.5, 0.7]}",
         "-t", "digits{width = 16}", "--noise", "symmetric:0.4", "--epochs", "2", "--seeds", "0",
         "--results", str(results), "--no-progress", "--no-leaderboard",
+        "--executor", "local",  # in the driver: a pool's spawned workers cost more than these tiny cells
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     runs = to_dataframe(results).set_index("params")

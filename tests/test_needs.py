@@ -109,7 +109,8 @@ def test_grid_reports_n_a_and_the_boards_mark_the_need_in_its_own_words(hints, t
     results = tmp_path / "results.sqlite"
     args = ["run", "-m", "hinted_cce", "-m", "cce", "-t", "hinted_digits{width = 16}", "-t", "digits{width = 16}",
             "--noise", "symmetric:0.4", "--seeds", "0", "--epochs", "1", "--results", str(results), "--no-progress",
-            "--print-leaderboard"]  # fmt: skip
+            "--print-leaderboard", "--executor", "local"]  # fmt: skip
+    # --executor local: in the driver, as a pool's spawned workers cost more than these tiny cells
     run = CliRunner().invoke(main, args, catch_exceptions=False)
     assert run.exit_code == 0, run.output
     runs = to_dataframe(results).set_index(["method", "task"])

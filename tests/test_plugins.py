@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import plugin_module, run_cli
+from conftest import cli_in_process, plugin_module, run_cli
 
 import benchsuite
 from benchsuite.plugins import PluginHost, PluginLoadError, get_host
@@ -156,14 +156,14 @@ def test_benchsuite_plugins_naming_a_missing_plugin_is_reported(monkeypatch):
 def test_plugins_command_lists_loaded_and_failed(install_plugin):
     install_plugin("throwaway-plugin", "throwaway_plugin", GOOD)
     install_plugin("broken-plugin", "broken_plugin", "raise RuntimeError('boom')")
-    result = run_cli("plugins", "--json")
+    result = cli_in_process("plugins", "--json")
     assert result.returncode == 0, result.stderr
     listing = json.loads(result.stdout)
     loaded = {p["name"]: p for p in listing["loaded"]}
     assert loaded["throwaway_plugin"]["methods"] == ["smooth_ce"]
     assert loaded["throwaway_plugin"]["version"] == "1.0"
     assert [f["name"] for f in listing["failed"]] == ["broken_plugin"]
-    text = run_cli("plugins").stdout
+    text = cli_in_process("plugins").stdout
     assert "Failed to load" in text and "broken_plugin" in text and "boom" in text
 
 
@@ -185,10 +185,10 @@ def test_unknown_names_list_close_matches():
 
 
 def test_methods_and_tasks_commands_describe_declarations():
-    methods = json.loads(run_cli("methods", "--json").stdout)
+    methods = json.loads(cli_in_process("methods", "--json").stdout)
     cce = next(m for m in methods if m["name"] == "cce")
     assert cce["level"] == "loss" and cce["plugin"]["distribution"] == "benchsuite"
-    tasks = json.loads(run_cli("tasks", "--json").stdout)
+    tasks = json.loads(cli_in_process("tasks", "--json").stdout)
     digits = next(t for t in tasks if t["name"] == "digits")
     assert digits["num_classes"] == 10 and digits["provides"] == ["clean_validation", "strong_view", "trusted_set"]
     assert digits["parameters"]["width"]["allowed"] == "int, x ≥ 1"
@@ -196,7 +196,7 @@ def test_methods_and_tasks_commands_describe_declarations():
 
 def test_run_warns_of_a_plugin_that_failed_to_load(install_plugin, tmp_path):
     install_plugin("broken-plugin", "broken_plugin", "raise RuntimeError('boom')", version="2.1")
-    result = run_cli("run", "--dry-run", "-m", "cce", "-t", "digits", "--results", str(tmp_path / "r.sqlite"))
+    result = cli_in_process("run", "--dry-run", "-m", "cce", "-t", "digits", "--results", str(tmp_path / "r.sqlite"))
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: plugin")]
     assert warnings == [
@@ -204,5 +204,5 @@ def test_run_warns_of_a_plugin_that_failed_to_load(install_plugin, tmp_path):
         "import of 'broken_plugin' failed: RuntimeError('boom') (`benchsuite plugins -v` shows the traceback)"
     ]
     assert "broken_plugin" not in result.stdout
-    quiet = run_cli("run", "--dry-run", "-m", "cce", "-t", "digits", "--results", str(tmp_path / "r.sqlite"), env={"BENCHSUITE_PLUGINS": "cce,digits"})
+    quiet = cli_in_process("run", "--dry-run", "-m", "cce", "-t", "digits", "--results", str(tmp_path / "r.sqlite"), env={"BENCHSUITE_PLUGINS": "cce,digits"})
     assert quiet.returncode == 0 and "warning: plugin" not in quiet.stderr

@@ -141,7 +141,8 @@ def test_publish_end_to_end(tmp_path, monkeypatch):
         "task,noise_kind,noise_rate,method,setting,selection,metric,value,paper,table,same_runs,note\n"
         "digits,symmetric,0.4,cce,,final,test_acc,50.0,DM,Table 0,,a made-up row\n"
     )
-    result = CliRunner().invoke(main, ["publish", "--dir", "lb", "--no-progress"])
+    # --executor local: in the driver, as a pool's spawned workers cost more than these tiny cells
+    result = CliRunner().invoke(main, ["publish", "--dir", "lb", "--no-progress", "--executor", "local"])
     assert result.exit_code == 0, result.output
     board = (tmp_path / "lb" / "tiny.md").read_text()
     assert "Produced by: `benchsuite run lb/grids/tiny.toml`" in board and "8 completed" in board

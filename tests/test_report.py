@@ -26,7 +26,9 @@ T_975_ONE_DF = math.tan(0.475 * math.pi)  # Student's t with 1 degree of freedom
 @pytest.fixture(scope="module")
 def results_db(tmp_path_factory) -> Path:
     db = tmp_path_factory.mktemp("report") / "results.sqlite"
-    common = ["--seeds", "0,1", "--epochs", "3", "--no-progress", "--no-leaderboard", "--results", str(db)]
+    # In this process: a pool's spawned workers (the automatic executor on 2 cores) would cost more
+    # than these tiny cells; the pool has its own tests (test_executors.py).
+    common = ["--seeds", "0,1", "--epochs", "3", "--no-progress", "--no-leaderboard", "--results", str(db), "--executor", "local"]
     runner = CliRunner()
     digits = runner.invoke(main, ["run", "-m", "cce", "-m", "gce", "-t", "digits{width = 16}", "--noise", "symmetric:0,0.4", *common])
     assert digits.exit_code == 0, digits.output

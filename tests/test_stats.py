@@ -121,11 +121,12 @@ def _reference_rank_intervals(values, higher_is_better, resamples, seed):
 def test_rank_intervals_are_the_per_resample_bootstrap_bit_for_bit(trial):
     """The batched bootstrap draws the same seeds and adds them in the same order as the loop it
     replaced: every bound is the same float (boards regenerate byte for byte). Values are rounded
-    so that rows tie, and some runs are missing."""
+    so that rows tie, and in half the trials some runs are missing."""
     rng = np.random.default_rng(trial)
     rows, columns, seeds = int(rng.integers(2, 40)), int(rng.integers(1, 5)), int(rng.integers(2, 12))
     values = np.round(rng.random((rows, columns, seeds)), int(rng.integers(1, 3)))
-    values[rng.random(values.shape) < 0.2] = np.nan
+    if trial % 2:  # half the trials: some runs missing; the others complete (a board at scale's usual case)
+        values[rng.random(values.shape) < 0.2] = np.nan
     for higher_is_better in (True, False):
         expected = _reference_rank_intervals(values, higher_is_better, 400, trial)
         got = rank_intervals(values, higher_is_better, resamples=400, seed=trial)
@@ -144,3 +145,22 @@ def test_the_batched_paired_test_decides_as_the_single_one():
         single = [significantly_worse(dict(enumerate(c)), dict(enumerate(best)), higher_is_better) for c in candidates]
         assert batched.tolist() == single
         assert 0 < sum(single) < len(single)  # both outcomes occur
+
+
+def test_tied_ranks_are_scipys_average_ranks_with_many_ties_and_infinite_scores():
+    """Ranks along the last axis for many rows at once, as ``scipy.stats.rankdata(method="average")``
+    gives them: groups of ties anywhere in a row (first, middle, last), whole rows tied, and
+    infinite scores (no value) whose ranks are discarded by the caller."""
+    from scipy import stats as sps
+
+    from benchsuite.stats import _tied_ranks
+
+    rng = np.random.default_rng(3)
+    scores = np.round(rng.random((7, 50, 23)), 1)  # 11 distinct values over 23 entries: many ties
+    scores[0, 0] = 0.5  # a row of one tie group
+    scores[1, :, :4] = np.inf  # infinite scores come last
+    ranks = _tied_ranks(scores)
+    expected = sps.rankdata(scores, axis=-1, method="average")
+    finite = np.isfinite(scores)
+    assert np.array_equal(ranks[finite], expected[finite])
+    assert ranks[0, 0].tolist() == [12.0] * 23

@@ -62,7 +62,6 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.special import betaincinv
 from torch import nn
 
 from benchsuite import Method, Param, Preset, StepOutput, hookimpl
@@ -224,6 +223,10 @@ class BetaDraws:
 
     def next(self) -> float:
         if not self.pending:
+            # imported here: scipy.special costs a quarter of a second, which every command that
+            # loads the plugins (run --dry-run, the listings' first build) would pay for nothing
+            from scipy.special import betaincinv
+
             gen = self.generator
             u = torch.rand(BETA_CHUNK, generator=gen, device=gen.device, dtype=torch.float64).cpu().numpy()
             self.pending = betaincinv(self.alpha, self.alpha, u).tolist()[::-1]
