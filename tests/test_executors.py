@@ -410,6 +410,70 @@ def test_ray_runs_the_grid_retries_a_killed_worker_and_loads_data_once_per_worke
     assert len(pids) <= 3  # 4 cells + 1 retry on at most 2 workers + 1 replacement
 
 
+def ray_start_delays(folder):
+    """{pid: when its delay ended (UTC, to the second, as records date their start)} of the Ray
+    workers the probe plugin slowed down (``$BENCHSUITE_PROBE_RAY_START_DELAY``)."""
+    path = folder / "ray_start_delays"
+    lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return {e["pid"]: datetime.fromisoformat(e["until"]).replace(microsecond=0) for e in lines}
+
+
+@slow_under_load
+def test_a_ray_cell_slow_to_start_runs_and_its_hard_deadline_counts_from_its_start(probe, tmp_path, monkeypatch):
+    """Each Ray worker takes 90 s to start its cell (the probe plugin's delay; at load average
+    12-15 a real one took more than 90 s). Neither cell is stopped for it: the driver's clock for
+    a cell starts when its worker says the cell has started. (It used to run from submission, with
+    60 s for the start: both cells were stopped 85 s after submission and recorded as timed out.)
+    The cell that ignores its alarm is still stopped, at its hard deadline (20 s + 5 s) after its
+    start."""
+    monkeypatch.setenv("BENCHSUITE_PROBE_RAY_START_DELAY", "90")
+    results = tmp_path / "r.sqlite"
+    proc = start(results, "-m", "probe", "-m", "probe{sleep = 2.0, block_alarm = true}", "--seeds", "0",
+                 "--executor", "ray{num_cpus = 2}", "--cell-timeout", "20")  # fmt: skip
+    _, err = proc.communicate(timeout=PATIENCE)
+    assert proc.returncode == 1, err  # a timeout
+    assert "1 completed, 1 timeout" in err and "RETRY" not in err
+    stored = {r["method_params"]["block_alarm"]: r for r in runs(results).values()}
+    done, killed = stored[False], stored[True]
+    assert done["status"] == "completed" and done["provenance"]["attempt"] == 1
+    assert killed["status"] == "timeout" and "exceeded the cell timeout of 20 s; it ignored its alarm, so its Ray task was cancelled" in killed["error"]
+    delays = ray_start_delays(probe)
+    for row in (done, killed):  # each ran in a worker that was slow to start, and began after that
+        assert_dated(row)
+        assert datetime.fromisoformat(row["started_at"]) >= delays[row["provenance"]["pid"]]
+    # The driver's record of the killed cell: from its start, past its hard deadline, on its worker.
+    assert killed["duration_s"] > 25 and killed["provenance"]["driver_pid"] == proc.pid
+    assert killed["provenance"]["hostname"] == socket.gethostname() and killed["provenance"]["device"] == "cpu"
+    assert {int(pid) for pid in (probe / "blocked").read_text().split()} - {proc.pid} == {killed["provenance"]["pid"]}
+
+
+@slow_under_load
+def test_a_ray_cell_that_never_starts_is_retried_not_timed_out_and_runs_on_the_next_run(probe, tmp_path, monkeypatch):
+    """A Ray worker that does not start its cell within the executor's startup_timeout (here the
+    probe plugin holds it for an hour) has its task cancelled; the cell, which never ran, is
+    retried, then recorded as failed with that cause (never as timed out), and the next run runs
+    it."""
+    monkeypatch.setenv("BENCHSUITE_PROBE_RAY_START_DELAY", "3600")
+    results = tmp_path / "r.sqlite"
+    args = ["-m", "probe", "--seeds", "0", "--cell-timeout", "20"]
+    proc = start(results, *args, "--executor", "ray{num_cpus = 1, startup_timeout = 30}")
+    _, err = proc.communicate(timeout=PATIENCE)
+    assert proc.returncode == 1, err
+    cause = ("the cell did not start in a Ray worker within 30 s of its submission (the ray executor's startup_timeout), "
+             "so its Ray task was cancelled before the cell ran")  # fmt: skip
+    assert err.count("RETRY") == 1 and f"{cause}; attempt 2 of 2" in err
+    (row,) = runs(results).values()
+    assert row["status"] == "failed" and row["error"] == f"{cause} (attempt 2 of 2)"
+    assert row["provenance"]["attempt"] == 2 and row["duration_s"] >= 30
+    assert started(probe) == [] and ray_start_delays(probe) == {}  # no cell began; both workers were stopped in their delay
+    monkeypatch.delenv("BENCHSUITE_PROBE_RAY_START_DELAY")
+    result = run_cli("run", *SMALL, "--results", str(results), *args, "--executor", "ray{num_cpus = 1}")
+    assert result.returncode == 0, result.stderr
+    assert "1 cells: ran 1 completed; 0 already done" in result.stderr
+    (row,) = runs(results).values()
+    assert row["status"] == "completed"
+
+
 @slow_under_load
 def test_slurm_jobs_through_submitit_are_retried_when_killed_and_cancelled_on_ctrl_c(probe, tmp_path):
     results = tmp_path / "r.sqlite"
@@ -423,6 +487,7 @@ def test_slurm_jobs_through_submitit_are_retried_when_killed_and_cancelled_on_ct
     assert "Slurm job" in err and "without a result" in err  # the RETRY line names the job and its state
     assert proc.pid not in loads(probe) and killed not in {r["provenance"]["pid"] for r in stored}
     assert any((tmp_path / "slurm").glob("*/*_log.err"))  # submitit's job logs beside the results
+    assert len(list((tmp_path / "slurm").glob("*/*_started"))) == 3  # each job said when its cell started
 
     results2 = tmp_path / "r2.sqlite"
     (probe / "started").unlink()
@@ -433,3 +498,37 @@ def test_slurm_jobs_through_submitit_are_retried_when_killed_and_cancelled_on_ct
     assert proc.returncode == 130, err
     wait_until(lambda: not any(alive(p) for p in jobs), what="the cancelled jobs to stop")
     assert runs(results2) == {} and claims(results2) == 0
+
+
+class _TimedOutJob:
+    """A submitit job that Slurm stopped at its time limit, without a result (submitit's view)."""
+
+    def __init__(self, folder: Path, job_id: str) -> None:
+        from submitit.core.utils import JobPaths
+
+        self.paths, self.job_id, self.state = JobPaths(folder, job_id=job_id), job_id, "TIMEOUT"
+
+    def done(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("started_cell", [False, True])
+def test_a_slurm_job_stopped_at_its_time_limit_timed_out_only_if_its_cell_had_started(tmp_path, started_cell):
+    """The job's time limit includes its start-up; a job whose start-up took all of it never ran
+    its cell: lost (retried), not timed out."""
+    from benchsuite.executors.slurm import started_marker
+
+    spec = CellSpec("cce", {}, "digits", {}, "symmetric", 0.4, 0, "v", "v")
+    slurm = get_host().executor_class("slurm")(cluster="local", time=2)
+    slurm.start(RunSettings(workdir=tmp_path))
+    job = _TimedOutJob(tmp_path / "slurm" / "%j", "41_0")
+    job.paths.folder.mkdir(parents=True)
+    if started_cell:
+        started_marker(job.paths.folder, job.job_id).touch()
+    slurm._running[job] = spec
+    (result,) = slurm.wait(0)
+    if started_cell:
+        assert result.lost is None and result.record.status == "timeout"
+        assert result.record.error == "exceeded the cell timeout of 120 s; Slurm stopped job 41_0 at its time limit"
+    else:
+        assert result.record is None and result.lost == "Slurm job 41_0 reached its time limit of 2 min before its cell started (its start-up took it)"

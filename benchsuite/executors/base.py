@@ -194,10 +194,18 @@ def run_in_worker(
     threads: int | None,
     checkpoints: CheckpointPolicy | None = None,
 ) -> RunRecord:
-    """A cell's entry point in a Ray task or a Slurm job: size the compute threads as a pool worker
-    does (``limit_threads``), run, return the record. With ``checkpoints`` a retried or requeued
-    cell resumes from its checkpoint."""
+    """A cell's entry point in a remote worker (an executor plugin's task): prepare the worker
+    (``prepare_worker``), run, return the record. With ``checkpoints`` a retried or requeued cell
+    resumes from its checkpoint. (The Ray and Slurm executors do the same and also tell the driver
+    when the cell starts.)"""
+    prepare_worker(cells, threads)
+    return cells.execute(spec, device, amp, timeout=timeout, checkpoints=checkpoints)
+
+
+def prepare_worker(cells: CellFunctions, threads: int | None) -> None:
+    """What a Ray task or a Slurm job does before its cell: size the compute threads as a pool
+    worker does (``limit_threads``) and load the plugins, so that neither counts against the
+    cell's timeout (a fresh worker process may take minutes over it on a loaded machine)."""
     if threads:
         limit_threads(threads)
-    cells.prepare()  # plugins load before the cell's timeout starts
-    return cells.execute(spec, device, amp, timeout=timeout, checkpoints=checkpoints)
+    cells.prepare()

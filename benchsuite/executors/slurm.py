@@ -11,6 +11,12 @@ filesystem the nodes share, and the nodes must have the driver's Python environm
 ``cluster = "local"`` runs the jobs as processes on this machine (submitit's local executor, which
 has no queue: the driver then keeps at most ``array_parallelism`` jobs running); the test suite
 uses it, and it is a way to try a Slurm grid file without a cluster.
+
+A job's time limit (``time``; default 1.5 × ``--cell-timeout``) is Slurm's, counted from the job's
+start, and so includes the job's start-up (Python, torch and the plugins loading), which a loaded
+node can make long. A job writes ``<job id>_started`` in its folder when its cell starts (its
+timeout alarm starts then); a job that reaches its time limit without it never ran its cell, and
+comes back as lost, with those words, to be retried, not as timed out.
 """
 
 from __future__ import annotations
@@ -20,16 +26,25 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..params import Param
 from ..spec import CellSpec, RunRecord
-from .base import CellResult, Executor, ExecutorError, RunSettings, run_in_worker, timeout_record
+from .base import CellFunctions, CellResult, Executor, ExecutorError, RunSettings, prepare_worker, timeout_record
+
+if TYPE_CHECKING:
+    from ..checkpoint import CheckpointPolicy
 
 #: Seconds between two looks at the jobs' states (Slurm: submitit also rate-limits its sacct calls).
 POLL_INTERVAL = {"slurm": 10.0, "local": 0.2}
 #: How long an ended job's result file may take to appear (a shared filesystem can lag).
 RESULT_GRACE = {"slurm": 30.0, "local": 0.0}
+
+
+def started_marker(folder: Path, job_id: str) -> Path:
+    """The file a job writes in its folder when its cell starts, after the job's start-up: the
+    driver tells by it a cell stopped at the job's time limit from a job whose start-up took it."""
+    return Path(folder) / f"{job_id}_started"
 
 
 class CellJob:
@@ -40,8 +55,24 @@ class CellJob:
     so only the epochs since that checkpoint are trained again. submitit stops requeuing a job
     that keeps reaching its time limit (its ``max_num_timeout``, 3 by default)."""
 
-    def __call__(self, *args: Any) -> RunRecord:
-        return run_in_worker(*args)
+    def __call__(
+        self,
+        cells: CellFunctions,
+        spec: CellSpec,
+        device: str,
+        amp: bool | None,
+        timeout: float | None,
+        threads: int | None,
+        checkpoints: CheckpointPolicy | None = None,
+    ) -> RunRecord:
+        """Prepare the job (``prepare_worker``), say that the cell starts (``started_marker``),
+        run it and return its record."""
+        import submitit
+
+        prepare_worker(cells, threads)
+        environment = submitit.JobEnvironment()
+        started_marker(environment.paths.folder, environment.job_id).touch()
+        return cells.execute(spec, device, amp, timeout=timeout, checkpoints=checkpoints)
 
     def checkpoint(self, *args: Any) -> Any:
         import submitit
@@ -172,6 +203,10 @@ class SlurmExecutor(Executor):
                 return CellResult(spec, RunRecord(spec, "failed", error=f"Slurm job {job.job_id} raised: {exc}"))
         state = job.state
         if state.upper().startswith("TIMEOUT"):
+            if not started_marker(job.paths.folder, job.job_id).exists():
+                return CellResult(
+                    spec, lost=f"Slurm job {job.job_id} reached its time limit of {self._minutes} min before its cell started (its start-up took it)"
+                )
             return CellResult(spec, timeout_record(spec, 60.0 * self._minutes, f"Slurm stopped job {job.job_id} at its time limit"))
         tail = "\n".join((job.stderr() or "").strip().splitlines()[-3:])
         return CellResult(
