@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import cli_in_process, start_cli
+from conftest import cli_in_process, run_cli, start_cli
 
 from benchsuite.cli import main
 from benchsuite.executors import CellResult, ExecutorError, LocalExecutor, RunSettings
@@ -420,29 +420,28 @@ def ray_start_delays(folder):
 
 @slow_under_load
 def test_a_ray_cell_slow_to_start_runs_and_its_hard_deadline_counts_from_its_start(probe, tmp_path, monkeypatch):
-    """Each Ray worker takes 90 s to start its cell (the probe plugin's delay; at load average
-    12-15 a real one took more than 90 s). Neither cell is stopped for it: the driver's clock for
-    a cell starts when its worker says the cell has started. (It used to run from submission, with
-    60 s for the start: both cells were stopped 85 s after submission and recorded as timed out.)
-    The cell that ignores its alarm is still stopped, at its hard deadline (20 s + 5 s) after its
-    start."""
-    monkeypatch.setenv("BENCHSUITE_PROBE_RAY_START_DELAY", "90")
+    """Each Ray worker takes 20 s to start its cell (the probe plugin's delay; at load average
+    12-15 a real one took more than 90 s), longer than the cells' hard deadline (6 s + 5 s).
+    Neither cell is stopped for it: the driver's clock for a cell starts when its worker says the
+    cell has started (a clock from submission would stop both before they began). The cell that
+    ignores its alarm is still stopped, at its hard deadline after its start."""
+    monkeypatch.setenv("BENCHSUITE_PROBE_RAY_START_DELAY", "20")
     results = tmp_path / "r.sqlite"
     proc = start(results, "-m", "probe", "-m", "probe{sleep = 2.0, block_alarm = true}", "--seeds", "0",
-                 "--executor", "ray{num_cpus = 2}", "--cell-timeout", "20")  # fmt: skip
+                 "--executor", "ray{num_cpus = 2}", "--cell-timeout", "6")  # fmt: skip
     _, err = proc.communicate(timeout=PATIENCE)
     assert proc.returncode == 1, err  # a timeout
     assert "1 completed, 1 timeout" in err and "RETRY" not in err
     stored = {r["method_params"]["block_alarm"]: r for r in runs(results).values()}
     done, killed = stored[False], stored[True]
     assert done["status"] == "completed" and done["provenance"]["attempt"] == 1
-    assert killed["status"] == "timeout" and "exceeded the cell timeout of 20 s; it ignored its alarm, so its Ray task was cancelled" in killed["error"]
+    assert killed["status"] == "timeout" and "exceeded the cell timeout of 6 s; it ignored its alarm, so its Ray task was cancelled" in killed["error"]
     delays = ray_start_delays(probe)
     for row in (done, killed):  # each ran in a worker that was slow to start, and began after that
         assert_dated(row)
         assert datetime.fromisoformat(row["started_at"]) >= delays[row["provenance"]["pid"]]
     # The driver's record of the killed cell: from its start, past its hard deadline, on its worker.
-    assert killed["duration_s"] > 25 and killed["provenance"]["driver_pid"] == proc.pid
+    assert killed["duration_s"] > 11 and killed["provenance"]["driver_pid"] == proc.pid
     assert killed["provenance"]["hostname"] == socket.gethostname() and killed["provenance"]["device"] == "cpu"
     assert {int(pid) for pid in (probe / "blocked").read_text().split()} - {proc.pid} == {killed["provenance"]["pid"]}
 
@@ -456,15 +455,15 @@ def test_a_ray_cell_that_never_starts_is_retried_not_timed_out_and_runs_on_the_n
     monkeypatch.setenv("BENCHSUITE_PROBE_RAY_START_DELAY", "3600")
     results = tmp_path / "r.sqlite"
     args = ["-m", "probe", "--seeds", "0", "--cell-timeout", "20"]
-    proc = start(results, *args, "--executor", "ray{num_cpus = 1, startup_timeout = 30}")
+    proc = start(results, *args, "--executor", "ray{num_cpus = 1, startup_timeout = 8}")
     _, err = proc.communicate(timeout=PATIENCE)
     assert proc.returncode == 1, err
-    cause = ("the cell did not start in a Ray worker within 30 s of its submission (the ray executor's startup_timeout), "
+    cause = ("the cell did not start in a Ray worker within 8 s of its submission (the ray executor's startup_timeout), "
              "so its Ray task was cancelled before the cell ran")  # fmt: skip
     assert err.count("RETRY") == 1 and f"{cause}; attempt 2 of 2" in err
     (row,) = runs(results).values()
     assert row["status"] == "failed" and row["error"] == f"{cause} (attempt 2 of 2)"
-    assert row["provenance"]["attempt"] == 2 and row["duration_s"] >= 30
+    assert row["provenance"]["attempt"] == 2 and row["duration_s"] >= 8
     assert started(probe) == [] and ray_start_delays(probe) == {}  # no cell began; both workers were stopped in their delay
     monkeypatch.delenv("BENCHSUITE_PROBE_RAY_START_DELAY")
     result = run_cli("run", *SMALL, "--results", str(results), *args, "--executor", "ray{num_cpus = 1}")
