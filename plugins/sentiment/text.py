@@ -54,6 +54,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchsuite.atomic import atomic_open, write_text_atomically
 from benchsuite.needs import CLEAN_VALIDATION
 from benchsuite.params import Param, Preset
 from benchsuite.task import (
@@ -203,11 +204,10 @@ def document_vectors(texts: Sequence[str], config: PVDBOW) -> tuple[np.ndarray, 
         cpu = time.process_time()
         vectors = train_pvdbow(texts, config, folder)
         build = {"build_seconds": time.perf_counter() - tic, "build_cpu_seconds": time.process_time() - cpu}
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, vectors)
-        os.replace(tmp, path)
+        with atomic_open(path, "wb") as handle:  # a second process may read the cache meanwhile
+            np.save(handle, vectors)
         meta = {"num_documents": len(texts), "pvdbow": asdict(config), **build}
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+        write_text_atomically(path.with_suffix(".json"), json.dumps(meta, indent=1))
     return vectors, {**record, "cache_hit": False, **build}
 
 
