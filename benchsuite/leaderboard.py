@@ -650,7 +650,7 @@ def header_lines(runs: pd.DataFrame, command: str) -> list[str]:
 def _kernels(provenances: list[dict[str, Any]]) -> str:
     """The vector extension torch's CPU kernels dispatched to, where recorded: the same code gives
     other last bits with AVX2 and AVX-512 kernels on one machine (``ATEN_CPU_CAPABILITY`` picks)."""
-    found = [p.get("cpu_capability") or (p.get("reproducibility") or {}).get("cpu_capability") for p in provenances]
+    found = [(p.get("reproducibility") or {}).get("cpu_capability") for p in provenances]
     kernels = _unique(found)
     return "" if kernels == "unknown" else f"; torch CPU kernels: {kernels}"
 

@@ -78,7 +78,7 @@ def compact_runs(runs: pd.DataFrame) -> pd.DataFrame:
         kept = {k: v for k, v in provenance.items() if k in KEPT_PROVENANCE}
         capability = (provenance.get("reproducibility") or {}).get("cpu_capability")
         if capability is not None:  # the header names the kernels; the rest of the conditions stays in the database
-            kept["cpu_capability"] = capability
+            kept["reproducibility"] = {"cpu_capability": capability}
         return json.dumps(kept, sort_keys=True)
 
     return runs.drop(columns=[c for c in DROPPED_COLUMNS if c in runs]).assign(
