@@ -167,33 +167,35 @@ class RayExecutor(Executor):
 
     def _next_deadline(self) -> float:
         """The earliest moment (monotonic) at which a cell in flight is overdue (``_overdue``)."""
-        limit, deadlines = self.settings.cell_timeout, [math.inf]
-        for flight in self._running.values():
-            if flight.started is None and self.startup_timeout is not None:
-                deadlines.append(flight.submitted + self.startup_timeout)
-            elif flight.started is not None and limit is not None:
-                deadlines.append(flight.started + hard_deadline(limit))
-        return min(deadlines)
+        return min((self._deadline(flight) for flight in self._running.values()), default=math.inf)
+
+    def _deadline(self, flight: _Flight) -> float:
+        """When (monotonic) ``flight`` is overdue: ``startup_timeout`` after its submission until
+        it starts, ``hard_deadline`` after its start once it has (never, without that limit)."""
+        if flight.started is None:
+            return math.inf if self.startup_timeout is None else flight.submitted + self.startup_timeout
+        limit = self.settings.cell_timeout
+        return math.inf if limit is None else flight.started + hard_deadline(limit)
 
     def _overdue(self) -> list[CellResult]:
-        """Cancel the cells past a deadline: one that has not started within ``startup_timeout``
+        """Cancel the cells past their deadline: one that has not started within ``startup_timeout``
         of its submission (lost, run again: it never ran), and one that started more than
         ``hard_deadline`` ago, which has ignored its alarm (timed out)."""
-        limit, now, results = self.settings.cell_timeout, time.monotonic(), []
+        now, results = time.monotonic(), []
         for generator, flight in list(self._running.items()):
+            if now <= self._deadline(flight):
+                continue
             if flight.started is None:
-                if self.startup_timeout is None or now - flight.submitted <= self.startup_timeout:
-                    continue
                 result = CellResult(
                     flight.spec,
                     lost=f"the cell did not start in a Ray worker within {self.startup_timeout:g} s of its submission "
                     "(the ray executor's startup_timeout), so its Ray task was cancelled before the cell ran",
                 )
-            elif limit is not None and now - flight.started > hard_deadline(limit):
-                record = timeout_record(flight.spec, limit, "it ignored its alarm, so its Ray task was cancelled")
-                result = CellResult(flight.spec, record, started_at=flight.started_at, duration_s=now - flight.started, worker=dict(flight.worker))
             else:
-                continue
+                record = timeout_record(flight.spec, self.settings.cell_timeout, "it ignored its alarm, so its Ray task was cancelled")
+                result = CellResult(
+                    flight.spec, record, started_at=flight.started_at, duration_s=now - flight.started, worker=dict(flight.worker)
+                )
             self._ray.cancel(generator, force=True)
             del self._running[generator]
             results.append(result)
