@@ -405,10 +405,13 @@ def _summarise(cells: list[_Cell]) -> None:
             cell.mean, cell.half_width = mean, half
 
 
-def _not_worse(cells: dict[tuple[str, float], _Cell], rate: float, higher_is_better: bool, percent: bool) -> set[str]:
+def _not_worse(
+    cells: dict[tuple[str, float], _Cell], rate: float, higher_is_better: bool, percent: bool, by_seed: np.ndarray, labels: list[str]
+) -> set[str]:
     """The rows of column ``rate`` in bold: the best mean, and every row not significantly worse.
-    Rows paired with the best on the same seeds are tested together (``stats.paired_worse``)."""
-    column = {label: cell.by_seed for (label, r), cell in cells.items() if r == rate and cell.values}
+    ``by_seed`` is the column's (rows of ``labels``, seeds) values (``_seed_matrix``). Rows paired
+    with the best on the same seeds are tested together (``stats.paired_worse``), the rest one by one."""
+    column = {label: i for i, label in enumerate(labels) if (label, rate) in cells and cells[label, rate].values}
     if not column:
         return set()
     means = {label: cells[label, rate].mean for label in column}
@@ -416,38 +419,46 @@ def _not_worse(cells: dict[tuple[str, float], _Cell], rate: float, higher_is_bet
     tolerance = 5e-5 if percent else 1e-12
     best = sorted(label for label, m in means.items() if abs(m - best_mean) <= tolerance)
     bold = set(best)
-    reference = column[best[0]]
-    paired: dict[tuple[int, ...], list[str]] = {}
-    for label, by_seed in column.items():
-        common = tuple(sorted(set(by_seed) & set(reference)))
-        if len(common) >= 2:
-            paired.setdefault(common, []).append(label)
-        elif significantly_worse(by_seed, reference, higher_is_better) is False:
+    present = ~np.isnan(by_seed)
+    reference = by_seed[column[best[0]]]
+    shared = present & present[column[best[0]]]
+    paired: dict[bytes, list[str]] = {}
+    for label, i in column.items():
+        if np.count_nonzero(shared[i]) >= 2:
+            paired.setdefault(shared[i].tobytes(), []).append(label)
+        elif significantly_worse(cells[label, rate].by_seed, cells[best[0], rate].by_seed, higher_is_better) is False:
             bold.add(label)
-    for common, labels in paired.items():
-        candidates = np.array([[column[label][s] for s in common] for label in labels])
-        worse = paired_worse(candidates, np.array([reference[s] for s in common]), higher_is_better)
-        bold.update(label for label, is_worse in zip(labels, worse) if not is_worse)
+    for labels_paired in paired.values():
+        common = shared[column[labels_paired[0]]]
+        candidates = by_seed[[column[label] for label in labels_paired]][:, common]
+        worse = paired_worse(candidates, reference[common], higher_is_better)
+        bold.update(label for label, is_worse in zip(labels_paired, worse) if not is_worse)
     return bold
 
 
-def _ranks(
-    cells: dict[tuple[str, float], _Cell], labels: list[str], rates: list[float], higher_is_better: bool
-) -> tuple[dict[str, float], dict[str, str]]:
-    """Per row label: the average rank (NaN without a value), and its text with the bootstrap interval."""
-    seeds = sorted(set().union(*(cell.seeds for cell in cells.values())))
+def _seed_matrix(runs: pd.DataFrame, column: str, labels: list[str], rates: list[float]) -> np.ndarray:
+    """(rows of ``labels``, ``rates``, seeds) -> the completed runs' value of ``column`` (the mean,
+    should a seed have run twice, in run order as ``_Cell.by_seed``), NaN without one; seeds sorted."""
+    values = runs[column].to_numpy(dtype=float) if column in runs else np.full(len(runs), np.nan)
+    kept = np.flatnonzero((runs.status.to_numpy() == "completed") & ~np.isnan(values))
+    run_seeds = runs.seed.to_numpy()[kept]
+    seeds = np.unique(run_seeds)
     width = max(len(seeds), 1)
-    matrix = np.full((len(labels), len(rates), width), np.nan)
-    position = {s: i for i, s in enumerate(seeds)}
-    row_of = {label: i for i, label in enumerate(labels)}
-    column_of = {rate: i for i, rate in enumerate(rates)}
-    flat_index: list[int] = []
-    flat_values: list[float] = []
-    for (label, rate), cell in cells.items():  # the values' flat positions, then one assignment
-        base = (row_of[label] * len(rates) + column_of[rate]) * width
-        flat_index += [base + position[seed] for seed in cell.by_seed]
-        flat_values += cell.by_seed.values()
-    matrix.reshape(-1)[flat_index] = flat_values
+    rows = pd.Index(labels).get_indexer(runs.label.to_numpy()[kept])
+    columns = pd.Index(rates).get_indexer(runs.noise_rate.to_numpy()[kept])
+    flat = (rows * len(rates) + columns) * width + np.searchsorted(seeds, run_seeds)
+    kept_values = values[kept]
+    matrix = np.full(len(labels) * len(rates) * width, np.nan)
+    positions, firsts, repeats = np.unique(flat, return_index=True, return_counts=True)
+    matrix[positions] = kept_values[firsts]
+    for position in positions[repeats > 1]:  # a seed run twice in one cell: rare, its mean as the cell computes it
+        matrix[position] = float(np.mean(kept_values[flat == position]))
+    return matrix.reshape(len(labels), len(rates), width)
+
+
+def _ranks(matrix: np.ndarray, labels: list[str], higher_is_better: bool) -> tuple[dict[str, float], dict[str, str]]:
+    """Per row label: the average rank (NaN without a value), and its text with the bootstrap
+    interval, from the (rows, rates, seeds) values of ``_seed_matrix``."""
     point, low, high = rank_intervals(matrix, higher_is_better)
     texts = {
         label: "–" if np.isnan(point[i]) else f"{point[i]:.2f} [{low[i]:.2f}, {high[i]:.2f}]"
@@ -516,11 +527,19 @@ def table(
     default when every value lies in [0, 1]; ``marks``: a privileged-data column, when any row has
     a mark."""
     cells = _cells(runs, column)
-    if percent is None:
-        percent = all(0 <= v <= 1 for cell in cells.values() for v in cell.values)
+    if percent is None:  # every value of the cells (the completed runs' non-NaN ones) in [0, 1]
+        values = runs.loc[runs.status == "completed", column].to_numpy(dtype=float) if column in runs else np.empty(0)
+        values = values[~np.isnan(values)]
+        percent = bool(((values >= 0) & (values <= 1)).all())
     labels = sorted({label for label, _ in cells})
-    points, ranks = _ranks(cells, labels, rates, higher_is_better) if ranked else ({}, {})
-    bold = {(label, rate) for rate in (rates if ranked else []) for label in _not_worse(cells, rate, higher_is_better, percent)}
+    points: dict[str, float] = {}
+    ranks: dict[str, str] = {}
+    bold: set[tuple[str, float]] = set()
+    if ranked:
+        matrix = _seed_matrix(runs, column, labels, rates)
+        points, ranks = _ranks(matrix, labels, higher_is_better)
+        for i, rate in enumerate(rates):
+            bold.update((label, rate) for label in _not_worse(cells, rate, higher_is_better, percent, matrix[:, i], labels))
     order = sorted(labels, key=lambda lab: (np.inf if np.isnan(points.get(lab, np.nan)) else points[lab], lab))
     marks = marks or {}
     by_label: dict[str, dict[float, _Cell]] = {}
@@ -565,13 +584,27 @@ def privileged_text(data: dict[str, Any]) -> str:
 
 
 def _privileged(runs: pd.DataFrame) -> dict[str, str]:
-    """Row label -> its privileged data in words, as its runs recorded it."""
+    """Row label -> its privileged data in words, as its runs recorded it. Runs repeat their
+    (label, info) pair: each distinct pair is read once."""
     marks: dict[str, set[str]] = {}
-    for label, info in zip(runs.label.tolist(), parsed(runs["info"])):
-        text = privileged_text(info.get("privileged") or {})
+    for label, info in _distinct(runs, ["label", "info"]):
+        text = privileged_text(json.loads(info).get("privileged") or {})
         if text:
             marks.setdefault(label, set()).add(text)
     return {label: " / ".join(sorted(texts)) for label, texts in marks.items()}
+
+
+def _distinct(runs: pd.DataFrame, columns: list[str]) -> list[tuple[Any, ...]]:
+    """The distinct tuples of ``columns`` among ``runs``, in no particular order: the values are
+    hashed as arrays (``pd.factorize``), not as Python objects one run at a time."""
+    if runs.empty:
+        return []
+    codes = [pd.factorize(runs[column], sort=False, use_na_sentinel=False) for column in columns]
+    flat = np.zeros(len(runs), dtype=np.int64)
+    for column_codes, uniques in codes:
+        flat = flat * len(uniques) + column_codes
+    firsts = np.unique(flat, return_index=True)[1]
+    return list(zip(*(uniques.take(column_codes[firsts]).tolist() for column_codes, uniques in codes)))
 
 
 def _budget_text(info: dict[str, Any], epochs: Any) -> str | None:
@@ -588,9 +621,9 @@ def _budget_text(info: dict[str, Any], epochs: Any) -> str | None:
 def budget_line(runs: pd.DataFrame) -> str:
     """The budget of every row with a completed run (``label``), in one line that groups the rows sharing one."""
     budgets: dict[str, set[str]] = {}
-    for label, info, epochs, status in zip(runs.label.tolist(), parsed(runs["info"]), runs.epochs.tolist(), runs.status.tolist()):
-        if status == "completed":
-            budgets.setdefault(label, set()).add(_budget_text(info, epochs) or "not recorded")
+    completed = runs.loc[runs.status == "completed", ["label", "info", "epochs"]]
+    for label, info, epochs in _distinct(completed, ["label", "info", "epochs"]):  # each distinct triple once
+        budgets.setdefault(label, set()).add(_budget_text(json.loads(info), epochs) or "not recorded")
     rows: dict[str, list[str]] = {}
     for label in sorted(budgets):
         rows.setdefault(" / ".join(sorted(budgets[label])), []).append(label)
