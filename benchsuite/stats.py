@@ -27,9 +27,10 @@ CONFIDENCE = 0.95
 ALPHA = 0.05
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
-#: Output elements summed per block of resamples in ``rank_intervals``: the running sums stay in
-#: the processor's cache while every seed's contribution is added to them.
-_BLOCK_ELEMENTS = 1 << 15
+#: Output elements summed per block of resamples in ``rank_intervals``: the running sums (128 KB)
+#: and each seed's gathered contributions stay in the processor's cache while every seed is added
+#: (measured on a 10^5-run board: half the time of blocks twice this size).
+_BLOCK_ELEMENTS = 1 << 14
 
 
 def t_half_width(values: np.ndarray, confidence: float = CONFIDENCE) -> float:
