@@ -180,25 +180,44 @@ def _per_rate_names(names: list[dict[str, Any]], setting: dict[str, Any]) -> lis
     ]
 
 
-def _per_rate_rows(runs: pd.DataFrame) -> tuple[list[tuple[int, str]], dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+def _pairs(runs: pd.DataFrame) -> tuple[list[tuple[str, str]], list[np.ndarray]]:
+    """The distinct (names, setting) texts of ``runs`` in the order runs first show them, and the
+    positions of each pair's runs (in run order): the texts are hashed as arrays, once."""
+    name_codes, names = pd.factorize(runs.names, sort=False)
+    setting_codes, settings = pd.factorize(runs.setting, sort=False)
+    codes, firsts = pd.factorize(name_codes.astype(np.int64) * len(settings) + setting_codes, sort=False)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(firsts) + 1))
+    names_list, settings_list = names.tolist(), settings.tolist()
+    texts = [(names_list[first // len(settings)], settings_list[first % len(settings)]) for first in firsts.tolist()]
+    return texts, [order[bounds[i] : bounds[i + 1]] for i in range(len(firsts))]
+
+
+def _per_rate_rows(
+    runs: pd.DataFrame, texts: list[tuple[str, str]], positions: list[np.ndarray]
+) -> tuple[list[tuple[np.ndarray, str]], dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
     """The rows of the names asked for with a preset per noise rate: one per name and rest of the
     setting, with the parameters its presets do not set per rate; names whose rows hold the same
-    runs at every rate share one row. Returns (run position, row key) pairs, settings and names.
-    Runs repeat their (names, setting) texts: each distinct pair is parsed and examined once."""
+    runs at every rate share one row. Returns (run positions, row key) pairs, settings and names.
+    ``texts`` and ``positions``: the distinct (names, setting) pairs and their runs (``_pairs``),
+    each parsed and examined once."""
     entries: dict[str, dict[str, Any]] = {}
-    of_pair: dict[tuple[str, str], list[tuple[str, dict[str, Any], dict[str, Any], str]]] = {}
-    texts = zip(runs.noise_rate.tolist(), runs.cell_hash.tolist(), runs.names.tolist(), runs.setting.tolist())
-    for position, (rate, cell, names, setting) in enumerate(texts):
-        found = of_pair.get((names, setting))
-        if found is None:
-            found = of_pair[names, setting] = _per_rate_names(json.loads(names), json.loads(setting))
+    rates, cells = runs.noise_rate.to_numpy(), runs.cell_hash.to_numpy()
+    for (names, setting), at in zip(texts, positions):
+        parsed_names = json.loads(names)
+        if not any(_per_rate(name) for name in parsed_names):
+            continue
+        found = _per_rate_names(parsed_names, json.loads(setting))
+        pair_rates = rates[at].tolist()
+        pair_cells = set(zip(pair_rates, cells[at].tolist()))
         for key, rest, name, params in found:
             entry = entries.setdefault(key, {"rest": rest, "name": name, "params": {}, "positions": [], "cells": set()})
-            entry["params"].setdefault(rate, {})[params] = name["params"]
-            entry["positions"].append(position)
-            entry["cells"].add((rate, cell))
+            for rate in dict.fromkeys(pair_rates):
+                entry["params"].setdefault(rate, {})[params] = name["params"]
+            entry["positions"].append(at)
+            entry["cells"] |= pair_cells
     by_cells: dict[tuple[Any, ...], str] = {}
-    pairs: list[tuple[int, str]] = []
+    pairs: list[tuple[np.ndarray, str]] = []
     settings: dict[str, dict[str, Any]] = {}
     row_names: dict[str, list[dict[str, Any]]] = {}
     for key, entry in sorted(entries.items()):
@@ -207,27 +226,30 @@ def _per_rate_rows(runs: pd.DataFrame) -> tuple[list[tuple[int, str]], dict[str,
         row = by_cells.setdefault(tuple(sorted(entry["cells"])), key)
         settings.setdefault(row, {**entry["rest"], "method_params": params})
         row_names.setdefault(row, []).append({**entry["name"], "params": params})
-        pairs += [(position, row) for position in entry["positions"]]
-    return sorted(set(pairs)), settings, row_names
+        pairs += [(at, row) for at in entry["positions"]]
+    return pairs, settings, row_names
 
 
 def labelled_rows(runs: pd.DataFrame, column: str = "label") -> pd.DataFrame:
     """``runs`` (as ``normalise_runs`` returns them), each with its table row's label in
     ``column`` (see ``setting_labels``). A run asked for under a preset per noise rate belongs to
     that entry's row, which spans the rates with their different settings; a run asked for under
-    a plain name too (``gr`` beside ``gr@0:cifar10_clean`` at r = 0.4) appears in both rows.
-    Each distinct (names, setting) pair is examined once, in the order runs first show it."""
-    pairs, settings, names = _per_rate_rows(runs)
-    plain_of: dict[tuple[str, str], bool] = {}
-    for position, (entries, setting) in enumerate(zip(runs.names.tolist(), runs.setting.tolist())):
-        plain = plain_of.get((entries, setting))
-        if plain is None:
-            plain = plain_of[entries, setting] = _add_plain_names(json.loads(entries), setting, settings, names)
-        if plain:
-            pairs.append((position, setting))
+    a plain name too (``gr`` beside ``gr@0:cifar10_clean`` at r = 0.4) appears in both rows, in
+    run order and, for one run, in the order of its rows' keys. Each distinct (names, setting)
+    pair is examined once, in the order runs first show it."""
+    texts, positions = _pairs(runs)
+    pairs, settings, names = _per_rate_rows(runs, texts, positions)
+    for (entries, setting), at in zip(texts, positions):
+        if _add_plain_names(json.loads(entries), setting, settings, names):
+            pairs.append((at, setting))
     labels = setting_labels(settings, names)
-    pairs.sort()
-    return runs.iloc[[position for position, _ in pairs]].assign(**{column: [labels[key] for _, key in pairs]})
+    keys = sorted({key for _, key in pairs})
+    rank = {key: i for i, key in enumerate(keys)}
+    width = max(len(keys), 1)
+    flat = [at.astype(np.int64) * width + rank[key] for at, key in pairs]
+    chosen = np.unique(np.concatenate(flat)) if flat else np.empty(0, dtype=np.int64)  # by run position, then row key; each once
+    row_labels = np.array([labels[key] for key in keys], dtype=object)
+    return runs.iloc[chosen // width].assign(**{column: row_labels[chosen % width].tolist()})
 
 
 def _add_plain_names(entries: list[dict[str, Any]], setting: str, settings: dict[str, dict[str, Any]], names: dict[str, list[dict[str, Any]]]) -> bool:
