@@ -392,20 +392,19 @@ def _cells(runs: pd.DataFrame, column: str) -> dict[tuple[str, float], _Cell]:
     label_codes, labels = pd.factorize(runs.label, sort=False)
     rate_codes, rates = pd.factorize(runs.noise_rate, sort=False)
     codes, firsts = pd.factorize(label_codes.astype(np.int64) * len(rates) + rate_codes, sort=False)  # first-seen order
-    status_codes, statuses = pd.factorize(runs.status, sort=False)
-    counts = np.zeros((len(firsts), len(statuses)), dtype=np.int64)
-    np.add.at(counts, (codes, status_codes), 1)
-    kept = np.flatnonzero((runs.status.to_numpy() == "completed") & ~np.isnan(values))
+    status_array = runs.status.to_numpy()
+    status_codes, statuses = pd.factorize(status_array, sort=False)
+    counts = np.bincount(codes * len(statuses) + status_codes, minlength=len(firsts) * len(statuses)).reshape(len(firsts), len(statuses))
+    kept = np.flatnonzero((status_array == "completed") & ~np.isnan(values))
     kept = kept[np.argsort(codes[kept], kind="stable")]
-    bounds = np.searchsorted(codes[kept], np.arange(len(firsts) + 1))
-    kept_values, kept_seeds = values[kept].tolist(), runs.seed.to_numpy()[kept].tolist()
+    bounds = np.searchsorted(codes[kept], np.arange(len(firsts) + 1)).tolist()
+    kept_values, kept_seeds = values[kept].tolist(), runs.seed.to_numpy()[kept].astype(np.int64).tolist()
     label_list, rate_list, status_list = labels.tolist(), rates.tolist(), statuses.tolist()
     cells: dict[tuple[str, float], _Cell] = {}
-    for code, first in enumerate(firsts.tolist()):
-        cell = _Cell(Counter({status_list[i]: int(n) for i, n in enumerate(counts[code]) if n}))
+    for code, (first, row) in enumerate(zip(firsts.tolist(), counts.tolist())):
         start, stop = bounds[code], bounds[code + 1]
-        cell.values, cell.seeds = kept_values[start:stop], [int(s) for s in kept_seeds[start:stop]]
-        cells[label_list[first // len(rates)], rate_list[first % len(rates)]] = cell
+        statuses_of = Counter({status: n for status, n in zip(status_list, row) if n})
+        cells[label_list[first // len(rates)], rate_list[first % len(rates)]] = _Cell(statuses_of, kept_values[start:stop], kept_seeds[start:stop])
     _summarise(list(cells.values()))
     return cells
 
