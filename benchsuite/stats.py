@@ -187,8 +187,12 @@ def _bootstrap_ranks(values: np.ndarray, higher_is_better: bool, counts: np.ndar
     Each mean's sum adds the seeds' contributions one seed after another, in seed order, from
     zero: the same bits on every machine and for every way of batching the resamples. A seed drawn
     ``k`` times contributes ``k * value``, read from a table of those products (one row per seed
-    and count) rather than multiplied again per resample. The resamples are summed, divided and
-    ranked a block at a time, so the working arrays stay in the processor's cache."""
+    and count) rather than multiplied again per resample. A seed not drawn contributes zero, and
+    adding zero leaves a sum's bits as they are (a sum from +0 is never -0): each resample adds
+    only its drawn seeds (about 63 % of them), the resamples taken in order of how many they drew
+    so that a block's resamples need about as many additions — unless a value is infinite, whose
+    ``0 * inf`` is NaN and must be added. The resamples are summed, divided and ranked a block at
+    a time, so the working arrays stay in the processor's cache."""
     rows, columns, num_seeds = values.shape
     cells = rows * columns
     by_seed = np.ascontiguousarray(values.transpose(2, 1, 0)).reshape(num_seeds, cells)  # (seeds, columns x rows)
@@ -197,25 +201,42 @@ def _bootstrap_ranks(values: np.ndarray, higher_is_better: bool, counts: np.ndar
     top = int(counts.max()) + 1
     with np.errstate(invalid="ignore"):  # 0 * inf = NaN: a cell with an infinite value has no mean without it
         products = (np.arange(float(top))[None, :, None] * filled[:, None, :]).reshape(num_seeds * top, cells)
-    rows_of = np.ascontiguousarray((counts.astype(np.intp) + top * np.arange(num_seeds)).T)  # (seeds, resamples)
+    products = np.concatenate([products, np.zeros((1, cells))])  # the last row: nothing to add
+    added, by_additions, additions = _additions(counts, top, bool(np.isfinite(filled).all()))
     present_runs = present.astype(float)
     resamples = len(counts)
     ranks = np.empty((resamples, rows))
     block = max(1, _BLOCK_ELEMENTS // max(cells, 1))
     buffer = np.empty((min(block, resamples), cells))
     for start in range(0, resamples, block):
-        stop = min(start + block, resamples)
-        sums = buffer[: stop - start]
+        taken = by_additions[start : start + block]
+        sums = buffer[: len(taken)]
         sums.fill(0.0)
-        for s in range(num_seeds):
-            sums += products[rows_of[s, start:stop]]
-        runs = counts[start:stop] @ present_runs  # whole numbers: exact in any order
+        for step in range(additions[taken[-1]]):  # the block's most: its last, in this order
+            sums += products[added[step, start : start + block]]
+        runs = counts[taken] @ present_runs  # whole numbers: exact in any order
         with np.errstate(invalid="ignore", divide="ignore"):
             np.divide(sums, runs, out=sums)  # no run drawn: 0 / 0 = NaN
         if higher_is_better:
             np.negative(sums, out=sums)
-        ranks[start:stop] = _mean_ranks(sums.reshape(stop - start, columns, rows))
+        ranks[taken] = _mean_ranks(sums.reshape(len(taken), columns, rows))
     return ranks
+
+
+def _additions(counts: np.ndarray, top: int, skip_undrawn: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The product rows each resample adds, in seed order: ``added[step, i]`` is the row of the
+    ``step``-th seed the ``i``-th resample of ``by_additions`` adds (``s * top + count``; past its
+    last, the zero row ``len(counts[0]) * top``); ``by_additions`` orders the resamples by
+    ``additions``, how many each adds: its drawn seeds, or every seed unless ``skip_undrawn``."""
+    resamples, num_seeds = counts.shape
+    rows_of = counts.astype(np.intp) + top * np.arange(num_seeds)
+    adds = counts > 0 if skip_undrawn else np.ones(counts.shape, dtype=bool)
+    additions = adds.sum(axis=1)
+    by_additions = np.argsort(additions, kind="stable")
+    first = np.argsort(~adds[by_additions], axis=1, kind="stable")  # the added seeds first, in seed order
+    packed = np.where(adds[by_additions], rows_of[by_additions], num_seeds * top)
+    added = np.ascontiguousarray(np.take_along_axis(packed, first, axis=1).T)  # (steps, resamples)
+    return added, by_additions, additions
 
 
 def rank_intervals(
