@@ -391,20 +391,24 @@ def _cells(runs: pd.DataFrame, column: str) -> dict[tuple[str, float], _Cell]:
     values = runs[column].to_numpy(dtype=float) if column in runs else np.full(len(runs), np.nan)
     label_codes, labels = pd.factorize(runs.label, sort=False)
     rate_codes, rates = pd.factorize(runs.noise_rate, sort=False)
-    codes, firsts = pd.factorize(label_codes.astype(np.int64) * len(rates) + rate_codes, sort=False)  # first-seen order
     status_array = runs.status.to_numpy()
     status_codes, statuses = pd.factorize(status_array, sort=False)
-    counts = np.bincount(codes * len(statuses) + status_codes, minlength=len(firsts) * len(statuses)).reshape(len(firsts), len(statuses))
+    label_list, rate_list, status_list = labels.tolist(), rates.tolist(), statuses.tolist()
+    codes, firsts = pd.factorize(label_codes.astype(np.int64) * len(rate_list) + rate_codes, sort=False)  # first-seen order
+    counts = np.bincount(codes * len(status_list) + status_codes, minlength=len(firsts) * len(status_list))
     kept = np.flatnonzero((status_array == "completed") & ~np.isnan(values))
     kept = kept[np.argsort(codes[kept], kind="stable")]
     bounds = np.searchsorted(codes[kept], np.arange(len(firsts) + 1)).tolist()
     kept_values, kept_seeds = values[kept].tolist(), runs.seed.to_numpy()[kept].astype(np.int64).tolist()
-    label_list, rate_list, status_list = labels.tolist(), rates.tolist(), statuses.tolist()
+    counters: dict[tuple[int, ...], Counter[str]] = {}  # cells share their statuses' counts (never modified)
     cells: dict[tuple[str, float], _Cell] = {}
-    for code, (first, row) in enumerate(zip(firsts.tolist(), counts.tolist())):
+    width = len(rate_list)
+    for code, (first, row) in enumerate(zip(firsts.tolist(), counts.reshape(len(firsts), len(status_list)).tolist())):
         start, stop = bounds[code], bounds[code + 1]
-        statuses_of = Counter({status: n for status, n in zip(status_list, row) if n})
-        cells[label_list[first // len(rates)], rate_list[first % len(rates)]] = _Cell(statuses_of, kept_values[start:stop], kept_seeds[start:stop])
+        statuses = counters.get(tuple(row))
+        if statuses is None:
+            statuses = counters[tuple(row)] = Counter({status: n for status, n in zip(status_list, row) if n})
+        cells[label_list[first // width], rate_list[first % width]] = _Cell(statuses, kept_values[start:stop], kept_seeds[start:stop])
     _summarise(list(cells.values()))
     return cells
 
