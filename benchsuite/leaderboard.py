@@ -107,7 +107,16 @@ def _context(setting: dict[str, Any]) -> dict[str, Any]:
 def _varying(dicts: list[dict[str, Any]]) -> list[str]:
     """Keys whose value differs between ``dicts`` (a missing key counts as a value)."""
     keys = sorted({k for d in dicts for k in d})
-    return [k for k in keys if len({json.dumps(d.get(k), sort_keys=True) for d in dicts}) > 1]
+    return [k for k in keys if len({_as_json(d.get(k)) for d in dicts}) > 1]
+
+
+def _as_json(value: Any) -> Any:
+    """A key equal for two values exactly when their ``json.dumps(value, sort_keys=True)`` texts
+    are: the text itself for tables, lists and floats (``-0.0``, ``NaN``), the type and value for
+    the other scalars (``1``, ``True`` and ``"1"`` stay apart), which saves writing the text."""
+    if value is None or type(value) in (str, int, bool):
+        return type(value), value
+    return json.dumps(value, sort_keys=True)
 
 
 def _shown(value: Any) -> str:
@@ -130,7 +139,7 @@ def _params_varying(names: list[dict[str, Any]]) -> list[str]:
     (a name with a preset per noise rate leaves out what the presets set)."""
     varying = set(_varying([n["params"] for n in names if not _per_rate(n)]))
     for key in {k for n in names for k in n["params"]}:
-        if len({json.dumps(n["params"][key], sort_keys=True) for n in names if key in n["params"]}) > 1:
+        if len({_as_json(n["params"][key]) for n in names if key in n["params"]}) > 1:
             varying.add(key)
     return sorted(varying)
 
@@ -139,8 +148,11 @@ def setting_labels(settings: dict[str, dict[str, Any]], names: dict[str, list[di
     """A unique label per setting key: its names joined by `` = `` (each with the parameters that
     vary between the settings of that method name), then in brackets the fields that vary within
     the table (the method's code and version only between settings of the same method)."""
-    all_names = [n for entries in names.values() for n in entries]
-    params_varying = {m: _params_varying([n for n in all_names if n["method"] == m]) for m in {n["method"] for n in all_names}}
+    names_of: dict[str, list[dict[str, Any]]] = {}
+    for entries in names.values():
+        for n in entries:
+            names_of.setdefault(n["method"], []).append(n)
+    params_varying = {m: _params_varying(method_names) for m, method_names in names_of.items()}
     contexts = {key: _context(s) for key, s in settings.items()}
     context_varying = _varying(list(contexts.values()))
     by_method: dict[str, list[dict[str, Any]]] = {}

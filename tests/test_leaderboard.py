@@ -323,3 +323,17 @@ def test_the_seed_matrix_and_bold_equal_the_per_cell_computation():
             assert got == _per_cell_bold(cells, rate, higher_is_better, True)
             sizes.append(len(got))
     assert 1 <= min(sizes) and max(sizes) > 2 and max(sizes) < len(labels)
+
+
+def test_varying_values_compare_as_their_json_texts():
+    """``_as_json`` keys two values equal exactly when their JSON texts are: 1, 1.0, True and "1"
+    differ, as do 0.0 and -0.0; NaNs are one value; tables compare by content."""
+    import itertools
+    import json
+
+    from benchsuite.leaderboard import _as_json, _varying
+
+    values = [1, 1.0, True, False, 0, "1", None, "", 0.0, -0.0, float("nan"), float("nan"), [1], [1.0], {"a": 1, "b": 2}, {"b": 2, "a": 1}, 10**20]
+    for a, b in itertools.product(values, repeat=2):
+        assert (_as_json(a) == _as_json(b)) == (json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)), (a, b)
+    assert _varying([{"x": 1, "y": float("nan")}, {"x": True, "y": float("nan")}]) == ["x"]
