@@ -135,13 +135,13 @@ def _tied_ranks(scores: np.ndarray) -> np.ndarray:
     """The ranks (1 = smallest; ties share their mean rank, as ``scipy.stats.rankdata``'s
     ``average``) of ``scores`` along its last axis, for every leading index at once. Ranks are
     half-integers, exact in floating point whatever the order of any later sum over them. Ties
-    among infinite scores (no value: their ranks are discarded) are left unresolved. The sorts are
-    stable ones (merges of sorted runs): the bootstrap hands its rows nearly in order, which they
-    sort in about linear time."""
+    among infinite scores (no value: their ranks are discarded) are left unresolved. numpy's
+    default sorts: measured faster than its stable ones on rows nearly in order, and much faster on
+    rows in any order."""
     shape = scores.shape
     flat = np.ascontiguousarray(scores.reshape(-1, shape[-1]))
-    order = np.argsort(flat, axis=1, kind="stable")
-    ordered = np.sort(flat, axis=1, kind="stable")  # the values in ``order`` (ties compare equal): a sort is cheaper than gathering them
+    order = np.argsort(flat, axis=1)
+    ordered = np.sort(flat, axis=1)  # the values in ``order`` (ties compare equal): a sort is cheaper than gathering them
     ranks_in_order = np.broadcast_to(np.arange(1.0, shape[-1] + 1), ordered.shape).copy()
     tied = (ordered[:, 1:] == ordered[:, :-1]) & np.isfinite(ordered[:, 1:])
     with_ties = np.flatnonzero(tied.any(axis=1))  # rows with finite ties: their groups share the mean rank
@@ -252,8 +252,8 @@ def rank_intervals(
     draws the seeds with replacement once for the whole table; a row's mean in a column is then
     the mean over its drawn runs, and its average rank is recomputed from those means. All
     resamples are computed together, as arrays, with the rows in the order of their point
-    estimate (a row's ranks do not depend on where it stands): each resample's ranking then
-    starts nearly sorted.
+    estimate (a row's ranks do not depend on where it stands): each resample's sort then starts
+    nearly in order.
     """
     num_seeds = values.shape[2]
     with _quiet():
