@@ -24,6 +24,7 @@ import math
 import os
 import socket
 import sqlite3
+import struct
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -36,7 +37,8 @@ from .errors import UsageError
 from .spec import CellSpec, RunRecord
 
 #: 1: runs, curves, names, claims. 2: per-run summaries (``summaries``), computed when a run is stored.
-#: 3: the summaries keep what the boards read of a run's info and provenance (``board_fields``).
+#: 3: the summaries keep what the boards read of a run's info and provenance (``board_fields``, in
+#: ``texts``) and its board numbers as binary (``board_numbers``); two covering indexes serve boards.
 SCHEMA_VERSION = "3"
 #: Epochs averaged by the ``last<k>_<metric>`` columns (all epochs if a run has fewer).
 LAST_K = 5
@@ -84,10 +86,20 @@ CREATE TABLE IF NOT EXISTS summaries (
     lineage_hash TEXT NOT NULL,
     board TEXT NOT NULL,
     metrics TEXT NOT NULL,
-    board_info TEXT NOT NULL,
-    board_provenance TEXT NOT NULL
+    board_info_id INTEGER NOT NULL,
+    board_provenance_id INTEGER NOT NULL,
+    board_layout_id INTEGER NOT NULL,
+    board_values BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS summaries_by_board ON summaries (task, noise_kind, setting);
+CREATE TABLE IF NOT EXISTS texts (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
+CREATE INDEX IF NOT EXISTS runs_for_boards ON runs (
+    id, cell_hash, method, preset, task, noise_kind, noise_rate, seed, status, diverged_epoch, epochs, started_at, finished_at,
+    duration_s, error
+);
+CREATE INDEX IF NOT EXISTS summaries_for_boards ON summaries (
+    run_id, params, task_params, setting, requested_name, board_info_id, board_provenance_id, board_layout_id, board_values
+);
 CREATE TABLE IF NOT EXISTS curves (
     run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     epoch INTEGER NOT NULL,
@@ -113,7 +125,7 @@ CREATE TABLE IF NOT EXISTS claims (
 #: The columns of a summary, as ``save`` and the migrations write them.
 _SUMMARY_INSERT = (
     "INSERT INTO summaries (run_id, task, noise_kind, setting, params, task_params, requested_name, lineage_hash, board, "
-    "metrics, board_info, board_provenance) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "metrics, board_info_id, board_provenance_id, board_layout_id, board_values) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 #: What the boards read of a run's ``info``: a section's metrics (``task_metrics``,
 #: ``leaderboard_metrics``), the privileged data and the budget (``recipe``).
@@ -272,6 +284,34 @@ def board_fields(info: dict[str, Any], provenance: dict[str, Any]) -> tuple[str,
     return _json(board_info), _json(board_provenance)
 
 
+#: Kinds of board values held in ``board_numbers``' binary values: a float, an integer (exact in a
+#: float64), a boolean, a null; ``j``: any other value, read from the board's JSON text.
+_EXACT_INT = 2**53
+
+
+def _kind(value: Any) -> str:
+    if type(value) is float:
+        return "f"
+    if type(value) is bool:
+        return "b"
+    if type(value) is int and -_EXACT_INT <= value <= _EXACT_INT:
+        return "i"
+    return "n" if value is None else "j"
+
+
+def board_numbers(board: dict[str, Any]) -> tuple[str, bytes]:
+    """A run's board numbers as ``(layout, values)``: the layout, the JSON list of ``[key, kind]``
+    in key order (kinds: ``f`` float, ``i`` integer, ``b`` boolean, ``n`` null, ``j`` any other
+    value, read from the board's JSON), and the values as little-endian float64, one per key.
+
+    Parsing 10⁵ boards' JSON (their floats written to 17 digits) is most of the cost of a board
+    of 10⁵ runs; these are read as one array per layout, and a grid's runs share few layouts (one
+    per method's set of metrics). Every integer kind ``i`` holds is exact in a float64."""
+    kinds = [(key, _kind(value)) for key, value in sorted(board.items())]
+    values = [float(board[key]) if kind in "fib" else math.nan for key, kind in kinds]
+    return _canonical(kinds), struct.pack(f"<{len(values)}d", *values)
+
+
 def _version_only(meta: Any) -> Any:
     """A plugin's provenance as the header reads it: its version only."""
     if not isinstance(meta, dict):
@@ -299,6 +339,21 @@ def _finite_or_none(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _text_id(cur: sqlite3.Cursor, text: str) -> int:
+    """The id of ``text`` in ``texts`` (added if new): texts that repeat across runs are stored once."""
+    cur.execute("INSERT OR IGNORE INTO texts (text) VALUES (?)", (text,))
+    (text_id,) = cur.execute("SELECT id FROM texts WHERE text = ?", (text,)).fetchone()
+    return int(text_id)
+
+
+def _board_columns(cur: sqlite3.Cursor, board: str, info: dict[str, Any], provenance: dict[str, Any]) -> tuple[int, int, int, bytes]:
+    """A summary's schema-3 columns: the ids of its board fields and board layout, its board
+    values. They are taken from the board's JSON text as stored, so that they are what a reader
+    of that text gets (a NumPy float or an object written by its ``str`` is what JSON made of it)."""
+    layout, values = board_numbers(json.loads(board))
+    return (*(_text_id(cur, text) for text in (*board_fields(info, provenance), layout)), values)  # type: ignore[return-value]
+
+
 def _summarise_stored(cur: sqlite3.Cursor, run_ids: list[int]) -> None:
     """Schema 1 to 3: create the summaries and write those of every stored run from its curves."""
     for statement in filter(str.strip, _SCHEMA.split(";")):
@@ -317,22 +372,26 @@ def _summarise_stored(cur: sqlite3.Cursor, run_ids: list[int]) -> None:
             spec = CellSpec.from_dict(json.loads(spec_text))
             info = json.loads(info_text)
             board, metrics = summarise(curves[run_id], json.loads(final), info.get("task_metrics", {}))
-            cur.execute(
-                _SUMMARY_INSERT,
-                (run_id, spec.task, spec.noise_kind, *_derived(spec), _json(board), _json(metrics), *board_fields(info, json.loads(provenance))),
-            )
+            derived = (run_id, spec.task, spec.noise_kind, *_derived(spec), _json(board), _json(metrics))
+            cur.execute(_SUMMARY_INSERT, (*derived, *_board_columns(cur, derived[-2], info, json.loads(provenance))))
 
 
-def _add_board_fields(cur: sqlite3.Cursor, run_ids: list[int]) -> None:
-    """Schema 2 to 3: add the summaries' ``board_info`` and ``board_provenance`` columns and fill them."""
-    cur.execute("ALTER TABLE summaries ADD COLUMN board_info TEXT NOT NULL DEFAULT ''")
-    cur.execute("ALTER TABLE summaries ADD COLUMN board_provenance TEXT NOT NULL DEFAULT ''")
+def _add_board_columns(cur: sqlite3.Cursor, run_ids: list[int]) -> None:
+    """Schema 2 to 3: add the summaries' board columns (``_board_columns``), fill them from each
+    run's info, provenance and stored board, then create the texts table and the indexes."""
+    for column in ("board_info_id INTEGER NOT NULL DEFAULT 0", "board_provenance_id INTEGER NOT NULL DEFAULT 0", "board_layout_id INTEGER NOT NULL DEFAULT 0", "board_values BLOB NOT NULL DEFAULT x''"):
+        cur.execute(f"ALTER TABLE summaries ADD COLUMN {column}")
+    for statement in filter(str.strip, _SCHEMA.split(";")):
+        cur.execute(statement)
     for start in range(0, len(run_ids), CURVE_CHUNK_RUNS):
         chunk = run_ids[start : start + CURVE_CHUNK_RUNS]
-        rows = cur.execute(f"SELECT id, info, provenance FROM runs WHERE id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        query = f"SELECT r.id, r.info, r.provenance, s.board FROM runs r JOIN summaries s ON s.run_id = r.id WHERE r.id IN ({','.join('?' * len(chunk))})"
+        updates = [
+            (*_board_columns(cur, board, json.loads(info), json.loads(provenance)), run_id)
+            for run_id, info, provenance, board in cur.execute(query, chunk).fetchall()
+        ]
         cur.executemany(
-            "UPDATE summaries SET board_info = ?, board_provenance = ? WHERE run_id = ?",
-            [(*board_fields(json.loads(info), json.loads(provenance)), run_id) for run_id, info, provenance in rows],
+            "UPDATE summaries SET board_info_id = ?, board_provenance_id = ?, board_layout_id = ?, board_values = ? WHERE run_id = ?", updates
         )
 
 
@@ -340,7 +399,7 @@ def _add_board_fields(cur: sqlite3.Cursor, run_ids: list[int]) -> None:
 #: migration's transaction and every run id in ascending order).
 _MIGRATIONS = {
     "1": ("per-run summaries computed from the stored curves", _summarise_stored),
-    "2": ("the fields of each run's info and provenance that boards read, kept in its summary", _add_board_fields),
+    "2": ("what boards read of each run's info, provenance and numbers, kept in its summary for fast boards", _add_board_columns),
 }
 
 
@@ -532,10 +591,8 @@ class ResultStore:
             ]
             cur.executemany("INSERT INTO curves VALUES (?, ?, ?, ?)", [(run_id, *row) for row in curves])
             board, metrics = summarise(curves, record.final, record.info.get("task_metrics", {}))
-            cur.execute(
-                _SUMMARY_INSERT,
-                (run_id, spec.task, spec.noise_kind, *_derived(spec), _json(board), _json(metrics), *board_fields(record.info, record.provenance)),
-            )
+            derived = (run_id, spec.task, spec.noise_kind, *_derived(spec), _json(board), _json(metrics))
+            cur.execute(_SUMMARY_INSERT, (*derived, *_board_columns(cur, derived[-2], record.info, record.provenance)))
             cur.execute("DELETE FROM claims WHERE cell_hash = ?", (spec.cell_hash,))
 
     def add_names(self, names: dict[str, list[dict[str, Any]]]) -> None:

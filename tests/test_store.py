@@ -200,7 +200,7 @@ def test_a_schema_1_database_is_backed_up_then_migrated_to_the_same_numbers(tmp_
     with ResultStore(path) as store:
         assert store.query("SELECT value FROM meta")[0][0] == SCHEMA_VERSION == "3"
         assert len(store.query("SELECT * FROM summaries")) == 3
-        assert '"task_metrics"' in store.query("SELECT board_info FROM summaries")[0][0]
+        assert '"task_metrics"' in store.query("SELECT t.text FROM summaries s JOIN texts t ON t.id = s.board_info_id")[0][0]
     message = capsys.readouterr().err
     assert "schema 1; migrating it to schema 3" in message and "migrated 3 runs" in message
     backup = tmp_path / "r.sqlite.schema1-backup"
@@ -215,10 +215,13 @@ def test_a_schema_1_database_is_backed_up_then_migrated_to_the_same_numbers(tmp_
 
 def _as_schema_2(path):
     """Rewrite a database as benchsuite 2's schema wrote it: summaries without the board fields
-    (the schema-3 table's columns are the schema-2 ones and these two, appended)."""
+    (the schema-3 table's columns are the schema-2 ones and the board's, appended)."""
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("ALTER TABLE summaries DROP COLUMN board_info")
-    conn.execute("ALTER TABLE summaries DROP COLUMN board_provenance")
+    conn.execute("DROP INDEX runs_for_boards")
+    conn.execute("DROP INDEX summaries_for_boards")
+    conn.execute("DROP TABLE texts")
+    for column in ("board_info_id", "board_provenance_id", "board_layout_id", "board_values"):
+        conn.execute(f"ALTER TABLE summaries DROP COLUMN {column}")
     conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     conn.close()
 
@@ -236,6 +239,12 @@ def _varied_records():
     return out
 
 
+BOARD_COLUMNS = (
+    "SELECT s.run_id, i.text AS board_info, p.text AS board_provenance, l.text AS layout, s.board_values FROM summaries s "
+    "JOIN texts i ON i.id = s.board_info_id JOIN texts p ON p.id = s.board_provenance_id JOIN texts l ON l.id = s.board_layout_id ORDER BY s.run_id"
+)
+
+
 def test_a_schema_2_database_is_backed_up_then_given_the_board_fields(tmp_path, capsys):
     """Schema 2 -> 3 adds to each summary what the boards read of its run's info and provenance,
     computed from the stored texts: equal to what ``save`` writes for a new run."""
@@ -243,17 +252,17 @@ def test_a_schema_2_database_is_backed_up_then_given_the_board_fields(tmp_path, 
     with ResultStore(path) as store:
         for rec in _varied_records():
             store.save(rec)
-        saved = store.query("SELECT run_id, board_info, board_provenance FROM summaries ORDER BY run_id")
+        saved = store.query(BOARD_COLUMNS)
     _as_schema_2(path)
     capsys.readouterr()
     with ResultStore(path, "read") as store:  # a reading command migrates it too
         assert store.query("SELECT value FROM meta")[0][0] == "3"
-        assert store.query("SELECT run_id, board_info, board_provenance FROM summaries ORDER BY run_id") == saved
+        assert store.query(BOARD_COLUMNS) == saved
     message = capsys.readouterr().err
     assert "schema 2; migrating it to schema 3" in message and "migrated 3 runs" in message
     old = sqlite3.connect(tmp_path / "r.sqlite.schema2-backup")
     assert old.execute("SELECT value FROM meta").fetchone() == ("2",)
-    assert "board_info" not in {row[1] for row in old.execute("PRAGMA table_info(summaries)")}
+    assert "board_values" not in {row[1] for row in old.execute("PRAGMA table_info(summaries)")}
     old.close()
     info, provenance = json.loads(saved[1]["board_info"]), json.loads(saved[1]["board_provenance"])
     assert info == {"privileged": {"trusted_per_class": 1}, "task_metrics": TASK_INFO["task_metrics"]}
