@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_open
-from .store import CURVE_CHUNK_RUNS, LAST_K, ResultStore
+from .store import BOARD_IDENTITY, CURVE_CHUNK_RUNS, LAST_K, ResultStore
 
 __all__ = ["LAST_K", "RUN_COLUMNS", "board_runs", "curves_dataframe", "iter_curves", "to_dataframe", "write_curves_csv", "write_runs_csv"]
 
@@ -109,19 +109,22 @@ _RUN_ORDER = "r.task, r.noise_kind, r.method, s.params, r.noise_rate, r.seed, r.
 def to_dataframe(path: str | Path, spec: bool = True) -> pd.DataFrame:
     """One row per run (see the module docstring for the columns); ``spec=False`` leaves out the
     full spec, which no board reads (the largest text of a run, one per run)."""
-    return _runs(path, [c for c in _RUN_COLUMNS_READ if spec or c != "r.spec"], "runs r JOIN summaries s ON s.run_id = r.id")
+    columns = [c for c in _RUN_COLUMNS_READ if spec or c != "r.spec"]
+    return _runs(path, [*columns, "s.requested_name"], "runs r JOIN summaries s ON s.run_id = r.id")
 
 
 #: What ``board_runs`` reads: columns of the two covering indexes (``store``), the board fields' ids.
 _BOARD_COLUMNS = [
-    "r.cell_hash", "r.method", "r.preset", "r.task", "r.noise_kind", "r.noise_rate", "r.seed", "r.status", "r.error",
+    "r.cell_hash", "r.noise_rate", "r.seed", "r.status", "r.error",
     "r.diverged_epoch", "r.epochs", "r.started_at", "r.finished_at", "r.duration_s", "s.board_info_id AS info",
-    "s.board_provenance_id AS provenance", "s.params", "s.task_params", "s.setting",
+    "s.board_provenance_id AS provenance", "s.board_identity_id AS identity",
 ]  # fmt: skip
+#: The texts of a run's identity, in their order there.
+_IDENTITY = BOARD_IDENTITY
 #: Per run, the names recorded for its cell, one per line (a name is one-line JSON), by the names' index.
 _RECORDED_NAMES = "(SELECT group_concat(n.name, char(10)) FROM names n WHERE n.cell_hash = r.cell_hash)"
-#: Read after the run columns, per run: its requested and recorded names, its board layout's id, values and id.
-_RUN_TAIL = f"s.requested_name, {_RECORDED_NAMES}, s.board_layout_id, s.board_values, s.run_id"
+#: Read after the run columns, per run: its recorded names, its board layout's id, values and id.
+_RUN_TAIL = f"{_RECORDED_NAMES}, s.board_layout_id, s.board_values, s.run_id"
 
 
 def board_runs(path: str | Path) -> pd.DataFrame:
@@ -134,24 +137,28 @@ def board_runs(path: str | Path) -> pd.DataFrame:
     else is read from two covering indexes, a fraction of the tables' pages. A board rendered
     from this table is the board of the whole table, and of its CSV export, byte for byte."""
     tables = "runs r INDEXED BY runs_for_boards JOIN summaries s INDEXED BY summaries_for_boards ON s.run_id = r.id"
-    return _runs(path, _BOARD_COLUMNS, tables, texts=("info", "provenance"))
+    return _runs(path, _BOARD_COLUMNS, tables, texts=("info", "provenance"), identity=True)
 
 
-def _runs(path: str | Path, columns: list[str], tables: str, texts: tuple[str, ...] = ()) -> pd.DataFrame:
+def _runs(path: str | Path, columns: list[str], tables: str, texts: tuple[str, ...] = (), identity: bool = False) -> pd.DataFrame:
     """The runs table of ``columns`` (SQL, each named by its last word) read from ``tables``, in
-    board order; the columns in ``texts`` hold ids of ``texts`` rows, replaced by the texts."""
+    board order; the columns in ``texts`` hold ids of ``texts`` rows, replaced by the texts, and
+    with ``identity`` the ``identity`` column too, replaced by its parts (``_IDENTITY``)."""
     with ResultStore(path, "read") as store:
         rows = list(store.rows(f"SELECT {', '.join(columns)}, {_RUN_TAIL} FROM {tables} ORDER BY r.id"))
         if not rows:
             return pd.DataFrame(columns=RUN_COLUMNS)
-        names = [c.split(".")[-1].split()[-1] for c in columns] + ["requested_name", "recorded", "board_layout_id", "board_values", "run_id"]
+        names = [c.split(".")[-1].split()[-1] for c in columns] + ["recorded", "board_layout_id", "board_values", "run_id"]
         data = dict(zip(names, map(list, zip(*rows))))
-        wanted = {text_id for column in texts for text_id in data[column]} | set(data["board_layout_id"])
+        wanted = {text_id for column in (*texts, *["identity"][: int(identity)]) for text_id in data[column]} | set(data["board_layout_id"])
         text_of = dict(store.rows(f"SELECT id, text FROM texts WHERE id IN ({','.join(map(str, wanted))})"))
         numbers = _board_numbers(store, data["run_id"], [text_of[i] for i in data["board_layout_id"]], data["board_values"])
     for column in texts:
-        data[column] = [text_of[i] for i in data[column]]
-    for column in _SHARED_TEXTS:
+        data[column] = _take(*_distinct(data[column], text_of.__getitem__))
+    if identity:
+        parts, codes = _distinct(data.pop("identity"), lambda i: json.loads(text_of[i]))
+        data.update({name: _take([p[k] for p in parts], codes) for k, name in enumerate(_IDENTITY)})
+    for column in (c for c in _SHARED_TEXTS if c not in texts and not (identity and c in _IDENTITY)):
         shared: dict[str, str] = {}
         data[column] = [shared.setdefault(v, v) if type(v) is str else v for v in data[column]]
     names_of = _NamesTexts()
@@ -162,6 +169,20 @@ def _runs(path: str | Path, columns: list[str], tables: str, texts: tuple[str, .
     rest = sorted(c for c in numbers if c not in first)
     runs = pd.DataFrame({c: numbers[c] if c in numbers else data[c] for c in [*first, *rest]})
     return runs.sort_values(["task", "noise_kind", "method", "params", "noise_rate", "seed"], kind="stable").reset_index(drop=True)
+
+
+def _distinct(ids: list[int], value_of: Callable[[int], Any]) -> tuple[list[Any], np.ndarray]:
+    """The value of each distinct id, and each id's position among them: few distinct ids, many
+    runs, and no long text is hashed or parsed once per run."""
+    distinct, codes = np.unique(np.asarray(ids), return_inverse=True)
+    return [value_of(i) for i in distinct.tolist()], codes
+
+
+def _take(values: list[Any], codes: np.ndarray) -> list[Any]:
+    """``[values[c] for c in codes]`` in NumPy: equal codes give one object."""
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array[codes].tolist()
 
 
 def _board_numbers(store: ResultStore, run_ids: list[int], layouts: list[str], values: list[bytes]) -> dict[str, Any]:

@@ -88,6 +88,7 @@ CREATE TABLE IF NOT EXISTS summaries (
     metrics TEXT NOT NULL,
     board_info_id INTEGER NOT NULL,
     board_provenance_id INTEGER NOT NULL,
+    board_identity_id INTEGER NOT NULL,
     board_layout_id INTEGER NOT NULL,
     board_values BLOB NOT NULL
 );
@@ -98,7 +99,7 @@ CREATE INDEX IF NOT EXISTS runs_for_boards ON runs (
     duration_s, error
 );
 CREATE INDEX IF NOT EXISTS summaries_for_boards ON summaries (
-    run_id, params, task_params, setting, requested_name, board_info_id, board_provenance_id, board_layout_id, board_values
+    run_id, board_identity_id, board_info_id, board_provenance_id, board_layout_id, board_values
 );
 CREATE TABLE IF NOT EXISTS curves (
     run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
@@ -125,8 +126,11 @@ CREATE TABLE IF NOT EXISTS claims (
 #: The columns of a summary, as ``save`` and the migrations write them.
 _SUMMARY_INSERT = (
     "INSERT INTO summaries (run_id, task, noise_kind, setting, params, task_params, requested_name, lineage_hash, board, "
-    "metrics, board_info_id, board_provenance_id, board_layout_id, board_values) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "metrics, board_info_id, board_provenance_id, board_identity_id, board_layout_id, board_values) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+#: The run columns a configuration's runs share (all but seed and noise rate), kept as one text.
+BOARD_IDENTITY = ("params", "task_params", "setting", "requested_name", "method", "preset", "task", "noise_kind")
 #: What the boards read of a run's ``info``: a section's metrics (``task_metrics``,
 #: ``leaderboard_metrics``), the privileged data and the budget (``recipe``).
 BOARD_INFO_KEYS = ("leaderboard_metrics", "privileged", "recipe", "task_metrics")
@@ -346,12 +350,17 @@ def _text_id(cur: sqlite3.Cursor, text: str) -> int:
     return int(text_id)
 
 
-def _board_columns(cur: sqlite3.Cursor, board: str, info: dict[str, Any], provenance: dict[str, Any]) -> tuple[int, int, int, bytes]:
-    """A summary's schema-3 columns: the ids of its board fields and board layout, its board
-    values. They are taken from the board's JSON text as stored, so that they are what a reader
-    of that text gets (a NumPy float or an object written by its ``str`` is what JSON made of it)."""
-    layout, values = board_numbers(json.loads(board))
-    return (*(_text_id(cur, text) for text in (*board_fields(info, provenance), layout)), values)  # type: ignore[return-value]
+def _board_columns(cur: sqlite3.Cursor, summary: tuple[Any, ...], run: dict[str, Any]) -> tuple[Any, ...]:
+    """A summary's schema-3 columns, given its schema-2 ones (``_SUMMARY_INSERT``'s first ten) and
+    its run's ``method``, ``preset``, ``info`` and ``provenance``: the ids of its board fields, of
+    its identity (``BOARD_IDENTITY``: one text, shared by a configuration's seeds and noise rates)
+    and of its board layout, and its board values. Those are taken from the board's JSON text as stored, so that they are what a
+    reader of that text gets (a NumPy float or an object written by its ``str`` is what JSON made of it)."""
+    parts = dict(zip(("task", "noise_kind", "setting", "params", "task_params", "requested_name"), summary[1:7]))
+    identity = _canonical([{**parts, **run}[name] for name in BOARD_IDENTITY])
+    layout, values = board_numbers(json.loads(summary[8]))
+    texts = (*board_fields(run["info"], run["provenance"]), identity, layout)
+    return (*(_text_id(cur, text) for text in texts), values)
 
 
 def _summarise_stored(cur: sqlite3.Cursor, run_ids: list[int]) -> None:
@@ -373,25 +382,39 @@ def _summarise_stored(cur: sqlite3.Cursor, run_ids: list[int]) -> None:
             info = json.loads(info_text)
             board, metrics = summarise(curves[run_id], json.loads(final), info.get("task_metrics", {}))
             derived = (run_id, spec.task, spec.noise_kind, *_derived(spec), _json(board), _json(metrics))
-            cur.execute(_SUMMARY_INSERT, (*derived, *_board_columns(cur, derived[-2], info, json.loads(provenance))))
+            run = {"method": spec.method, "preset": spec.preset, "info": info, "provenance": json.loads(provenance)}
+            cur.execute(_SUMMARY_INSERT, (*derived, *_board_columns(cur, derived, run)))
 
 
 def _add_board_columns(cur: sqlite3.Cursor, run_ids: list[int]) -> None:
     """Schema 2 to 3: add the summaries' board columns (``_board_columns``), fill them from each
     run's info, provenance and stored board, then create the texts table and the indexes."""
-    for column in ("board_info_id INTEGER NOT NULL DEFAULT 0", "board_provenance_id INTEGER NOT NULL DEFAULT 0", "board_layout_id INTEGER NOT NULL DEFAULT 0", "board_values BLOB NOT NULL DEFAULT x''"):
-        cur.execute(f"ALTER TABLE summaries ADD COLUMN {column}")
+    for column in ("board_info_id", "board_provenance_id", "board_identity_id", "board_layout_id"):
+        cur.execute(f"ALTER TABLE summaries ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+    cur.execute("ALTER TABLE summaries ADD COLUMN board_values BLOB NOT NULL DEFAULT x''")
     for statement in filter(str.strip, _SCHEMA.split(";")):
         cur.execute(statement)
+    fill_board_columns(cur, run_ids)
+
+
+def fill_board_columns(cur: sqlite3.Cursor, run_ids: list[int]) -> None:
+    """(Re)compute the board columns of the summaries of ``run_ids`` from the stored runs, a
+    bounded number at a time (a migration, or a benchmark that copies summaries with SQL)."""
     for start in range(0, len(run_ids), CURVE_CHUNK_RUNS):
         chunk = run_ids[start : start + CURVE_CHUNK_RUNS]
-        query = f"SELECT r.id, r.info, r.provenance, s.board FROM runs r JOIN summaries s ON s.run_id = r.id WHERE r.id IN ({','.join('?' * len(chunk))})"
-        updates = [
-            (*_board_columns(cur, board, json.loads(info), json.loads(provenance)), run_id)
-            for run_id, info, provenance, board in cur.execute(query, chunk).fetchall()
-        ]
+        query = (
+            "SELECT s.run_id, s.task, s.noise_kind, s.setting, s.params, s.task_params, s.requested_name, s.lineage_hash, s.board, "
+            f"s.metrics, r.method, r.preset, r.info, r.provenance FROM runs r JOIN summaries s ON s.run_id = r.id "
+            f"WHERE r.id IN ({','.join('?' * len(chunk))})"
+        )
+        updates = []
+        for row in cur.execute(query, chunk).fetchall():
+            run = {"method": row[10], "preset": row[11], "info": json.loads(row[12]), "provenance": json.loads(row[13])}
+            updates.append((*_board_columns(cur, row[:10], run), row[0]))
         cur.executemany(
-            "UPDATE summaries SET board_info_id = ?, board_provenance_id = ?, board_layout_id = ?, board_values = ? WHERE run_id = ?", updates
+            "UPDATE summaries SET board_info_id = ?, board_provenance_id = ?, board_identity_id = ?, board_layout_id = ?, board_values = ? "
+            "WHERE run_id = ?",
+            updates,
         )
 
 
@@ -592,7 +615,8 @@ class ResultStore:
             cur.executemany("INSERT INTO curves VALUES (?, ?, ?, ?)", [(run_id, *row) for row in curves])
             board, metrics = summarise(curves, record.final, record.info.get("task_metrics", {}))
             derived = (run_id, spec.task, spec.noise_kind, *_derived(spec), _json(board), _json(metrics))
-            cur.execute(_SUMMARY_INSERT, (*derived, *_board_columns(cur, derived[-2], record.info, record.provenance)))
+            run = {"method": spec.method, "preset": spec.preset, "info": record.info, "provenance": record.provenance}
+            cur.execute(_SUMMARY_INSERT, (*derived, *_board_columns(cur, derived, run)))
             cur.execute("DELETE FROM claims WHERE cell_hash = ?", (spec.cell_hash,))
 
     def add_names(self, names: dict[str, list[dict[str, Any]]]) -> None:

@@ -220,7 +220,7 @@ def _as_schema_2(path):
     conn.execute("DROP INDEX runs_for_boards")
     conn.execute("DROP INDEX summaries_for_boards")
     conn.execute("DROP TABLE texts")
-    for column in ("board_info_id", "board_provenance_id", "board_layout_id", "board_values"):
+    for column in ("board_info_id", "board_provenance_id", "board_identity_id", "board_layout_id", "board_values"):
         conn.execute(f"ALTER TABLE summaries DROP COLUMN {column}")
     conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     conn.close()
@@ -240,8 +240,9 @@ def _varied_records():
 
 
 BOARD_COLUMNS = (
-    "SELECT s.run_id, i.text AS board_info, p.text AS board_provenance, l.text AS layout, s.board_values FROM summaries s "
-    "JOIN texts i ON i.id = s.board_info_id JOIN texts p ON p.id = s.board_provenance_id JOIN texts l ON l.id = s.board_layout_id ORDER BY s.run_id"
+    "SELECT s.run_id, i.text AS board_info, p.text AS board_provenance, d.text AS identity, l.text AS layout, s.board_values FROM summaries s "
+    "JOIN texts i ON i.id = s.board_info_id JOIN texts p ON p.id = s.board_provenance_id JOIN texts d ON d.id = s.board_identity_id "
+    "JOIN texts l ON l.id = s.board_layout_id ORDER BY s.run_id"
 )
 
 
