@@ -284,7 +284,8 @@ def main() -> None:
         before: dict[str, tuple[float, float, float]] = {}
         migration = None
         if args.before and n <= args.before_max:
-            old = args.work / f"runs_{n}.schema{args.before_schema}.sqlite"
+            old = args.work / f"schema{args.before_schema}" / db.name  # the same name: boards quote the path
+            old.parent.mkdir(exist_ok=True)
             (as_schema_1 if args.before_schema == 1 else as_schema_2)(db, old)
             after, before = measure(db, args.work, args.before.resolve(), old, curves=not args.no_curves, same_runs=args.before_schema == 2)
             backup = Path(f"{old}.schema{args.before_schema}-backup")
