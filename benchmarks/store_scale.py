@@ -185,8 +185,8 @@ def measure(
             if kept:
                 outputs[name].replace(kept)
             before[name] = sh([*cli, *old_commands[name]], {"PYTHONPATH": str(source)}, source)
-            if kept and same_runs:  # the same runs and command: the outputs must be equal
-                same = kept.read_bytes() == outputs[name].read_bytes()
+            if kept and same_runs:  # the same runs and command: the outputs must be equal (the board quotes the path)
+                same = kept.read_bytes() == outputs[name].read_bytes().replace(str(old_db).encode(), str(db).encode())
                 print(f"{name} on {db.name}: {'byte for byte the older code' if same else 'DIFFERS from the older code'}", file=sys.stderr, flush=True)
     return after, before
 
@@ -284,8 +284,7 @@ def main() -> None:
         before: dict[str, tuple[float, float, float]] = {}
         migration = None
         if args.before and n <= args.before_max:
-            old = args.work / f"schema{args.before_schema}" / db.name  # the same name: boards quote the path
-            old.parent.mkdir(exist_ok=True)
+            old = args.work / f"runs_{n}.schema{args.before_schema}.sqlite"
             (as_schema_1 if args.before_schema == 1 else as_schema_2)(db, old)
             after, before = measure(db, args.work, args.before.resolve(), old, curves=not args.no_curves, same_runs=args.before_schema == 2)
             backup = Path(f"{old}.schema{args.before_schema}-backup")

@@ -119,8 +119,6 @@ _BOARD_COLUMNS = [
     "r.diverged_epoch", "r.epochs", "r.started_at", "r.finished_at", "r.duration_s", "s.board_info_id AS info",
     "s.board_provenance_id AS provenance", "s.board_identity_id AS identity",
 ]  # fmt: skip
-#: The texts of a run's identity, in their order there.
-_IDENTITY = BOARD_IDENTITY
 #: Per run, the names recorded for its cell, one per line (a name is one-line JSON), by the names' index.
 _RECORDED_NAMES = "(SELECT group_concat(n.name, char(10)) FROM names n WHERE n.cell_hash = r.cell_hash)"
 #: Read after the run columns, per run: its recorded names, its board layout's id, values and id.
@@ -143,22 +141,23 @@ def board_runs(path: str | Path) -> pd.DataFrame:
 def _runs(path: str | Path, columns: list[str], tables: str, texts: tuple[str, ...] = (), identity: bool = False) -> pd.DataFrame:
     """The runs table of ``columns`` (SQL, each named by its last word) read from ``tables``, in
     board order; the columns in ``texts`` hold ids of ``texts`` rows, replaced by the texts, and
-    with ``identity`` the ``identity`` column too, replaced by its parts (``_IDENTITY``)."""
+    with ``identity`` the ``identity`` column too, replaced by its parts (``BOARD_IDENTITY``)."""
     with ResultStore(path, "read") as store:
         rows = list(store.rows(f"SELECT {', '.join(columns)}, {_RUN_TAIL} FROM {tables} ORDER BY r.id"))
         if not rows:
             return pd.DataFrame(columns=RUN_COLUMNS)
         names = [c.split(".")[-1].split()[-1] for c in columns] + ["recorded", "board_layout_id", "board_values", "run_id"]
         data = dict(zip(names, map(list, zip(*rows))))
-        wanted = {text_id for column in (*texts, *["identity"][: int(identity)]) for text_id in data[column]} | set(data["board_layout_id"])
+        id_columns = [*texts, "identity"] if identity else list(texts)
+        wanted = {text_id for column in id_columns for text_id in data[column]} | set(data["board_layout_id"])
         text_of = dict(store.rows(f"SELECT id, text FROM texts WHERE id IN ({','.join(map(str, wanted))})"))
         numbers = _board_numbers(store, data["run_id"], [text_of[i] for i in data["board_layout_id"]], data["board_values"])
     for column in texts:
         data[column] = _take(*_distinct(data[column], text_of.__getitem__))
     if identity:
         parts, codes = _distinct(data.pop("identity"), lambda i: json.loads(text_of[i]))
-        data.update({name: _take([p[k] for p in parts], codes) for k, name in enumerate(_IDENTITY)})
-    for column in (c for c in _SHARED_TEXTS if c not in texts and not (identity and c in _IDENTITY)):
+        data.update({name: _take([p[k] for p in parts], codes) for k, name in enumerate(BOARD_IDENTITY)})
+    for column in (c for c in _SHARED_TEXTS if c not in texts and not (identity and c in BOARD_IDENTITY)):
         shared: dict[str, str] = {}
         data[column] = [shared.setdefault(v, v) if type(v) is str else v for v in data[column]]
     names_of = _NamesTexts()
