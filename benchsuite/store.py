@@ -288,12 +288,12 @@ def board_fields(info: dict[str, Any], provenance: dict[str, Any]) -> tuple[str,
     return _json(board_info), _json(board_provenance)
 
 
-#: Kinds of board values held in ``board_numbers``' binary values: a float, an integer (exact in a
-#: float64), a boolean, a null; ``j``: any other value, read from the board's JSON text.
+#: Integers up to this magnitude are exact in a float64: ``board_numbers`` holds them (kind ``i``).
 _EXACT_INT = 2**53
 
 
 def _kind(value: Any) -> str:
+    """A board value's kind in ``board_numbers``: float, boolean, exact integer, null, or ``j``."""
     if type(value) is float:
         return "f"
     if type(value) is bool:
@@ -354,8 +354,9 @@ def _board_columns(cur: sqlite3.Cursor, summary: tuple[Any, ...], run: dict[str,
     """A summary's schema-3 columns, given its schema-2 ones (``_SUMMARY_INSERT``'s first ten) and
     its run's ``method``, ``preset``, ``info`` and ``provenance``: the ids of its board fields, of
     its identity (``BOARD_IDENTITY``: one text, shared by a configuration's seeds and noise rates)
-    and of its board layout, and its board values. Those are taken from the board's JSON text as stored, so that they are what a
-    reader of that text gets (a NumPy float or an object written by its ``str`` is what JSON made of it)."""
+    and of its board layout, and its board values. Those are taken from the board's JSON text as
+    stored, so that they are what a reader of that text gets (a NumPy float or an object written by
+    its ``str`` is what JSON made of it)."""
     parts = dict(zip(("task", "noise_kind", "setting", "params", "task_params", "requested_name"), summary[1:7]))
     identity = _canonical([{**parts, **run}[name] for name in BOARD_IDENTITY])
     layout, values = board_numbers(json.loads(summary[8]))
