@@ -1,11 +1,12 @@
 """The plugin catalog: what every plugin registers, as ``benchsuite plugins``, ``methods`` and
-``tasks`` print it, kept in a per-user cache so that listing imports no plugin (and so no torch)
-when nothing changed.
+``tasks`` print it, kept in a per-user cache so that listing imports no plugin when nothing
+changed.
 
-Loading the plugins imports every plugin module, and the method and task plugins import torch: a
-few seconds before anything is printed. What the listing commands print depends only on the
-plugin code, the installed distributions and benchsuite itself, so the catalog built from a
-loaded host is stored with a key over all of them, computed without importing any plugin:
+Loading the plugins imports every plugin module (the built-in ones import torch only when a cell
+trains or a model is built, but a third-party plugin may import anything at its top). What the
+listing commands print depends only on the plugin code, the installed distributions and
+benchsuite itself, so the catalog built from a loaded host is stored with a key over all of them,
+computed without importing any plugin:
 
 - benchsuite's version and the size and modification time of each of its source files;
 - the Python interpreter (``sys.version``, ``sys.prefix``);
@@ -112,7 +113,7 @@ def load_catalog() -> Catalog:
         cached = read_cache(path, key)
         if cached is not None and not (cached.failed and strict_loading()):
             return cached
-    from .plugins import get_host  # imports the method and task interfaces, and so torch
+    from .plugins import get_host  # imports every plugin module (not torch)
 
     catalog = from_host(get_host())
     if use_cache:

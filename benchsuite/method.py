@@ -21,13 +21,13 @@ import abc
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import torch
-from torch import nn
-
 from .needs import Need, unmet
 from .params import Configurable
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
     from .engine import TrainContext
     from .task import Batch, Recipe, Task
 
@@ -118,6 +118,8 @@ class Method(Configurable, abc.ABC):
     ) -> tuple[torch.optim.Optimizer, Any]:
         """Optimiser and per-step schedule (any object with ``step()``, e.g. a torch LR scheduler;
         ``None``: constant rate); the default follows the recipe."""
+        import torch
+
         params = [p for p in model.parameters() if p.requires_grad]
         if recipe.optimizer == "sgd":
             optimizer: torch.optim.Optimizer = torch.optim.SGD(

@@ -11,18 +11,19 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, Protocol
-
-import numpy as np
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Literal, Mapping, Protocol
 
 from .needs import CLEAN_VALIDATION, STRONG_VIEW, TRUSTED_SET
 from .params import Configurable
 from .toolkit.labels import NoiseRecord, draw_trusted, split_labels, stratified_holdout  # noqa: F401  (re-exported)
 
+if TYPE_CHECKING:  # torch is imported where tensors are made: loading plugins and expanding grids need none
+    import numpy as np
+    import torch
+    from torch import nn
+
 #: A batched augmentation: (uint8 or float batch on the device, generator) -> augmented batch.
-ViewFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+ViewFn = Callable[["torch.Tensor", "torch.Generator"], "torch.Tensor"]
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,8 @@ class TensorTrainSource:
 
     def permutation(self, generator: torch.Generator) -> torch.Tensor:
         """The order of one pass, drawn from ``generator`` (what ``batches`` draws first)."""
+        import torch
+
         return torch.randperm(len(self.x), generator=generator, device=generator.device).to(self.x.device)
 
     def batch_at(self, order: torch.Tensor, position: int, generator: torch.Generator) -> Batch:
@@ -188,6 +191,8 @@ class TensorTrainSource:
         return x if self.augment is None else self.augment(x, generator)
 
     def eval_batches(self, batch_size: int) -> Iterator[Batch]:
+        import torch
+
         for start in range(0, len(self.x), batch_size):
             index = torch.arange(start, min(start + batch_size, len(self.x)), device=self.x.device)
             yield Batch(x=self.x[start : start + batch_size], y=self.y[start : start + batch_size], index=index)
@@ -390,14 +395,16 @@ class Task(Configurable, abc.ABC):
         }
 
 
-@torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Logits of ``model`` in eval mode over an in-memory tensor, batched."""
+    import torch
+
     was_training = model.training
     model.eval()
     try:
-        chunks = [model(x[i : i + batch_size]).float() for i in range(0, len(x), batch_size)]
-        return chunks[0] if len(chunks) == 1 else torch.cat(chunks)  # one chunk: no copy
+        with torch.no_grad():
+            chunks = [model(x[i : i + batch_size]).float() for i in range(0, len(x), batch_size)]
+            return chunks[0] if len(chunks) == 1 else torch.cat(chunks)  # one chunk: no copy
     finally:
         model.train(was_training)
 
@@ -443,6 +450,8 @@ def prepare_in_memory(
     receives only the inputs it declares, and they are not recorded (they are a property of the
     data set, not of the run; the kind records what it decided).
     """
+    import torch
+
     split = split_labels(request, y_train, num_classes, noise_inputs=noise_inputs)
     info = {**dict(info or {}), **split.info}
     device = request.device

@@ -18,13 +18,8 @@ from benchsuite.spec import CellSpec
 from benchsuite.task import PrepareRequest
 from benchsuite.toolkit.models.pretrained import MissingWeightsError
 from benchsuite_plugins.clothing1m import clothing1m
-from benchsuite_plugins.clothing1m.clothing1m import (
-    ImageFiles,
-    ImageTrainSource,
-    balanced_subset_size,
-    class_balanced_subset,
-    load_release,
-)
+from benchsuite_plugins.clothing1m.clothing1m import load_release
+from benchsuite_plugins.clothing1m.images import ImageFiles, ImageTrainSource, balanced_subset_size, class_balanced_subset
 
 CLASSES = [
     "T-Shirt", "Shirt", "Knitwear", "Chiffon", "Sweater", "Hoodie", "Windbreaker",
@@ -181,7 +176,7 @@ def test_augmentation_does_not_depend_on_worker_count(release_root):
     files = ImageFiles(release.image_dir, release.keys["noisy_train"], 36, 32)
     epochs = {}
     for workers in (0, 2):
-        source = ImageTrainSource(files, release.labels["noisy_train"], 8, torch.device("cpu"), workers, subset_size=28)
+        source = ImageTrainSource(files, release.labels["noisy_train"], 8, torch.device("cpu"), workers, subset_size=28, num_classes=14)
         generator = torch.Generator().manual_seed(3)
         epochs[workers] = [[(b.x, b.y, b.index) for b in source.batches(generator)] for _ in range(2)]
     assert len(epochs[0][0]) == len(source) == 3  # 28 balanced images (2 per class) in batches of 8

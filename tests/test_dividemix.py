@@ -19,7 +19,6 @@ from benchsuite_plugins.methods import dividemix
 from benchsuite_plugins.methods.dividemix import (
     BetaDraws,
     DivideMix,
-    PairEnsemble,
     clean_probability,
     co_guess,
     co_refine,
@@ -28,6 +27,7 @@ from benchsuite_plugins.methods.dividemix import (
     semi_supervised_loss,
     sharpen,
 )
+from benchsuite_plugins.methods.pair_ensemble import PairEnsemble
 from step_harness import CPU, first_batch, spec_for, started_context
 
 

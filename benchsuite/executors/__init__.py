@@ -12,7 +12,11 @@ up in the host (``PluginHost.executors``).
 
 from __future__ import annotations
 
+import ast
+import ctypes
+import importlib.util
 import os
+import sys
 from typing import Any, Callable
 
 from ..hookspecs import hookimpl
@@ -60,9 +64,53 @@ def _runs_on_cpu(device: str) -> bool:
         return True
     if device != "auto":
         return False
+    if not cuda_possible():
+        return True
     import torch
 
     return not torch.cuda.is_available()
+
+
+#: The NVIDIA driver library the CUDA runtime loads, per platform (elsewhere torch is asked).
+CUDA_DRIVER_LIBRARY = {"linux": "libcuda.so.1", "win32": "nvcuda.dll"}
+
+
+def cuda_possible() -> bool:
+    """False when ``torch.cuda.is_available()`` is certainly False, found without importing torch
+    (seconds, which `run --dry-run` would pay to choose its executor): torch built without CUDA and
+    ROCm, or a CUDA build on a machine whose NVIDIA driver library does not load (the CUDA runtime
+    then finds no device). True otherwise, and then torch decides."""
+    build = torch_build()
+    if build is None or build["hip"]:
+        return True
+    if not build["cuda"]:
+        return False
+    library = CUDA_DRIVER_LIBRARY.get(sys.platform)
+    if library is None:
+        return True
+    try:
+        ctypes.CDLL(library)
+    except OSError:
+        return False
+    return True
+
+
+def torch_build() -> dict[str, str | None] | None:
+    """The ``cuda`` and ``hip`` versions torch was built with (None: without), read from the
+    source of the installed ``torch/version.py`` without importing torch; None when it cannot be read."""
+    try:
+        spec = importlib.util.find_spec("torch")
+        folder = list(spec.submodule_search_locations or [])[0] if spec is not None else None
+        with open(os.path.join(folder, "version.py"), encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+    except (ImportError, ValueError, TypeError, IndexError, OSError, SyntaxError):
+        return None
+    found: dict[str, str | None] = {}
+    for node in tree.body:
+        target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0] if isinstance(node, ast.Assign) else None
+        if isinstance(target, ast.Name) and target.id in ("cuda", "hip") and isinstance(node.value, ast.Constant):
+            found[target.id] = node.value.value
+    return found if set(found) == {"cuda", "hip"} else None
 
 
 __all__ = [

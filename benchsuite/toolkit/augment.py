@@ -8,8 +8,10 @@ compose and normalisation stays in the model's first layer.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def random_crop_flip(
@@ -22,6 +24,8 @@ def random_crop_flip(
     one index per output pixel, so the whole batch is a single ``gather``. IEG's strong view pads
     with mid-grey (``fill=128`` on uint8 images).
     """
+    import torch
+
     n, c, h, w = x.shape
     hp, wp = h + 2 * padding, w + 2 * padding
     padded = x.new_full((n, c, hp, wp), fill)
@@ -44,6 +48,8 @@ def cutout(x: torch.Tensor, generator: torch.Generator, size: int = 16, fill: fl
     The square is clipped at the borders (DeVries & Taylor 2017; IEG's strong view uses size 16
     and fills with mid-grey, i.e. ``fill=128`` on uint8 images).
     """
+    import torch
+
     n, _, h, w = x.shape
     device = x.device
     cy = torch.randint(0, h, (n, 1), generator=generator, device=generator.device).to(device)

@@ -26,13 +26,14 @@ import functools
 import logging
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .extras import missing_extra
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ RULES: tuple[str, ...] = ("torchreid", "official")
 #: Query rows per chunk are chosen so that a chunk holds about this many distances (bounds memory).
 CHUNK_PAIRS = 1 << 22
 
-ArrayLike = np.ndarray | torch.Tensor
+ArrayLike: TypeAlias = "np.ndarray | torch.Tensor"
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,8 @@ def _stable_positions(dist: np.ndarray, query: np.ndarray, gallery: np.ndarray) 
     One SIMD sort of the values per row, then a batched binary search: the position is the
     number of smaller distances plus the number of equal ones at lower gallery indices.
     """
+    import torch
+
     num_q, num_g = dist.shape
     counts = np.bincount(query, minlength=num_q)
     slot = np.arange(len(query)) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -218,6 +221,8 @@ def _summarise(
 
 
 def _as_ids(q_pids: ArrayLike, g_pids: ArrayLike, q_camids: ArrayLike, g_camids: ArrayLike) -> list[np.ndarray]:
+    import torch
+
     out = []
     for name, values in (("q_pids", q_pids), ("g_pids", g_pids), ("q_camids", q_camids), ("g_camids", g_camids)):
         array = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
@@ -242,6 +247,8 @@ def evaluate_ranking(
     matches and junk entries are needed, so each row is sorted by value (a SIMD sort, no index
     permutation) and those few pairs are located by binary search, chunk by chunk.
     """
+    import torch
+
     dist = distmat.detach().cpu().numpy() if isinstance(distmat, torch.Tensor) else np.asarray(distmat)
     if dist.ndim != 2:
         raise ValueError(f"distmat must be 2-d (queries x gallery), got shape {dist.shape}")
@@ -290,6 +297,9 @@ def _check_features(q: torch.Tensor, g: torch.Tensor) -> None:
 
 def cosine_distance(q_feats: ArrayLike, g_feats: ArrayLike) -> torch.Tensor:
     """1 − cosine similarity in float32 (torchreid's ``cosine_distance``), on the features' device."""
+    import torch
+    import torch.nn.functional as F
+
     q, g = torch.as_tensor(q_feats).detach().float(), torch.as_tensor(g_feats).detach().float()
     _check_features(q, g)
     return 1.0 - F.normalize(q, dim=1) @ F.normalize(g.to(q.device), dim=1).T
@@ -328,6 +338,9 @@ def feature_cmc_map(
     ranking, whose CMC is the one the top-k search approximates, so a caller gets the same numbers
     (``mAP`` still ``None``) at the full ranking's cost rather than an error for a speed option.
     """
+    import torch
+    import torch.nn.functional as F
+
     faiss = _faiss() if cmc_only else None
     if faiss is None:
         dist = cosine_distance(q_feats, g_feats)
@@ -377,6 +390,8 @@ def top_ranked(
     stable ascending sort of its row, entries with the query's pid and camera removed, as the
     metrics remove them): (gallery indices, hit flags), each (queries × k); where fewer than ``k``
     entries remain, the index is -1 and the flag False."""
+    import torch
+
     dist = distmat.detach().cpu().numpy() if isinstance(distmat, torch.Tensor) else np.asarray(distmat)
     q_pids, g_pids, q_camids, g_camids = _as_ids(q_pids, g_pids, q_camids, g_camids)
     removed = (q_pids[:, None] == g_pids[None, :]) & (q_camids[:, None] == g_camids[None, :])

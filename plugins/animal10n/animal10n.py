@@ -29,18 +29,19 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from benchsuite_plugins.animal10n.vgg import VGG
-from torch import nn
 
 from benchsuite import Metric, Param, Preset, Recipe, Task, hookimpl
 from benchsuite.task import ClassificationEval, PreparedData, PrepareRequest, TensorTrainSource, evaluate_classification
 from benchsuite.toolkit.augment import CropFlip
 from benchsuite.toolkit.datasets import DatasetError
 from benchsuite.toolkit.labels import split_labels
-from benchsuite.toolkit.models.normalize import Normalized
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 CLASS_NAMES = ("cat", "lynx", "wolf", "coyote", "cheetah", "jaguar", "chimpanzee", "orangutan", "hamster", "guinea pig")
 SPLITS = {"train": "training", "test": "testing"}
@@ -156,6 +157,8 @@ class Animal10N(Task):
         split_folders(self.root)
 
     def prepare(self, request: PrepareRequest) -> PreparedData:
+        import torch
+
         if request.noise_kind != "none":
             raise ValueError(
                 f"animal10n carries real label noise; synthetic {request.noise_kind!r} noise does not apply: "
@@ -204,6 +207,9 @@ class Animal10N(Task):
         )
 
     def build_model(self) -> nn.Module:
+        from benchsuite.toolkit.models.normalize import Normalized
+        from benchsuite_plugins.animal10n.vgg import VGG
+
         return Normalized(VGG(MODELS[self.model], self.num_classes), (0.5,) * 3, (0.5,) * 3, channels_last=self.channels_last)
 
     def recipe(self) -> Recipe:

@@ -10,11 +10,9 @@ or ``--epochs`` keeps the schedule's shape.
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
-from torch import nn
 
 from benchsuite.needs import CLEAN_VALIDATION, STRONG_VIEW, TRUSTED_SET
 from benchsuite.params import Param
@@ -29,11 +27,14 @@ from benchsuite.task import (
     prepare_in_memory,
 )
 from benchsuite.toolkit.augment import CropFlip
-from benchsuite.toolkit.models.normalize import Normalized
 
 from .cifar_n import HumanLabelRelease, human_labels_path, read_human_labels
 from .models import CIFAR_MODELS, build_cifar_model
 from .release import CifarData, Which, release_folder
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 _SGD = dict(lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="multistep", epochs=1)
 
@@ -136,6 +137,8 @@ class CifarTask(Task):
         return cifar_strong_view
 
     def prepare(self, request: PrepareRequest) -> PreparedData:
+        import torch
+
         if request.noise_kind not in self.noise_kinds:
             raise ValueError(
                 f"task {self.name!r} does not take noise kind {request.noise_kind!r}; it takes: {', '.join(self.noise_kinds)}"
@@ -159,6 +162,8 @@ class CifarTask(Task):
         )
 
     def build_model(self) -> nn.Module:
+        from benchsuite.toolkit.models.normalize import Normalized
+
         net = build_cifar_model(self.model, self.num_classes, self.shortcut)
         return Normalized(net, *self.stats, channels_last=self.channels_last)
 

@@ -22,15 +22,17 @@ import gzip
 import importlib.util
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from benchsuite import Metric, Param, PreparedData, Recipe, Task, hookimpl
 from benchsuite.needs import CLEAN_VALIDATION, STRONG_VIEW, TRUSTED_SET
 from benchsuite.task import PrepareRequest, evaluate_classification, prepare_in_memory
-from benchsuite.toolkit.models.mlp import MLP
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.25
@@ -72,6 +74,8 @@ def load_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def strong_view(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Gaussian pixel noise and pixel dropout over a batch of pixel vectors in [0, 1]."""
+    import torch
+
     noise = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
     keep = torch.rand(x.shape, generator=generator, device=generator.device).to(x.device) >= STRONG_DROPOUT
     return (x + STRONG_NOISE_STD * noise).clamp_(0.0, 1.0) * keep
@@ -93,6 +97,8 @@ class Digits(Task):
     }
 
     def prepare(self, request: PrepareRequest) -> PreparedData:
+        import torch
+
         x_train, y_train, x_test, y_test = load_split()
         return prepare_in_memory(
             request,
@@ -106,6 +112,8 @@ class Digits(Task):
         )
 
     def build_model(self) -> nn.Module:
+        from benchsuite.toolkit.models.mlp import MLP
+
         return MLP(64, (self.width,) * self.depth, self.num_classes)
 
     def recipe(self) -> Recipe:

@@ -27,19 +27,19 @@ symmetric noise). Differences between methods on this task are of the order of o
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from benchsuite import Metric, Param, PreparedData, Recipe, Task, hookimpl
 from benchsuite.needs import CLEAN_VALIDATION, TRUSTED_SET
 from benchsuite.task import ClassificationEval, PrepareRequest, classification_accuracy, prepare_in_memory
-from benchsuite.toolkit.models.embedding import EmbeddingClassifier, embed_in_batches
-from benchsuite.toolkit.models.mlp import MLP
 from benchsuite.toolkit.retrieval import cosine_distance, evaluate_ranking
 from benchsuite_plugins.digits.digits import load_split
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 SEEN_CLASSES = 5  # classes 0..4 train; 5..9 are retrieved
 RANKS = (1, 2, 4, 8)
@@ -57,6 +57,9 @@ def load_seen_unseen() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def random_shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Each flattened 8×8 image moved by -1, 0 or 1 pixel in each direction (zero fill), batched."""
+    import torch
+    import torch.nn.functional as F
+
     n = len(x)
     padded = F.pad(x.view(n, SIDE, SIDE), (1, 1, 1, 1))
     dy, dx = torch.randint(0, 3, (2, n, 1), generator=generator, device=generator.device).to(x.device)
@@ -85,6 +88,8 @@ class DigitsRetrieval(Task):
     }
 
     def prepare(self, request: PrepareRequest) -> PreparedData:
+        import torch
+
         x_seen, y_seen, x_unseen, y_unseen = load_seen_unseen()
         return prepare_in_memory(
             request,
@@ -102,6 +107,11 @@ class DigitsRetrieval(Task):
         )
 
     def build_model(self) -> nn.Module:
+        from torch import nn
+
+        from benchsuite.toolkit.models.embedding import EmbeddingClassifier
+        from benchsuite.toolkit.models.mlp import MLP
+
         head = nn.Sequential(nn.ReLU(), MLP(self.width, (self.head_width,), self.num_classes))
         return EmbeddingClassifier(nn.Linear(SIDE * SIDE, self.width), head)
 
@@ -109,6 +119,10 @@ class DigitsRetrieval(Task):
         return Recipe(epochs=20, batch_size=128, lr=0.1, momentum=0.9)
 
     def evaluate(self, model: nn.Module, data: PreparedData, device: torch.device) -> dict[str, float]:
+        import torch
+
+        from benchsuite.toolkit.models.embedding import embed_in_batches
+
         splits: ClassificationEval = data.eval_data
         x, classes = splits.test
         feats = embed_in_batches(model, x, batch_size=1024)

@@ -21,12 +21,14 @@ classes below 1e-7, a difference of at most 1e-7 per class in the loss). The oth
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from benchsuite import LossMethod, LossOutput, Param, ParameterError, Preset, hookimpl
 from benchsuite_plugins.methods.sl import SL
 from benchsuite_plugins.methods.weighting import upcast
+
+if TYPE_CHECKING:
+    import torch
 
 _APL = "HanxunH/Active-Passive-Losses configs"
 
@@ -57,6 +59,8 @@ class NCEandRCE(LossMethod):
             raise ParameterError("nce_rce: alpha and beta are both 0, so the loss is 0 and nothing trains; set one > 0")
 
     def compute(self, logits: torch.Tensor, targets: torch.Tensor) -> LossOutput:
+        import torch
+
         log_p = upcast(logits).log_softmax(1)
         log_p_y = log_p.gather(1, targets[:, None]).squeeze(1)
         nce = log_p_y / log_p.sum(1)
@@ -66,6 +70,8 @@ class NCEandRCE(LossMethod):
         return LossOutput((self.alpha * nce + self.beta * rce).mean(), weights)
 
     def example_gradient(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
         log_p = upcast(logits).log_softmax(1)
         p = log_p.exp()
         classes = p.shape[1]

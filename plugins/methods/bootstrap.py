@@ -19,12 +19,14 @@ schedule (later variants, e.g. dynamic bootstrapping, add those).
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from benchsuite import LossMethod, LossOutput, Param, Preset, hookimpl
 from benchsuite_plugins.methods.soft_target import SoftTargetLoss
 from benchsuite_plugins.methods.weighting import upcast
+
+if TYPE_CHECKING:
+    import torch
 
 _PATRINI_CODE = "giorgiop/loss-correction loss.py (boot_soft, β = 0.95), the forward-correction paper's baselines"
 
@@ -42,6 +44,8 @@ class BootstrapSoft(LossMethod):
     }
 
     def compute(self, logits: torch.Tensor, targets: torch.Tensor) -> LossOutput:
+        import torch
+
         log_q = upcast(logits).log_softmax(1)
         entropy = -(log_q.exp() * log_q).sum(1)
         loss = (-self.beta * log_q.gather(1, targets[:, None]).squeeze(1) + (1 - self.beta) * entropy).mean()
@@ -50,6 +54,8 @@ class BootstrapSoft(LossMethod):
         return LossOutput(loss, weights)
 
     def example_gradient(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
         log_q = upcast(logits).log_softmax(1)
         q = log_q.exp()
         entropy = -(q * log_q).sum(1, keepdim=True)
@@ -69,6 +75,8 @@ class BootstrapHard(SoftTargetLoss):
 
     def target(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """β·e_y + (1 − β)·e_ŷ (constant: no gradient flows through the argmax)."""
+        import torch.nn.functional as F
+
         classes = logits.shape[1]
         label = F.one_hot(targets, classes).to(logits.dtype)
         predicted = F.one_hot(logits.detach().argmax(1), classes).to(logits.dtype)

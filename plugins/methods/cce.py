@@ -7,11 +7,13 @@ that weighting and applies the derivative normalisation (DM paper Tables 1–3, 
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from benchsuite import LossMethod, LossOutput, hookimpl
 from benchsuite_plugins.methods.weighting import LOG2, DerivativeLoss, TargetProbs, upcast
+
+if TYPE_CHECKING:
+    import torch
 
 
 class CCE(LossMethod):
@@ -28,12 +30,17 @@ class CCE(LossMethod):
         second per-example cross entropy: the baseline costs what plain PyTorch costs (a second
         log-softmax of a digits batch cost 0.02 of a step; on AVX-512 CPUs torch's softmax over 10
         classes is slow)."""
+        import torch
+        import torch.nn.functional as F
+
         log_probs = upcast(logits).log_softmax(1)
         log_p_y = log_probs.detach().gather(1, targets.unsqueeze(1)).squeeze_(1)
         weights = torch.expm1(log_p_y).mul_(-2)  # in place: one allocation fewer, the same floats
         return LossOutput(F.nll_loss(log_probs, targets), weights)
 
     def example_gradient(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
         return logits.softmax(1) - F.one_hot(targets, logits.shape[1]).to(logits.dtype)
 
 

@@ -29,12 +29,15 @@ Departures, each deliberate:
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from benchsuite import Method, Param, Preset, StepOutput, hookimpl
-from benchsuite.engine import TrainContext
 from benchsuite.task import Batch
+
+if TYPE_CHECKING:
+    import torch
+
+    from benchsuite.engine import TrainContext
 
 
 def remember_rate(epochs_done: int, forget_rate: float, num_gradual: int) -> float:
@@ -44,6 +47,8 @@ def remember_rate(epochs_done: int, forget_rate: float, num_gradual: int) -> flo
 
 def small_loss_indices(losses: torch.Tensor, keep: int) -> torch.Tensor:
     """Positions of the ``keep`` smallest losses (ties in batch order, so runs are repeatable)."""
+    import torch
+
     return torch.argsort(losses, stable=True)[:keep]
 
 
@@ -85,6 +90,8 @@ class CoTeaching(Method):
     }
 
     def start(self, ctx: TrainContext) -> None:
+        import torch
+
         self.tau = ctx.data.noise.rate if self.forget_rate is None else self.forget_rate
         if not 0.0 <= self.tau < 1.0:
             raise ValueError(f"coteaching: forget rate τ = {self.tau} (the cell's noise rate) must be in [0, 1); set forget_rate")
@@ -97,6 +104,9 @@ class CoTeaching(Method):
         self._forget = 0.0
 
     def train_step(self, ctx: TrainContext, batch: Batch) -> StepOutput:
+        import torch
+        import torch.nn.functional as F
+
         with ctx.autocast():
             logits = ctx.model(batch.x).float()
             logits_peer = self.peer(batch.x).float()

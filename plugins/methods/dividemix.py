@@ -57,17 +57,19 @@ Departures, each deliberate:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from benchsuite import Method, Param, Preset, StepOutput, hookimpl
-from benchsuite.engine import TrainContext
 from benchsuite.needs import STRONG_VIEW, Need, strong_view
 from benchsuite.task import Batch
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from benchsuite.engine import TrainContext
 
 #: The code's ``GaussianMixture(n_components=2, max_iter=10, tol=1e-2, reg_covar=5e-4)``.
 GMM_MAX_ITER = 10
@@ -102,6 +104,8 @@ class TwoGaussians:
 
 def _m_step(x: torch.Tensor, resp: torch.Tensor, reg_covar: float) -> TwoGaussians:
     """Maximum-likelihood parameters from responsibilities (sklearn's formulas, 1-D)."""
+    import torch
+
     nk = resp.sum(0) + 10 * torch.finfo(resp.dtype).eps
     means = (resp * x[:, None]).sum(0) / nk
     variances = (resp * (x[:, None] - means).square()).sum(0) / nk + reg_covar
@@ -111,6 +115,9 @@ def _m_step(x: torch.Tensor, resp: torch.Tensor, reg_covar: float) -> TwoGaussia
 def two_means(x: torch.Tensor, max_iter: int = 100) -> torch.Tensor:
     """Labels (0/1) of 1-D k-means with k = 2, started at the minimum and the maximum (Lloyd's
     iterations until no label changes): deterministic, no random restarts."""
+    import torch
+    import torch.nn.functional as F
+
     centres = torch.stack([x.min(), x.max()])
     labels = (x[:, None] - centres).abs().argmin(1)
     for _ in range(max_iter):
@@ -130,6 +137,9 @@ def fit_two_gaussians(
     """EM for a two-component 1-D Gaussian mixture, as sklearn's ``GaussianMixture`` runs it:
     parameters from the k-means partition, then E and M steps until the mean log-likelihood
     changes by less than ``tol`` or ``max_iter`` iterations ran (one device read per iteration)."""
+    import torch
+    import torch.nn.functional as F
+
     x = x.double()
     fit = _m_step(x, F.one_hot(two_means(x), 2).double(), reg_covar)
     bound = -np.inf
@@ -152,6 +162,8 @@ def clean_probability(losses: torch.Tensor) -> torch.Tensor:
 
 def min_max_normalise(losses: torch.Tensor) -> torch.Tensor:
     """(l − min) / (max − min), the code's normalisation (all zeros when every loss is equal)."""
+    import torch
+
     low = losses.min()
     return (losses - low) / (losses.max() - low).clamp_min(torch.finfo(losses.dtype).tiny)
 
@@ -176,6 +188,8 @@ def co_guess(predictions: torch.Tensor, temperature: float) -> torch.Tensor:
 
 def mix_inputs(a: torch.Tensor, b: torch.Tensor, lam: float) -> torch.Tensor:
     """λ·a + (1 − λ)·b; uint8 images are mixed in float and rounded back (they stay uint8)."""
+    import torch
+
     if a.is_floating_point():
         return torch.lerp(b, a, lam)
     if a.dtype == torch.uint8:
@@ -222,6 +236,8 @@ class BetaDraws:
         self.pending: list[float] = []
 
     def next(self) -> float:
+        import torch
+
         if not self.pending:
             # imported here: scipy.special costs a quarter of a second, which every command that
             # loads the plugins (run --dry-run, the listings' first build) would pay for nothing
@@ -240,31 +256,19 @@ class BetaDraws:
         self.pending = list(state["pending"])
 
 
-class PairEnsemble(nn.Module):
-    """Both networks as one model: logits summed; embeddings L2-normalised and concatenated."""
-
-    def __init__(self, first: nn.Module, second: nn.Module) -> None:
-        super().__init__()
-        self.first, self.second = first, second
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.first(x) + self.second(x)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        parts = [F.normalize(net.embed(x).float(), dim=1) for net in (self.first, self.second)]
-        return torch.cat(parts, 1) / np.sqrt(2.0)
-
-
-@torch.no_grad()
 def training_losses(ctx: TrainContext, net: nn.Module) -> torch.Tensor:
     """Per-example cross entropy against the (noisy) training labels, un-augmented, eval mode."""
+    import torch
+    import torch.nn.functional as F
+
     was_training = net.training
     net.eval()
-    losses = torch.empty(ctx.data.num_train, device=ctx.device)
-    for batch in ctx.data.train.eval_batches(ctx.recipe.eval_batch_size):
-        with ctx.autocast():
-            logits = net(batch.x).float()
-        losses[batch.index] = F.cross_entropy(logits, batch.y, reduction="none")
+    with torch.no_grad():
+        losses = torch.empty(ctx.data.num_train, device=ctx.device)
+        for batch in ctx.data.train.eval_batches(ctx.recipe.eval_batch_size):
+            with ctx.autocast():
+                logits = net(batch.x).float()
+            losses[batch.index] = F.cross_entropy(logits, batch.y, reduction="none")
     net.train(was_training)
     return losses
 
@@ -322,6 +326,10 @@ class DivideMix(Method):
         return (strong_view(),) if self.second_view == "strong" else ()
 
     def start(self, ctx: TrainContext) -> None:
+        import torch
+
+        from benchsuite_plugins.methods.pair_ensemble import PairEnsemble
+
         self._view = self._second_view_fn(ctx)
         self.peer = ctx.new_model().train()
         self.peer_optimizer, self.peer_schedule = self.configure_optimizer(self.peer, ctx.recipe, ctx.total_steps)
@@ -355,6 +363,8 @@ class DivideMix(Method):
 
     def start_epoch(self, ctx: TrainContext) -> None:
         """After the warm-up: fit each network's loss mixture and record the division f trains on."""
+        import torch
+
         if self.in_warmup(ctx):
             return
         slot = self.epochs_divided % self.loss_history
@@ -368,6 +378,8 @@ class DivideMix(Method):
     def _division_stats(self, labelled: torch.Tensor) -> dict[str, float]:
         """Share labelled, and (where the truth is known) the share of truly clean examples among
         the labelled ones and of the truly clean ones labelled; one device read."""
+        import torch
+
         known_labelled = labelled & self._known
         counts = torch.stack(
             [labelled.sum(), (known_labelled & self._clean).sum(), known_labelled.sum(), self._clean.sum()]
@@ -394,6 +406,8 @@ class DivideMix(Method):
         return out
 
     def _warmup_step(self, ctx: TrainContext, batch: Batch) -> StepOutput:
+        import torch.nn.functional as F
+
         outputs = []
         for net, optimizer in ((ctx.model, None), (self.peer, self.peer_optimizer)):
             net.train()
@@ -429,6 +443,9 @@ class DivideMix(Method):
         clean_prob: torch.Tensor,
     ) -> StepOutput:
         """One semi-supervised step of ``net`` on the peer's division of the batch."""
+        import torch
+        import torch.nn.functional as F
+
         x1, size = batch.x, len(batch.y)
         with torch.no_grad(), ctx.autocast():
             net.train()  # as in the code: the trained network guesses in train mode

@@ -30,12 +30,13 @@ papers' settings (tables as numbered in the papers' submitted versions).
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from benchsuite import Canonical, Param, ParameterError, Preset, hookimpl
 from benchsuite_plugins.methods.weighting import NORMALIZE, DerivativeLoss, TargetProbs
+
+if TYPE_CHECKING:
+    import torch
 
 #: The parameters each family uses.
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -60,6 +61,8 @@ EPS = Param(
 def dm_log_weight(t: TargetProbs, family: str, beta: float = 0.0, lam: float = 0.0, psi: float = 0.5,
                   alpha: float = 1.0, eta: float = 1.0) -> torch.Tensor:
     """log w of a family, from log p_y and log(1 − p_y) (finite for any finite logits)."""
+    import torch
+
     if family == "gr":
         return beta * torch.exp(lam * t.log_p + t.log_q)
     if family == "normal":
@@ -75,6 +78,8 @@ def dm_log_weight(t: TargetProbs, family: str, beta: float = 0.0, lam: float = 0
 def dm_weight(p: torch.Tensor, family: str, beta: float = 0.0, lam: float = 0.0, psi: float = 0.5,
               alpha: float = 1.0, eta: float = 1.0) -> torch.Tensor:
     """w(p) of a family, the papers' formulas in plain arithmetic."""
+    import torch
+
     if family == "gr":
         return torch.exp(beta * p**lam * (1 - p))
     if family == "normal":

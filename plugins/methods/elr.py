@@ -28,12 +28,15 @@ noisy and the truly clean examples whose target's arg-max is the true class.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from benchsuite import Method, Param, Preset, StepOutput, hookimpl
-from benchsuite.engine import TrainContext
 from benchsuite.task import Batch
+
+if TYPE_CHECKING:
+    import torch
+
+    from benchsuite.engine import TrainContext
 
 #: Bounds of the clamped softmax (the code's constants).
 PROB_CLAMP = 1e-4
@@ -52,6 +55,9 @@ def ema_targets(old: torch.Tensor, probs: torch.Tensor, beta: float) -> torch.Te
 
 def elr_loss(logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor, lam: float) -> torch.Tensor:
     """mean CE(z, y) + λ · mean log(1 − ⟨t, p⟩) with p the clamped softmax and t constant."""
+    import torch
+    import torch.nn.functional as F
+
     inner = (targets * clamped_probs(logits)).sum(1)
     return F.cross_entropy(logits, labels) + lam * torch.log1p(-inner).mean()
 
@@ -62,6 +68,8 @@ def elr_example_gradient(logits: torch.Tensor, labels: torch.Tensor, targets: to
     With p = softmax(z), m the mask where the clamp lets the gradient through and s = t ⊙ m:
     ∂⟨t, p̃⟩/∂z = p ⊙ (s − ⟨s, p⟩), so the gradient is p − e_y − λ·p ⊙ (s − ⟨s, p⟩) / (1 − ⟨t, p̃⟩).
     """
+    import torch.nn.functional as F
+
     p = logits.softmax(1)
     inside = (p >= PROB_CLAMP) & (p <= 1.0 - PROB_CLAMP)
     s = targets * inside
@@ -100,6 +108,8 @@ class ELR(Method):
     }
 
     def start(self, ctx: TrainContext) -> None:
+        import torch
+
         self.targets: torch.Tensor | None = None  # (N, C), allocated at the first step (C from the logits)
         device = ctx.device
         known = ctx.data.truth_known.to(device)
@@ -108,6 +118,8 @@ class ELR(Method):
         self._true = ctx.data.true_labels.to(device)
 
     def train_step(self, ctx: TrainContext, batch: Batch) -> StepOutput:
+        import torch
+
         with ctx.autocast():
             logits = ctx.model(batch.x).float()
         if self.targets is None:
@@ -123,6 +135,8 @@ class ELR(Method):
     def end_epoch(self, ctx: TrainContext, metrics: dict[str, float]) -> dict[str, float]:
         """Share of the truly noisy and truly clean examples (among those visited so far) whose
         target points at the true class; one device read."""
+        import torch
+
         if self.targets is None:
             return {}
         hits = (self.targets.argmax(1) == self._true).float()

@@ -47,46 +47,53 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
-
-import torch
-import torch.nn.functional as F
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from benchsuite import LossMethod, LossOutput, Param, Preset, StepOutput, hookimpl
-from benchsuite.engine import TrainContext
 from benchsuite.task import Batch, Recipe
 from benchsuite_plugins.methods.weighting import upcast
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from benchsuite.engine import TrainContext
 
 _CODE = "giorgiop/loss-correction experiment.py and models.py (NoiseEstimator)"
 
 
-@torch.no_grad()
 def anchor_transition(log_probs: torch.Tensor, quantile: float = 1.0) -> torch.Tensor:
     """log T̂ (C, C) from the log-probabilities (N, C) a model predicts on the training set: row i
     is the prediction at class i's anchor, the example with the highest p_i (``quantile`` = 1) or
     the highest p_i strictly below the ``quantile``-quantile of column i ('higher' interpolation:
     the value of rank ⌈q·(N − 1)⌉ in ascending order)."""
-    probs = log_probs.exp()
-    anchors = probs.argmax(0)
-    if quantile < 1.0:
-        rank = math.ceil(quantile * (len(probs) - 1))
-        threshold = probs.kthvalue(rank + 1, dim=0).values
-        below = probs.masked_fill(probs >= threshold, -1.0)
-        anchors = torch.where(below.max(0).values >= 0, below.argmax(0), anchors)
-    rows = log_probs[anchors]
-    return rows - rows.logsumexp(1, keepdim=True)  # rows sum to 1 (the code's row normalisation)
+    import torch
+
+    with torch.no_grad():
+        probs = log_probs.exp()
+        anchors = probs.argmax(0)
+        if quantile < 1.0:
+            rank = math.ceil(quantile * (len(probs) - 1))
+            threshold = probs.kthvalue(rank + 1, dim=0).values
+            below = probs.masked_fill(probs >= threshold, -1.0)
+            anchors = torch.where(below.max(0).values >= 0, below.argmax(0), anchors)
+        rows = log_probs[anchors]
+        return rows - rows.logsumexp(1, keepdim=True)  # rows sum to 1 (the code's row normalisation)
 
 
 def realised_transition(true: torch.Tensor, noisy: torch.Tensor, classes: int) -> torch.Tensor:
     """T counted from label pairs: T_ij = #(true i, noisy j) / #(true i); a class never seen keeps
     its identity row."""
+    import torch
+
     counts = torch.bincount(true * classes + noisy, minlength=classes * classes).view(classes, classes).double()
     totals = counts.sum(1, keepdim=True)
     return torch.where(totals > 0, counts / totals.clamp_min(1), torch.eye(classes, dtype=torch.float64))
 
 
 def symmetric_transition(rate: float, classes: int) -> torch.Tensor:
+    import torch
+
     off = rate / (classes - 1)
     return torch.full((classes, classes), off, dtype=torch.float64).fill_diagonal_(1.0 - rate)
 
@@ -153,6 +160,8 @@ class ForwardCorrection(LossMethod):
 
     def set_transition(self, transition: torch.Tensor) -> None:
         """Use the row-stochastic ``transition`` (C, C) from now on."""
+        import torch
+
         t = torch.as_tensor(transition, dtype=torch.float64)
         if t.dim() != 2 or t.shape[0] != t.shape[1] or (t < 0).any() or not torch.allclose(t.sum(1), torch.ones(len(t), dtype=t.dtype)):
             raise ValueError(f"forward: a transition matrix must be square, non-negative, rows summing to 1; got {t}")
@@ -173,6 +182,9 @@ class ForwardCorrection(LossMethod):
         return log_p + log_t.T[targets]
 
     def compute(self, logits: torch.Tensor, targets: torch.Tensor) -> LossOutput:
+        import torch
+        import torch.nn.functional as F
+
         logits = upcast(logits)
         log_t = self.log_transition(logits.shape[1], logits)
         with torch.no_grad():
@@ -183,6 +195,8 @@ class ForwardCorrection(LossMethod):
         return LossOutput(-joint.logsumexp(1).mean(), weights)
 
     def example_gradient(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
         logits = upcast(logits)
         log_t = self.log_transition(logits.shape[1], logits)
         if log_t is None:
@@ -245,6 +259,8 @@ class ForwardCorrection(LossMethod):
     @staticmethod
     def _training_log_probs(ctx: TrainContext) -> torch.Tensor:
         """log p of every training example under the current model (eval mode, no augmentation)."""
+        import torch
+
         model = ctx.model
         model.eval()
         try:
@@ -257,6 +273,8 @@ class ForwardCorrection(LossMethod):
     @staticmethod
     def _num_classes(ctx: TrainContext) -> int:
         """The model's output width, read from one training example in eval mode."""
+        import torch
+
         first = next(iter(ctx.data.train.eval_batches(1)))
         model = ctx.model
         model.eval()

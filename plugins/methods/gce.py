@@ -22,13 +22,13 @@ import copy
 import math
 from typing import TYPE_CHECKING
 
-import torch
-
 from benchsuite import LossOutput, Param, Preset, StepOutput, hookimpl
 from benchsuite.needs import Need, clean_validation
 from benchsuite_plugins.methods.weighting import LOG2, DerivativeLoss, TargetProbLoss, TargetProbs, target_probs
 
 if TYPE_CHECKING:
+    import torch
+
     from benchsuite.engine import TrainContext
     from benchsuite.task import Batch
 
@@ -37,6 +37,8 @@ Q = Param(0.7, "exponent q: q → 0 is CCE, q = 1 the reduced MAE", low=0.0, hig
 
 def gce_loss(log_p: torch.Tensor, q: float) -> torch.Tensor:
     """(1 − p^q)/q from log p, without cancellation."""
+    import torch
+
     return -torch.expm1(q * log_p) / q
 
 
@@ -114,6 +116,8 @@ class GCETruncated(GCE):
 
     def compute(self, logits: torch.Tensor, targets: torch.Tensor, keep: torch.Tensor | None = None) -> LossOutput:
         """Truncated loss of the batch; ``keep`` holds the examples' 0/1 weights (default: all 1)."""
+        import torch
+
         t = target_probs(logits, targets)
         with torch.no_grad():
             weights = gce_log_weight(t.detach(), self.q).exp()
@@ -124,6 +128,8 @@ class GCETruncated(GCE):
         return LossOutput(loss.mean(), weights)
 
     def start(self, ctx: "TrainContext") -> None:
+        import torch
+
         epochs = ctx.recipe.num_epochs(ctx.steps_per_epoch)
         self._first_refresh = max(1, round(self.prune_start * epochs))
         self._refresh_every = max(1, round(self.prune_every * epochs))
@@ -155,22 +161,24 @@ class GCETruncated(GCE):
             self._refresh(ctx)
         return dict(self._diagnostics)
 
-    @torch.no_grad()
     def _refresh(self, ctx: "TrainContext") -> None:
         """v_i = [p_y > k] over the training set, with the best-on-validation checkpoint in eval mode."""
-        model = self._best_model.eval()
-        log_k = math.log(self.k)
-        for batch in ctx.data.train.eval_batches(ctx.recipe.eval_batch_size):
-            with ctx.autocast():
-                logits = model(batch.x)
-            self._keep[batch.index] = target_probs(logits.float(), batch.y).log_p > log_k
-        pruned = ~self._keep.cpu()
-        noisy = ctx.data.is_noisy
-        self._diagnostics = {"pruned": pruned.float().mean().item()}
-        if pruned.any():
-            self._diagnostics["pruned_noisy"] = (pruned & noisy).sum().item() / pruned.sum().item()
-        if noisy.any():
-            self._diagnostics["noisy_pruned"] = (pruned & noisy).sum().item() / noisy.sum().item()
+        import torch
+
+        with torch.no_grad():
+            model = self._best_model.eval()
+            log_k = math.log(self.k)
+            for batch in ctx.data.train.eval_batches(ctx.recipe.eval_batch_size):
+                with ctx.autocast():
+                    logits = model(batch.x)
+                self._keep[batch.index] = target_probs(logits.float(), batch.y).log_p > log_k
+            pruned = ~self._keep.cpu()
+            noisy = ctx.data.is_noisy
+            self._diagnostics = {"pruned": pruned.float().mean().item()}
+            if pruned.any():
+                self._diagnostics["pruned_noisy"] = (pruned & noisy).sum().item() / pruned.sum().item()
+            if noisy.any():
+                self._diagnostics["noisy_pruned"] = (pruned & noisy).sum().item() / noisy.sum().item()
 
 
 @hookimpl

@@ -35,17 +35,17 @@ with ω* summing to 1 the paper's T = 1 puts every example in the pseudo-labelle
 from __future__ import annotations
 
 import math
-from typing import Iterator
-
-import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.func import functional_call
+from typing import TYPE_CHECKING, Iterator
 
 from benchsuite import Method, Param, Preset, StepOutput, hookimpl
-from benchsuite.engine import TrainContext
 from benchsuite.needs import STRONG_VIEW, Need, strong_view, trusted_set
 from benchsuite.task import Batch, Recipe
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from benchsuite.engine import TrainContext
 
 #: Added to the mean square in ``logit_norm`` (the code's constant).
 LOGIT_NORM_EPS = 1e-8
@@ -56,6 +56,8 @@ WEIGHT_NORM_EPS = 1e-5
 
 def logit_norm(logits: torch.Tensor) -> torch.Tensor:
     """Divide a chunk of logits by its root mean square over the whole chunk (not per row)."""
+    import torch
+
     return logits * torch.rsqrt(logits.square().mean() + LOGIT_NORM_EPS)
 
 
@@ -116,6 +118,8 @@ def stateless_forward(model: nn.Module, x: torch.Tensor, params: dict[str, torch
     BatchNorm in train mode still normalises with the batch's statistics; it updates clones that
     are then dropped. ``params`` replaces some parameters (the meta step's looked-ahead weights).
     """
+    from torch.func import functional_call
+
     buffers = {name: b.clone() for name, b in model.named_buffers()}
     if not buffers and params is None:
         return model(x)
@@ -143,6 +147,9 @@ def meta_gradients(
     t_i = λ_i e_{y_i} + (1 − λ_i) g_i at ω = 1/B, λ = ``lambda_init``; the probe loss is
     mean CE(f_θ'(x_probe), y_probe) + wd/2‖θ'‖². Returns (∂/∂ω, ∂/∂λ), each of shape (B,).
     """
+    import torch
+    import torch.nn.functional as F
+
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     batch = len(logits)
     omega = torch.full((batch,), 1.0 / batch, dtype=logits.dtype, device=logits.device, requires_grad=True)
@@ -174,6 +181,8 @@ def mixup_coefficients(n: int, form: str, beta: float, generator: torch.Generato
     ``beta``: m = max(b, 1 − b), b ~ Beta(β, β), drawn with Jöhnk's method so that the run's
     generator alone decides it (valid for β ≤ 1, where its acceptance rate is ≥ π/4).
     """
+    import torch
+
     device = generator.device
     if form == "code":
         return 1.0 - torch.rand(n, generator=generator, device=device).pow(1.0 / beta) / 2.0
@@ -245,6 +254,8 @@ class IEG(Method):
     ) -> tuple[torch.optim.Optimizer, "CosineRestarts"]:
         """Momentum SGD (the look-ahead models its update) at ``lr_scale`` × the recipe's rate and
         the recipe's weight decay, with cosine decay and warm restarts instead of its schedule."""
+        import torch
+
         optimizer = torch.optim.SGD(
             [p for p in model.parameters() if p.requires_grad],
             lr=self.lr_scale * recipe.lr,
@@ -254,6 +265,8 @@ class IEG(Method):
         return optimizer, CosineRestarts(optimizer, self.first_decay_steps, self.t_mul, self.m_mul, self.decay_alpha)
 
     def start(self, ctx: TrainContext) -> None:
+        import torch
+
         self._strong_view = ctx.provided(STRONG_VIEW)
         self._params = [p for p in ctx.model.parameters() if p.requires_grad]
         decay_of = {p: group["weight_decay"] for group in ctx.optimizer.param_groups for p in group["params"]}
@@ -266,6 +279,9 @@ class IEG(Method):
         self._sums = torch.zeros(2, 3, device=device)  # per group: Σ Bω*, Σ [λ* = 0], count
 
     def train_step(self, ctx: TrainContext, batch: Batch) -> StepOutput:
+        import torch
+        import torch.nn.functional as F
+
         model, gen = ctx.model, ctx.generator
         probe = next(self._probe)
         x_w, y = batch.x, batch.y
@@ -341,6 +357,8 @@ class IEG(Method):
 
 def _mix(a: torch.Tensor, b: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """Row-wise m·a + (1 − m)·b; integer inputs (uint8 images) are mixed in float and rounded back."""
+    import torch
+
     m = m.view(-1, *([1] * (a.dim() - 1)))
     if a.is_floating_point():
         return torch.lerp(b, a, m.to(a.dtype))

@@ -13,11 +13,13 @@ smoothing mitigate label noise?", ICML 2020); the paper itself has no label-nois
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from benchsuite import Param, Preset, hookimpl
 from benchsuite_plugins.methods.soft_target import SoftTargetLoss
+
+if TYPE_CHECKING:
+    import torch
 
 
 class LabelSmoothing(SoftTargetLoss):
@@ -32,6 +34,8 @@ class LabelSmoothing(SoftTargetLoss):
     presets = {"inception": Preset({"eps": 0.1}, source="Szegedy et al. 2016, §7 (ImageNet, ε = 0.1)")}
 
     def target(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
         classes = logits.shape[1]
         return (1 - self.eps) * F.one_hot(targets, classes).to(logits.dtype) + self.eps / classes
 

@@ -10,11 +10,13 @@ p_y = 0.5 (ψ = 0.5) and barely differentiates examples, which is why it underfi
 from __future__ import annotations
 
 import math
-
-import torch
+from typing import TYPE_CHECKING
 
 from benchsuite import Param, Preset, hookimpl
 from benchsuite_plugins.methods.weighting import LOG2, DerivativeLoss, TargetProbLoss, TargetProbs
+
+if TYPE_CHECKING:
+    import torch
 
 
 def mae_log_weight(t: TargetProbs) -> torch.Tensor:

@@ -23,24 +23,28 @@ combinations of its label-corruption experiment, and mixing of hidden representa
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from benchsuite import LossMethod, LossOutput, Param, Preset, StepOutput, hookimpl
-from benchsuite.engine import TrainContext
 from benchsuite.task import Batch
 from benchsuite_plugins.methods.ieg import stateless_forward
 from benchsuite_plugins.methods.soft_target import soft_target_output
 from benchsuite_plugins.methods.weighting import upcast
+
+if TYPE_CHECKING:
+    import torch
+
+    from benchsuite.engine import TrainContext
 
 _PAPER = "Zhang et al. 2018"
 
 
 def mix_inputs(x: torch.Tensor, partner: torch.Tensor, lam: float) -> torch.Tensor:
     """λ·x + (1 − λ)·partner; integer inputs are mixed in float and rounded back to their type."""
+    import torch
+
     if x.is_floating_point():
         return torch.lerp(partner, x, lam)
     return torch.lerp(partner.float(), x.float(), lam).round_().to(x.dtype)
@@ -72,6 +76,8 @@ class Mixup(LossMethod):
     }
 
     def target(self, logits: torch.Tensor, targets: torch.Tensor, mixed_with: torch.Tensor | None, lam: float) -> torch.Tensor:
+        import torch.nn.functional as F
+
         classes = logits.shape[1]
         target = F.one_hot(targets, classes).to(logits.dtype)
         if mixed_with is None:
@@ -96,16 +102,22 @@ class Mixup(LossMethod):
     def start(self, ctx: TrainContext) -> None:
         """λ is drawn on the host from a generator seeded by the run's own (one draw here), so the
         hot loop never waits for the device and the cell stays reproducible."""
+        import torch
+
         gen = ctx.generator
         seed = int(torch.randint(2**62, (1,), generator=gen, device=gen.device).item())
         self._rng = np.random.default_rng(seed)
 
     def draw(self, ctx: TrainContext, size: int) -> tuple[float, torch.Tensor]:
         """One λ ~ Beta(α, α) and a permutation of the batch."""
+        import torch
+
         gen = ctx.generator
         return float(self._rng.beta(self.alpha, self.alpha)), torch.randperm(size, generator=gen, device=gen.device)
 
     def train_step(self, ctx: TrainContext, batch: Batch) -> StepOutput:
+        import torch
+
         lam, perm = self.draw(ctx, len(batch.y))
         perm = perm.to(batch.x.device)
         with torch.no_grad(), ctx.autocast():

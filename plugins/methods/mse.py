@@ -10,11 +10,13 @@ reduced form, as the DM tables do.
 from __future__ import annotations
 
 import math
-
-import torch
+from typing import TYPE_CHECKING
 
 from benchsuite import Param, Preset, hookimpl
 from benchsuite_plugins.methods.weighting import DerivativeLoss, TargetProbLoss, TargetProbs
+
+if TYPE_CHECKING:
+    import torch
 
 LOG4 = math.log(4.0)
 
@@ -28,6 +30,8 @@ def mse_full_gradient(t: TargetProbs) -> torch.Tensor:
     """∇_z Σ_k (p_k − y_k)² = 2p ⊙ (d − ⟨p, d⟩), written without cancellation: with
     s = Σ_{k≠y} p_k² and q = 1 − p_y, ⟨p, d⟩ = s − p_y·q, so g_y = −2p_y(q² + s) and
     g_j = 2p_j(p_j − s + p_y·q) for j ≠ y."""
+    import torch
+
     p = t.logits.softmax(1)
     p_y, q = t.p[:, None], t.one_minus_p[:, None]
     off = p.masked_fill(t.target_mask, 0.0)
@@ -66,6 +70,8 @@ class MSE(TargetProbLoss):
         return 4 * p * (1 - p).square()
 
     def example_gradient(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        import torch
+
         if self.form == "reduced":
             return super().example_gradient(logits, targets)
         p = logits.softmax(1)

@@ -10,11 +10,13 @@ what produced the published numbers: that is the default, and preset ``paper`` u
 from __future__ import annotations
 
 import math
-
-import torch
+from typing import TYPE_CHECKING
 
 from benchsuite import Param, ParameterError, Preset, hookimpl
 from benchsuite_plugins.methods.weighting import LOG2, TargetProbLoss, TargetProbs
+
+if TYPE_CHECKING:
+    import torch
 
 _SL_CODE = "YisenWang/symmetric_cross_entropy_for_noisy_labels train_models.py"
 _APL = "HanxunH/Active-Passive-Losses configs"
@@ -51,6 +53,8 @@ class SL(TargetProbLoss):
         return self.alpha * -t.log_p + self.beta * -self.log_zero * t.one_minus_p
 
     def log_weight(self, t: TargetProbs) -> torch.Tensor:
+        import torch
+
         return LOG2 + t.log_q + torch.log(self.alpha + self.beta * -self.log_zero * t.p)
 
     def weight(self, p: torch.Tensor) -> torch.Tensor:

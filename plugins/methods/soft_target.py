@@ -8,17 +8,21 @@ Their gradient per example is then p − t, and the weight the engine records is
 from __future__ import annotations
 
 import abc
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from benchsuite import LossMethod, LossOutput
 from benchsuite_plugins.methods.weighting import upcast
+
+if TYPE_CHECKING:
+    import torch
 
 
 def soft_target_output(logits: torch.Tensor, target: torch.Tensor) -> LossOutput:
     """Mean cross entropy of ``logits`` against the (constant) target distributions, and each
     example's weight ‖p − t‖₁."""
+    import torch
+    import torch.nn.functional as F
+
     with torch.no_grad():
         weights = (logits.detach().softmax(1) - target).abs().sum(1)
     return LossOutput(F.cross_entropy(logits, target), weights)

@@ -17,15 +17,17 @@ engine hands them), and are scored like every other method, on the trained model
 from __future__ import annotations
 
 from collections.abc import Iterator
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from benchsuite import Method, Param, StepOutput, hookimpl
-from benchsuite.engine import TrainContext
 from benchsuite.needs import TRUSTED_SET, Need, trusted_set
 from benchsuite.task import Batch
 from benchsuite_plugins.methods.ieg import stateless_forward
+
+if TYPE_CHECKING:
+    import torch
+
+    from benchsuite.engine import TrainContext
 
 #: IEG's trusted-set size parameter, declared the same way so a grid varies all three alike.
 PROBE_PER_CLASS = Param(
@@ -54,6 +56,9 @@ class TrustedOnly(Method):
         self._trusted = ctx.trusted_batches()
 
     def train_step(self, ctx: TrainContext, batch: Batch) -> StepOutput:
+        import torch
+        import torch.nn.functional as F
+
         with torch.no_grad(), ctx.autocast():
             fit = stateless_forward(ctx.model, batch.x)
         trusted = next(self._trusted)
@@ -125,6 +130,9 @@ class CCETrusted(Method):
             self._trusted = UnionChunks(self._trusted, pieces)
 
     def train_step(self, ctx: TrainContext, batch: Batch) -> StepOutput:
+        import torch
+        import torch.nn.functional as F
+
         trusted = next(self._trusted)
         with ctx.autocast():
             logits = ctx.model(torch.cat([batch.x, trusted.x])).float()

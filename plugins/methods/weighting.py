@@ -36,12 +36,12 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
-
 from benchsuite.method import LossMethod, LossOutput
 from benchsuite.params import Param
 
 if TYPE_CHECKING:
+    import torch
+
     from benchsuite.method import BatchReduction
 
 LOG2 = math.log(2.0)
@@ -74,11 +74,15 @@ class TargetProbs:
 
 def upcast(logits: torch.Tensor) -> torch.Tensor:
     """Half-precision logits as float32 (losses are computed in at least float32)."""
+    import torch
+
     return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
 
 
 def target_probs(logits: torch.Tensor, targets: torch.Tensor) -> TargetProbs:
     """``log p_y`` and ``log(1 − p_y)`` of ``logits`` (N, C ≥ 2); half precision is upcast."""
+    import torch
+
     logits = upcast(logits)
     if logits.dim() != 2 or logits.shape[1] < 2:
         raise ValueError(f"expected logits of shape (N, C) with C >= 2, got {tuple(logits.shape)}")
@@ -106,6 +110,8 @@ def rescaled_gradient_loss(t: TargetProbs, coefficients: torch.Tensor, value: to
 def log_saturation(t: TargetProbs, eps: float) -> torch.Tensor | float:
     """log of ``sat = 2(1 − p_y)/(2(1 − p_y) + ε)``: the factor by which the authors' ε in the
     denominator ``w/(2(1 − p_y) + ε)`` shrinks an example's gradient; ~1 unless 1 − p_y ≲ ε, then → 0."""
+    import torch
+
     if eps == 0:
         return 0.0
     return torch.nn.functional.logsigmoid(LOG2 + t.log_q - math.log(eps))
@@ -132,6 +138,8 @@ def normalised_coefficients(log_weights: torch.Tensor, log_applied: torch.Tensor
 
 def textbook_gradient(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``w_i / (2(1 − p_y)) · (p − e_y)`` computed the plain way (for checks in float64)."""
+    import torch
+
     p = logits.softmax(1)
     onehot = torch.nn.functional.one_hot(targets, logits.shape[1]).to(p.dtype)
     p_y = p.gather(1, targets[:, None])
@@ -158,6 +166,8 @@ class TargetProbLoss(LossMethod):
         """w(p_y) in closed form (plain arithmetic; for checks and plots)."""
 
     def compute(self, logits: torch.Tensor, targets: torch.Tensor) -> LossOutput:
+        import torch
+
         t = target_probs(logits, targets)
         with torch.no_grad():
             weights = self.log_weight(t.detach()).exp()
@@ -213,6 +223,8 @@ class DerivativeLoss(LossMethod):
         return "weight_sum" if self.normalization == "batch_sum" else "mean"
 
     def compute(self, logits: torch.Tensor, targets: torch.Tensor) -> LossOutput:
+        import torch
+
         t = target_probs(logits, targets)
         with torch.no_grad():
             detached = t.detach()

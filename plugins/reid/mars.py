@@ -30,21 +30,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
-import torch
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
 from benchsuite import Metric, Param, PreparedData, Recipe, Task, hookimpl
 from benchsuite.needs import CLEAN_VALIDATION
 from benchsuite.task import Batch, PrepareRequest
 from benchsuite.toolkit.labels import split_labels
-from benchsuite.toolkit.models.embedding import EmbeddingClassifier
-from benchsuite.toolkit.models.pretrained import torchvision_backbone
 from benchsuite.toolkit.retrieval import RankedList, cosine_distance, evaluate_ranking, top_ranked
-from benchsuite_plugins.reid.video import VideoEncoder, strip_classifier
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader
 
 RANKS = (1, 5, 10, 20)
 ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "densenet121", "mobilenet_v3_large", "efficientnet_b0")
@@ -76,6 +75,10 @@ class Tracklets:
     def path(self, frame: int) -> str:
         name = self.names[frame].decode()
         return f"{self.folder}/{name[:4]}/{name}"
+
+    def frame(self, frame: int, size: tuple[int, int]) -> torch.Tensor:
+        """Frame number ``frame`` decoded (``decode_frame``)."""
+        return decode_frame(self.path(frame), size)
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,10 @@ def load_release(root: str) -> MarsRelease:
 @lru_cache(maxsize=None)
 def feature_dim(arch: str) -> int:
     """Dimension of the frame (and tracklet) features of ``arch`` (built on the meta device)."""
+    import torch
     import torchvision
+
+    from benchsuite_plugins.reid.video import strip_classifier
 
     with torch.device("meta"):
         return strip_classifier(torchvision.models.get_model(arch, weights=None))[1]
@@ -139,6 +145,7 @@ def feature_dim(arch: str) -> int:
 
 def decode_frame(path: str, size: tuple[int, int]) -> torch.Tensor:
     """One JPEG as a uint8 (3, H, W) tensor, resized (bilinear) when it is not ``size``."""
+    import torch
     from PIL import Image
 
     try:
@@ -149,23 +156,6 @@ def decode_frame(path: str, size: tuple[int, int]) -> torch.Tensor:
     if rgb.size != (size[1], size[0]):
         rgb = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR)
     return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)
-
-
-class FrameBatches(Dataset):
-    """Item ``i``: the frames at ``lines[i]`` (an int array of any shape), decoded to uint8
-    ``(*lines[i].shape, 3, H, W)``. A DataLoader with ``batch_size=None`` decodes whole batches
-    in its workers."""
-
-    def __init__(self, tracks: Tracklets, lines: list[np.ndarray], size: tuple[int, int]) -> None:
-        self.tracks, self.lines, self.size = tracks, lines, size
-
-    def __len__(self) -> int:
-        return len(self.lines)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        lines = self.lines[i]
-        frames = [decode_frame(self.tracks.path(j), self.size) for j in lines.ravel()]
-        return torch.stack(frames).view(*lines.shape, 3, *self.size)
 
 
 def evenly_spaced(start: np.ndarray, length: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -207,6 +197,10 @@ class TrackletSource:
         return self.epoch_iterations or max(1, len(self.start) // self.batch_size)
 
     def _loader(self, lines: list[np.ndarray]) -> DataLoader:
+        from torch.utils.data import DataLoader
+
+        from benchsuite_plugins.reid.frames import FrameBatches
+
         return DataLoader(
             FrameBatches(self.tracks, lines, self.size),
             batch_size=None,
@@ -215,6 +209,8 @@ class TrackletSource:
         )
 
     def batches(self, generator: torch.Generator) -> Iterator[Batch]:
+        import torch
+
         device, n, b, t = self.y.device, len(self.start), self.batch_size, self.seq_len
         draws = len(self) * b  # whole permutations back to back: every tracklet equally often
         perms = [torch.randperm(n, generator=generator, device=generator.device) for _ in range(-(-draws // n))]
@@ -233,6 +229,8 @@ class TrackletSource:
 
     def eval_batches(self, batch_size: int) -> Iterator[Batch]:
         """Every tracklet once, in order: ``seq_len`` evenly spaced frames (repeated when short)."""
+        import torch
+
         steps = np.arange(self.seq_len)
         lines = self.start[:, None] + steps * self.length[:, None] // self.seq_len
         chunks = [lines[i : i + batch_size] for i in range(0, len(lines), batch_size)]
@@ -305,6 +303,8 @@ class Mars(Task):
         return (self.height, self.width)
 
     def prepare(self, request: PrepareRequest) -> PreparedData:
+        import torch
+
         release = self._release()
         train = release.train
         ids, clean = np.unique(train.pid, return_inverse=True)
@@ -350,6 +350,12 @@ class Mars(Task):
         )
 
     def build_model(self) -> nn.Module:
+        from torch import nn
+
+        from benchsuite.toolkit.models.embedding import EmbeddingClassifier
+        from benchsuite.toolkit.models.pretrained import torchvision_backbone
+        from benchsuite_plugins.reid.video import VideoEncoder, strip_classifier
+
         weights = None if self.weights == "random" else self.weights
         backbone, dim = strip_classifier(torchvision_backbone(self.arch, weights))
         return EmbeddingClassifier(VideoEncoder(backbone), nn.Linear(dim, len(self._release().train_ids)))
@@ -371,27 +377,34 @@ class Mars(Task):
             eval_batch_size=128,
         )
 
-    @torch.no_grad()
     def tracklet_features(
         self, model: nn.Module, test: Tracklets, batch_size: int, device: torch.device
     ) -> torch.Tensor:
         """Mean of the frame features of up to ``test_frames`` evenly spaced frames per tracklet."""
-        lines, owner = evenly_spaced(test.start, test.length, self.test_frames)
-        chunks = [lines[i : i + batch_size] for i in range(0, len(lines), batch_size)]
-        loader = DataLoader(FrameBatches(test, chunks, self.size), batch_size=None, num_workers=self.num_workers)
-        owner_t = torch.as_tensor(owner, device=device)
-        sums = torch.zeros(len(test), feature_dim(self.arch), device=device)
-        was_training = model.training
-        model.eval()
-        try:
-            for i, frames in enumerate(loader):
-                feats = model.embed(frames.to(device)).float()
-                sums.index_add_(0, owner_t[i * batch_size : i * batch_size + len(feats)], feats)
-        finally:
-            model.train(was_training)
-        return sums / torch.as_tensor(np.minimum(test.length, self.test_frames), device=device)[:, None]
+        import torch
+        from torch.utils.data import DataLoader
+
+        from benchsuite_plugins.reid.frames import FrameBatches
+
+        with torch.no_grad():
+            lines, owner = evenly_spaced(test.start, test.length, self.test_frames)
+            chunks = [lines[i : i + batch_size] for i in range(0, len(lines), batch_size)]
+            loader = DataLoader(FrameBatches(test, chunks, self.size), batch_size=None, num_workers=self.num_workers)
+            owner_t = torch.as_tensor(owner, device=device)
+            sums = torch.zeros(len(test), feature_dim(self.arch), device=device)
+            was_training = model.training
+            model.eval()
+            try:
+                for i, frames in enumerate(loader):
+                    feats = model.embed(frames.to(device)).float()
+                    sums.index_add_(0, owner_t[i * batch_size : i * batch_size + len(feats)], feats)
+            finally:
+                model.train(was_training)
+            return sums / torch.as_tensor(np.minimum(test.length, self.test_frames), device=device)[:, None]
 
     def evaluate(self, model: nn.Module, data: PreparedData, device: torch.device) -> dict[str, float]:
+        import torch
+
         ev: MarsEval = data.eval_data
         batch_size = self.recipe().eval_batch_size
         feats = self.tracklet_features(model, ev.test, batch_size, device)

@@ -48,11 +48,9 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
 
 import numpy as np
-import torch
-from torch import nn
 
 from benchsuite.atomic import atomic_open, write_text_atomically
 from benchsuite.needs import CLEAN_VALIDATION
@@ -67,6 +65,10 @@ from benchsuite.task import (
     prepare_in_memory,
 )
 from benchsuite.toolkit.extras import missing_extra, require_extra
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +215,8 @@ def document_vectors(texts: Sequence[str], config: PVDBOW) -> tuple[np.ndarray, 
 
 def caffe_xavier_(layer: nn.Linear) -> nn.Linear:
     """Caffe's ``xavier`` filler (uniform ±sqrt(3 / fan_in)) on the weights, zero biases."""
+    from torch import nn
+
     bound = math.sqrt(3.0 / layer.in_features)
     nn.init.uniform_(layer.weight, -bound, bound)
     nn.init.zeros_(layer.bias)
@@ -221,6 +225,8 @@ def caffe_xavier_(layer: nn.Linear) -> nn.Linear:
 
 def sentiment_classifier(in_features: int = 100, hidden: int = 8, num_classes: int = 2) -> nn.Sequential:
     """The DM paper's IMDB network: ``in_features`` → ``hidden`` → ReLU → ``num_classes``, Caffe init."""
+    from torch import nn
+
     return nn.Sequential(
         caffe_xavier_(nn.Linear(in_features, hidden)),
         nn.ReLU(),
@@ -346,6 +352,8 @@ class SentimentTask(Task):
         return _features(type(self), self.corpus_source(), replace(self.vectors, seed=self.vector_seed))
 
     def prepare(self, request: PrepareRequest) -> PreparedData:
+        import torch
+
         if request.noise_kind == "symmetric" and request.noise_rate > 0.5:
             raise ValueError(
                 f"{self.name}: symmetric noise {request.noise_rate:g} flips most binary labels, which inverts the "
