@@ -15,9 +15,9 @@ interpreter and imports, as a user sees them. Storing a run is timed in process:
 SRC, e.g. ``git archive main benchsuite | tar -x -C SRC``, with its plugins as SRC/benchsuite_plugins
 to measure those too) up to ``--before-max`` runs, alternating with this one command by command.
 With ``--before-schema 1`` (the default: code that predates the summaries) it reads a schema-1 copy of
-the databases (that code reads every curve: 10⁵ runs do not fit in memory) and the migration of
-that copy is timed; with ``--before-schema 2`` it reads the same database, and the board and runs
-export of both are compared byte for byte. ``--layouts`` compares the two curve layouts on the 10⁴-run database.
+the databases (that code reads every curve: 10⁵ runs do not fit in memory); with ``--before-schema 2``
+(code that predates the board columns of schema 3) a schema-2 copy, and the board and runs export of
+both are compared byte for byte. The migration of that copy to the current schema is timed. ``--layouts`` compares the two curve layouts on the 10⁴-run database.
 
     nice -n 10 python benchmarks/store_scale.py --work /tmp/scale --seed-db seed.sqlite
 """
@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from benchsuite.spec import CellSpec, RunRecord
-from benchsuite.store import ResultStore
+from benchsuite.store import ResultStore, fill_board_columns
 
 TASK_COPIES = 10
 SEED_COPIES = 10
@@ -62,7 +62,8 @@ def sh(command: list[str], env: dict[str, str] | None = None, cwd: Path | None =
 
 
 def build(seed_db: Path, out: Path, n_runs: int) -> None:
-    """A database of ``n_runs`` runs copied from ``seed_db`` (schema 2) with SQL."""
+    """A database of ``n_runs`` runs copied from ``seed_db`` (the current schema) with SQL; the
+    summaries' board columns (schema 3) are then computed by the store, as a migration does."""
     out.unlink(missing_ok=True)
     ResultStore(out).close()
     conn = sqlite3.connect(out, isolation_level=None)
@@ -93,7 +94,7 @@ def build(seed_db: Path, out: Path, n_runs: int) -> None:
     conn.execute(
         f"""INSERT INTO summaries SELECT c.new_id, r.task || c.task_suffix, m.noise_kind,
            {method.format(task.format('m.setting'))}, m.params, m.task_params, {method.format('m.requested_name')},
-           printf('%016x', c.new_id), m.board, m.metrics
+           printf('%016x', c.new_id), m.board, m.metrics, 0, 0, 0, 0, x''
            FROM copies c JOIN s.summaries m ON m.run_id = c.old_id JOIN s.runs r ON r.id = c.old_id ORDER BY c.new_id"""
     )
     conn.execute(
@@ -103,8 +104,22 @@ def build(seed_db: Path, out: Path, n_runs: int) -> None:
     conn.execute(
         "INSERT INTO curves SELECT c.new_id, v.epoch, v.key, v.value FROM copies c JOIN s.curves v ON v.run_id = c.old_id ORDER BY c.new_id, v.epoch, v.key"
     )
+    fill_board_columns(conn.cursor(), [row[0] for row in conn.execute("SELECT id FROM runs ORDER BY id")])
     conn.execute("COMMIT")
     conn.execute("PRAGMA journal_mode = WAL")
+    conn.close()
+
+
+def as_schema_2(db: Path, out: Path) -> None:
+    """A copy of ``db`` as benchsuite wrote schema 2: no board columns, texts or covering indexes."""
+    shutil.copy(db, out)
+    conn = sqlite3.connect(out, isolation_level=None)
+    for statement in ("DROP INDEX runs_for_boards", "DROP INDEX summaries_for_boards", "DROP TABLE texts"):
+        conn.execute(statement)
+    for column in ("board_info_id", "board_provenance_id", "board_identity_id", "board_layout_id", "board_values"):
+        conn.execute(f"ALTER TABLE summaries DROP COLUMN {column}")
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    conn.execute("VACUUM")
     conn.close()
 
 
@@ -150,11 +165,14 @@ def commands(db: Path, work: Path, curves: bool = True) -> dict[str, list[str]]:
     return out
 
 
-def measure(db: Path, work: Path, source: Path | None = None, old_db: Path | None = None, curves: bool = True) -> tuple[dict[str, tuple[float, float, float]], dict[str, tuple[float, float, float]]]:
+def measure(
+    db: Path, work: Path, source: Path | None = None, old_db: Path | None = None, curves: bool = True, same_runs: bool = False
+) -> tuple[dict[str, tuple[float, float, float]], dict[str, tuple[float, float, float]]]:
     """Wall time, CPU time and peak RSS of each command on ``db`` run by this benchsuite and, with
     ``source``, on ``old_db`` by the benchsuite under ``source`` (its directory is the working
     directory, which ``python -m`` puts first on the path), the two alternating command by
-    command so that both see the same load."""
+    command so that both see the same load; with ``same_runs`` (``old_db`` holds the runs of
+    ``db``) their boards and runs exports are compared byte for byte."""
     cli = [sys.executable, "-m", "benchsuite"]
     after: dict[str, tuple[float, float, float]] = {}
     before: dict[str, tuple[float, float, float]] = {}
@@ -167,8 +185,8 @@ def measure(db: Path, work: Path, source: Path | None = None, old_db: Path | Non
             if kept:
                 outputs[name].replace(kept)
             before[name] = sh([*cli, *old_commands[name]], {"PYTHONPATH": str(source)}, source)
-            if kept and old_db == db:  # the same database and command: the outputs must be equal
-                same = kept.read_bytes() == outputs[name].read_bytes()
+            if kept and same_runs:  # the same runs and command: the outputs must be equal (the board quotes the path)
+                same = kept.read_bytes() == outputs[name].read_bytes().replace(str(old_db).encode(), str(db).encode())
                 print(f"{name} on {db.name}: {'byte for byte the older code' if same else 'DIFFERS from the older code'}", file=sys.stderr, flush=True)
     return after, before
 
@@ -225,7 +243,7 @@ def _has_dbstat(conn: sqlite3.Connection) -> bool:
 
 
 def seed_database(work: Path, given: str | None) -> Path:
-    """The real runs to replicate, as schema 2 (a schema-1 file is migrated in a copy)."""
+    """The real runs to replicate, in the current schema (an older file is migrated in a copy)."""
     seed = work / "seed.sqlite"
     if given:
         source = sqlite3.connect(given)
@@ -247,7 +265,7 @@ def main() -> None:
     parser.add_argument("--before-max", type=int, default=10000)
     parser.add_argument(
         "--before-schema", type=int, choices=(1, 2), default=1,
-        help="The results schema the older benchsuite reads: 1 runs it on a schema-1 copy (and times the migration), 2 on the same database.",
+        help="The results schema the older benchsuite reads: it runs on a copy of the databases in that schema, whose migration is timed.",
     )  # fmt: skip
     parser.add_argument("--no-curves", action="store_true", help="Leave out the curves export (minutes at 10⁵ runs).")
     parser.add_argument("--layouts", action="store_true", help="Compare the curve layouts on the 10⁴-run database.")
@@ -266,19 +284,17 @@ def main() -> None:
         before: dict[str, tuple[float, float, float]] = {}
         migration = None
         if args.before and n <= args.before_max:
-            old = db
-            if args.before_schema == 1:
-                old = args.work / f"runs_{n}.schema1.sqlite"
-                as_schema_1(db, old)
-            after, before = measure(db, args.work, args.before.resolve(), old, curves=not args.no_curves)
-            if (old.parent / f"{old.name}.schema1-backup").exists():
+            old = args.work / f"runs_{n}.schema{args.before_schema}.sqlite"
+            (as_schema_1 if args.before_schema == 1 else as_schema_2)(db, old)
+            after, before = measure(db, args.work, args.before.resolve(), old, curves=not args.no_curves, same_runs=args.before_schema == 2)
+            backup = Path(f"{old}.schema{args.before_schema}-backup")
+            if backup.exists():
                 raise RuntimeError(f"{args.before} migrated {old}: it does not read schema {args.before_schema}")
-            if args.before_schema == 1:
-                start = time.perf_counter()
-                ResultStore(old).close()
-                migration = time.perf_counter() - start
-                for leftover in (old, Path(f"{old}.schema1-backup")):
-                    leftover.unlink(missing_ok=True)
+            start = time.perf_counter()
+            ResultStore(old).close()
+            migration = time.perf_counter() - start
+            for leftover in (old, backup):
+                leftover.unlink(missing_ok=True)
         else:
             after, _ = measure(db, args.work, curves=not args.no_curves)
         if args.layouts and n == 10000:
@@ -291,7 +307,7 @@ def main() -> None:
 def print_table(rows: list[tuple], first_insert: float) -> None:
     """The measurements so far, as a markdown table (printed after each size: 10⁵ takes long)."""
     print(f"\nfirst insert (empty database): {first_insert * 1e3:.1f} ms (median of {INSERTS})")
-    print("| N runs | DB size | leaderboard wall (CPU) / peak RSS | export runs | export runs + curves (streamed) | run --dry-run | insert at N | migration 1→2 |")
+    print("| N runs | DB size | leaderboard wall (CPU) / peak RSS | export runs | export runs + curves (streamed) | run --dry-run | insert at N | migration to the current schema (with its backup copy) |")
     print("|---|---|---|---|---|---|---|---|")
     for n, size, after, before, insert, migration in rows:
         def cell(name: str, rss: bool = False, after: dict = after, before: dict = before) -> str:

@@ -492,12 +492,12 @@ def _execute(grid: Any, expansion: Any, backend: Any, results: str, **settings: 
     return outcome
 
 
-def to_dataframe_or_fail(results: str) -> Any:
+def to_dataframe_or_fail(results: str, board: bool = False) -> Any:
     """The runs of the database at ``results``, opened read-only, without the full spec which no board reads (``StoreError`` when it is
-    missing or not ours)."""
-    from .results import to_dataframe
+    missing or not ours); ``board``: with only what a board reads of their info and provenance (``results.board_runs``)."""
+    from .results import board_runs, to_dataframe
 
-    return to_dataframe(results, spec=False)
+    return board_runs(results) if board else to_dataframe(results, spec=False)
 
 
 def _render(runs: Any, command: str, tasks: list[str] | None = None, **options: Any) -> str:
@@ -524,7 +524,7 @@ def leaderboard_cmd(
     if out is not None:
         writable_file(out, "--out", MARKDOWN_SIGNATURES)
     options = leaderboard_options(grid_file, select)
-    runs = read_runs_export(export_file) if export_file else to_dataframe_or_fail(results or DEFAULT_RESULTS)
+    runs = read_runs_export(export_file) if export_file else to_dataframe_or_fail(results or DEFAULT_RESULTS, board=True)
     command = shlex.join(
         ["benchsuite", "leaderboard"]
         + (["--from", export_file] if export_file else ["--results", results or DEFAULT_RESULTS])

@@ -24,12 +24,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, Callable
 
+import numpy as np
 import pandas as pd
 
 from .atomic import atomic_open
-from .store import CURVE_CHUNK_RUNS, LAST_K, ResultStore
+from .store import BOARD_IDENTITY, CURVE_CHUNK_RUNS, LAST_K, ResultStore
 
-__all__ = ["LAST_K", "RUN_COLUMNS", "curves_dataframe", "iter_curves", "to_dataframe", "write_curves_csv", "write_runs_csv"]
+__all__ = ["LAST_K", "RUN_COLUMNS", "board_runs", "curves_dataframe", "iter_curves", "to_dataframe", "write_curves_csv", "write_runs_csv"]
 
 RUN_COLUMNS = [
     "cell_hash", "method", "preset", "params", "names", "setting", "task", "task_params", "noise_kind", "noise_rate",
@@ -101,60 +102,168 @@ def write_curves_csv(path: str | Path, out: str | Path, cell_hashes: Iterable[st
 
 #: Run columns whose texts repeat across runs (a grid's runs share them): each distinct text is held once.
 _SHARED_TEXTS = ("method", "preset", "task", "noise_kind", "status", "info", "provenance", "params", "task_params", "setting")
+#: The order of ``to_dataframe``'s rows, as SQL (text compares by code point in both, ties by run id).
+_RUN_ORDER = "r.task, r.noise_kind, r.method, s.params, r.noise_rate, r.seed, r.id"
 
 
 def to_dataframe(path: str | Path, spec: bool = True) -> pd.DataFrame:
     """One row per run (see the module docstring for the columns); ``spec=False`` leaves out the
     full spec, which no board reads (the largest text of a run, one per run)."""
     columns = [c for c in _RUN_COLUMNS_READ if spec or c != "r.spec"]
-    query = f"SELECT {', '.join(columns)}, s.requested_name, s.board FROM runs r JOIN summaries s ON s.run_id = r.id ORDER BY r.id"
+    return _runs(path, [*columns, "s.requested_name"], "runs r JOIN summaries s ON s.run_id = r.id")
+
+
+#: What ``board_runs`` reads: columns of the two covering indexes (``store``), the board fields' ids.
+_BOARD_COLUMNS = [
+    "r.cell_hash", "r.noise_rate", "r.seed", "r.status", "r.error",
+    "r.diverged_epoch", "r.epochs", "r.started_at", "r.finished_at", "r.duration_s", "s.board_info_id AS info",
+    "s.board_provenance_id AS provenance", "s.board_identity_id AS identity",
+]  # fmt: skip
+#: Per run, the names recorded for its cell, one per line (a name is one-line JSON), by the names' index.
+_RECORDED_NAMES = "(SELECT group_concat(n.name, char(10)) FROM names n WHERE n.cell_hash = r.cell_hash)"
+#: Read after the run columns, per run: its recorded names, its board layout's id, values and id.
+_RUN_TAIL = f"{_RECORDED_NAMES}, s.board_layout_id, s.board_values, s.run_id"
+
+
+def board_runs(path: str | Path) -> pd.DataFrame:
+    """``to_dataframe(path, spec=False)`` as a board reads it, for ``benchsuite leaderboard``: the
+    same rows, columns and numbers, but ``info`` and ``provenance`` hold only the keys boards read
+    (``store.BOARD_INFO_KEYS``, ``store.BOARD_PROVENANCE_KEYS``), kept in each run's summary.
+
+    The whole texts are most of a run's bytes and differ from run to run (the realised noise, the
+    seed, the PID); the boards' parts repeat across a grid's runs and are stored once. Everything
+    else is read from two covering indexes, a fraction of the tables' pages. A board rendered
+    from this table is the board of the whole table, and of its CSV export, byte for byte."""
+    tables = "runs r INDEXED BY runs_for_boards JOIN summaries s INDEXED BY summaries_for_boards ON s.run_id = r.id"
+    return _runs(path, _BOARD_COLUMNS, tables, texts=("info", "provenance"), identity=True)
+
+
+def _runs(path: str | Path, columns: list[str], tables: str, texts: tuple[str, ...] = (), identity: bool = False) -> pd.DataFrame:
+    """The runs table of ``columns`` (SQL, each named by its last word) read from ``tables``, in
+    board order; the columns in ``texts`` hold ids of ``texts`` rows, replaced by the texts, and
+    with ``identity`` the ``identity`` column too, replaced by its parts (``BOARD_IDENTITY``)."""
     with ResultStore(path, "read") as store:
-        recorded: dict[str, list[str]] = {}
-        for cell_hash, name in store.rows("SELECT cell_hash, name FROM names"):
-            recorded.setdefault(cell_hash, []).append(name)
-        rows = list(store.rows(query))
-    if not rows:
-        return pd.DataFrame(columns=RUN_COLUMNS)
-    names = [c.split(".")[-1] for c in columns]
-    data = dict(zip(names, map(list, zip(*rows))))
-    for column in _SHARED_TEXTS:
+        rows = list(store.rows(f"SELECT {', '.join(columns)}, {_RUN_TAIL} FROM {tables} ORDER BY r.id"))
+        if not rows:
+            return pd.DataFrame(columns=RUN_COLUMNS)
+        names = [c.split(".")[-1].split()[-1] for c in columns] + ["recorded", "board_layout_id", "board_values", "run_id"]
+        data = dict(zip(names, map(list, zip(*rows))))
+        id_columns = [*texts, "identity"] if identity else list(texts)
+        wanted = {text_id for column in id_columns for text_id in data[column]} | set(data["board_layout_id"])
+        text_of = dict(store.rows(f"SELECT id, text FROM texts WHERE id IN ({','.join(map(str, wanted))})"))
+        numbers = _board_numbers(store, data["run_id"], [text_of[i] for i in data["board_layout_id"]], data["board_values"])
+    for column in texts:
+        data[column] = _take(*_distinct(data[column], text_of.__getitem__))
+    if identity:
+        parts, codes = _distinct(data.pop("identity"), lambda i: json.loads(text_of[i]))
+        data.update({name: _take([p[k] for p in parts], codes) for k, name in enumerate(BOARD_IDENTITY)})
+    for column in (c for c in _SHARED_TEXTS if c not in texts and not (identity and c in BOARD_IDENTITY)):
         shared: dict[str, str] = {}
         data[column] = [shared.setdefault(v, v) if type(v) is str else v for v in data[column]]
-    requested = [row[-2] for row in rows]
-    names_of = _NamesTexts(recorded)
-    data["names"] = [names_of(h, r) for h, r in zip(data["cell_hash"], requested)]
+    names_of = _NamesTexts()
+    data["names"] = [names_of(requested, recorded) for requested, recorded in zip(data.pop("requested_name"), data.pop("recorded"))]
     data["error"] = [error.splitlines()[0] if isinstance(error, str) and error else None for error in data["error"]]
-    runs = pd.DataFrame(data)
-    numbers = pd.DataFrame.from_records(json.loads("[" + ",".join(row[-1] for row in rows) + "]"))
-    del rows
-    runs = pd.concat([runs.drop(columns=[c for c in numbers if c in runs]), numbers], axis=1)
-    first = [c for c in RUN_COLUMNS if c in runs]
-    rest = sorted(c for c in runs if c not in first)
-    return runs[first + rest].sort_values(["task", "noise_kind", "method", "params", "noise_rate", "seed"], kind="stable").reset_index(drop=True)
+    del rows, data["board_layout_id"], data["board_values"], data["run_id"]
+    first = [c for c in RUN_COLUMNS if c in data or c in numbers]
+    rest = sorted(c for c in numbers if c not in first)
+    runs = pd.DataFrame({c: numbers[c] if c in numbers else data[c] for c in [*first, *rest]})
+    return runs.sort_values(["task", "noise_kind", "method", "params", "noise_rate", "seed"], kind="stable").reset_index(drop=True)
+
+
+def _distinct(ids: list[int], value_of: Callable[[int], Any]) -> tuple[list[Any], np.ndarray]:
+    """The value of each distinct id, and each id's position among them: few distinct ids, many
+    runs, and no long text is hashed or parsed once per run."""
+    distinct, codes = np.unique(np.asarray(ids), return_inverse=True)
+    return [value_of(i) for i in distinct.tolist()], codes
+
+
+def _take(values: list[Any], codes: np.ndarray) -> list[Any]:
+    """``[values[c] for c in codes]`` in NumPy: equal codes give one object."""
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array[codes].tolist()
+
+
+def _board_numbers(store: ResultStore, run_ids: list[int], layouts: list[str], values: list[bytes]) -> dict[str, Any]:
+    """The columns of the runs' boards (``store.board_numbers``), as ``pd.DataFrame.from_records``
+    makes them of the parsed boards: a float64 column where every value is a number (integers
+    with a gap among them), an int64 one where every run has an integer; any other column is
+    built by ``from_records`` itself from the values (booleans, nulls, texts)."""
+    positions: dict[str, list[int]] = {}
+    for position, layout in enumerate(layouts):
+        positions.setdefault(layout, []).append(position)
+    parts: dict[str, list[tuple[list[int], np.ndarray, str]]] = {}
+    for layout, at in positions.items():
+        keys = json.loads(layout)
+        matrix = np.frombuffer(b"".join(values[p] for p in at), dtype="<f8").reshape(len(at), len(keys))
+        for j, (key, kind) in enumerate(keys):
+            parts.setdefault(key, []).append((at, matrix[:, j], kind))
+    columns: dict[str, Any] = {}
+    others: dict[str, list[tuple[list[int], np.ndarray, str]]] = {}
+    for key, pieces in parts.items():
+        kinds = {kind for _, _, kind in pieces}
+        if not kinds <= {"f", "i"}:
+            others[key] = pieces
+            continue
+        column = np.full(len(run_ids), np.nan)
+        for at, part, _ in pieces:
+            column[at] = part
+        whole = sum(len(at) for at, _, _ in pieces) == len(run_ids)
+        columns[key] = column.astype(np.int64) if kinds == {"i"} and whole else column
+    if others:
+        columns.update(_other_columns(store, run_ids, others))
+    return columns
+
+
+def _other_columns(store: ResultStore, run_ids: list[int], pieces_of: dict[str, list[tuple[list[int], np.ndarray, str]]]) -> dict[str, Any]:
+    """The board columns ``_board_numbers`` does not build from numbers alone, by ``from_records``
+    from each run's values; values of kind ``j`` (neither number, boolean nor null) are read
+    from the JSON boards of the runs that have them."""
+    records: list[dict[str, Any]] = [{} for _ in run_ids]
+    parsed_later: list[tuple[int, str]] = []
+    convert = {"f": float, "i": int, "b": bool, "n": lambda _: None}
+    for key, pieces in pieces_of.items():
+        for at, part, kind in pieces:
+            if kind == "j":
+                parsed_later += [(p, key) for p in at]
+                continue
+            for p, value in zip(at, part.tolist()):
+                records[p][key] = convert[kind](value)
+    if parsed_later:
+        wanted = sorted({run_ids[p] for p, _ in parsed_later})
+        boards: dict[int, dict[str, Any]] = {}
+        for start in range(0, len(wanted), _EXPORT_CHUNK_RUNS):
+            chunk = wanted[start : start + _EXPORT_CHUNK_RUNS]
+            query = f"SELECT run_id, board FROM summaries WHERE run_id IN ({','.join('?' * len(chunk))})"
+            boards.update((run_id, json.loads(board)) for run_id, board in store.rows(query, tuple(chunk)))
+        for p, key in parsed_later:
+            records[p][key] = boards[run_ids[p]][key]
+    frame = pd.DataFrame.from_records(records)
+    return {key: frame[key] for key in frame}
 
 
 class _NamesTexts:
     """Per run, the JSON list of every name it was asked for under: the requested one and those
-    recorded for its cell, canonical and sorted. Equal lists are one text, each name parsed once."""
+    recorded for its cell (``_RUN_TAIL``), canonical and sorted. Runs of one configuration
+    share these (across seeds, noise rates and tasks): each distinct pair is built once."""
 
-    def __init__(self, recorded: dict[str, list[str]]) -> None:
-        self._recorded = recorded
+    def __init__(self) -> None:
         self._canonical: dict[str, str] = {}
-        self._shared: dict[str, str] = {}
+        self._shared: dict[tuple[str, str | None], str] = {}
 
     def _one(self, text: str) -> str:
         if text not in self._canonical:
             self._canonical[text] = json.dumps(json.loads(text), sort_keys=True)
         return self._canonical[text]
 
-    def __call__(self, cell_hash: str, requested: str) -> str:
-        texts = {requested, *(self._one(t) for t in self._recorded.get(cell_hash, ()))}
-        text = "[" + ", ".join(sorted(texts)) + "]"
-        return self._shared.setdefault(text, text)
+    def __call__(self, requested: str, recorded: str | None) -> str:
+        text = self._shared.get((requested, recorded))
+        if text is None:
+            texts = {requested, *(self._one(t) for t in (recorded.split("\n") if recorded else ()))}
+            text = self._shared[requested, recorded] = "[" + ", ".join(sorted(texts)) + "]"
+        return text
 
 
-#: The order of ``to_dataframe``'s rows, as SQL (text compares by code point in both, ties by run id).
-_RUN_ORDER = "r.task, r.noise_kind, r.method, s.params, r.noise_rate, r.seed, r.id"
 #: Runs fetched per query when streaming the runs export.
 _EXPORT_CHUNK_RUNS = 2000
 
@@ -167,9 +276,6 @@ def write_runs_csv(path: str | Path, handle: IO[str]) -> int:
     distinct shared text once). Returns the number of runs written."""
     fields = _CsvFields()
     with ResultStore(path, "read") as store:
-        recorded: dict[str, list[str]] = {}
-        for cell_hash, name in store.rows("SELECT cell_hash, name FROM names"):
-            recorded.setdefault(cell_hash, []).append(name)
         ordered = list(store.rows(f"SELECT r.id, s.board FROM runs r JOIN summaries s ON s.run_id = r.id ORDER BY {_RUN_ORDER}"))
         if not ordered:
             handle.write(",".join(RUN_COLUMNS) + "\n")
@@ -183,8 +289,8 @@ def write_runs_csv(path: str | Path, handle: IO[str]) -> int:
         header += sorted(set(names + metrics) - set(header))
         formats = {k: _metric_format([board.get(k, _MISSING) for board in boards], fields) for k in metrics}
         handle.write(",".join(fields.quote(c) for c in header) + "\n")
-        query = f"SELECT r.id, {', '.join(_RUN_COLUMNS_READ)}, s.requested_name FROM runs r JOIN summaries s ON s.run_id = r.id WHERE r.id IN "
-        names_of = _NamesTexts(recorded)
+        query = f"SELECT r.id, {', '.join(_RUN_COLUMNS_READ)}, s.requested_name, {_RECORDED_NAMES} FROM runs r JOIN summaries s ON s.run_id = r.id WHERE r.id IN "
+        names_of = _NamesTexts()
         (counts,) = store.query(f"SELECT count(*), {', '.join(f'count(r.{c})' for c in _INTEGER_COLUMNS)} FROM runs r JOIN summaries s ON s.run_id = r.id")
         total, *present = tuple(counts)
         # pandas holds whole numbers with a gap as floats: they are written as floats ("2.0")
@@ -194,7 +300,7 @@ def write_runs_csv(path: str | Path, handle: IO[str]) -> int:
             fetched = {row[0]: row[1:] for row in store.rows(query + f"({','.join('?' * len(chunk))})", tuple(chunk))}
             rows = [fetched[run_id] for run_id in chunk]
             columns = dict(zip(names, map(list, zip(*rows))))
-            columns["names"] = [names_of(row[0], row[-1]) for row in rows]
+            columns["names"] = [names_of(row[-2], row[-1]) for row in rows]
             columns["error"] = [e.splitlines()[0] if isinstance(e, str) and e else None for e in columns["error"]]
             chunk_boards = boards[start : start + _EXPORT_CHUNK_RUNS]
             texts = [formats[c](chunk_boards, c) if c in formats else fields.column(c, columns[c]) for c in header]

@@ -1,9 +1,9 @@
 """The results database: SQLite in WAL mode, one transaction per finished run.
 
 Tables: ``runs`` (one row per cell hash: spec, status, timings, provenance, final metrics),
-``summaries`` (per run, what the boards read: best epoch, last-k and final of its metrics and the
-derived identity columns, computed once when the run is stored, indexed by task, noise kind and
-setting), ``curves`` (per-epoch metrics, long format, read only when curves are asked for), ``claims`` (cells being computed right now, so that
+``summaries`` (per run, what the boards read: best epoch, last-k and final of its metrics, the
+derived identity columns and the few fields of its info and provenance boards show, computed once
+when the run is stored, indexed by task, noise kind and setting), ``curves`` (per-epoch metrics, long format, read only when curves are asked for), ``claims`` (cells being computed right now, so that
 several ``benchsuite run`` processes on one database share the work instead of duplicating it),
 ``names`` (every name a cell was asked for under: ``dm`` and ``gr`` with their defaults are one
 cell, and the boards say so).
@@ -24,6 +24,7 @@ import math
 import os
 import socket
 import sqlite3
+import struct
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -36,7 +37,9 @@ from .errors import UsageError
 from .spec import CellSpec, RunRecord
 
 #: 1: runs, curves, names, claims. 2: per-run summaries (``summaries``), computed when a run is stored.
-SCHEMA_VERSION = "2"
+#: 3: the summaries keep what the boards read of a run's info and provenance (``board_fields``, in
+#: ``texts``) and its board numbers as binary (``board_numbers``); two covering indexes serve boards.
+SCHEMA_VERSION = "3"
 #: Epochs averaged by the ``last<k>_<metric>`` columns (all epochs if a run has fewer).
 LAST_K = 5
 #: Runs whose curves are read (or summarised, when migrating) per query: bounds the memory of a
@@ -82,9 +85,22 @@ CREATE TABLE IF NOT EXISTS summaries (
     requested_name TEXT NOT NULL,
     lineage_hash TEXT NOT NULL,
     board TEXT NOT NULL,
-    metrics TEXT NOT NULL
+    metrics TEXT NOT NULL,
+    board_info_id INTEGER NOT NULL,
+    board_provenance_id INTEGER NOT NULL,
+    board_identity_id INTEGER NOT NULL,
+    board_layout_id INTEGER NOT NULL,
+    board_values BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS summaries_by_board ON summaries (task, noise_kind, setting);
+CREATE TABLE IF NOT EXISTS texts (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
+CREATE INDEX IF NOT EXISTS runs_for_boards ON runs (
+    id, cell_hash, method, preset, task, noise_kind, noise_rate, seed, status, diverged_epoch, epochs, started_at, finished_at,
+    duration_s, error
+);
+CREATE INDEX IF NOT EXISTS summaries_for_boards ON summaries (
+    run_id, board_identity_id, board_info_id, board_provenance_id, board_layout_id, board_values
+);
 CREATE TABLE IF NOT EXISTS curves (
     run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     epoch INTEGER NOT NULL,
@@ -105,6 +121,22 @@ CREATE TABLE IF NOT EXISTS claims (
     heartbeat REAL NOT NULL
 );
 """
+
+
+#: The columns of a summary, as ``save`` and the migrations write them.
+_SUMMARY_INSERT = (
+    "INSERT INTO summaries (run_id, task, noise_kind, setting, params, task_params, requested_name, lineage_hash, board, "
+    "metrics, board_info_id, board_provenance_id, board_identity_id, board_layout_id, board_values) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+#: The run columns a configuration's runs share (all but seed and noise rate), kept as one text.
+BOARD_IDENTITY = ("params", "task_params", "setting", "requested_name", "method", "preset", "task", "noise_kind")
+#: What the boards read of a run's ``info``: a section's metrics (``task_metrics``,
+#: ``leaderboard_metrics``), the privileged data and the budget (``recipe``).
+BOARD_INFO_KEYS = ("leaderboard_metrics", "privileged", "recipe", "task_metrics")
+#: What the boards' header reads of a run's ``provenance``; of ``plugins`` only each one's version,
+#: of ``reproducibility`` only the CPU kernels (``cpu_capability``).
+BOARD_PROVENANCE_KEYS = ("benchsuite", "commit", "cpu_id", "device", "device_name", "dirty", "hostname", "plugins", "python", "reproducibility", "torch")
 
 
 class StoreError(UsageError, RuntimeError):
@@ -237,6 +269,60 @@ def _mean(values: list[float]) -> float:
     return float(np.asarray(values, dtype=np.float64).mean())
 
 
+def board_fields(info: dict[str, Any], provenance: dict[str, Any]) -> tuple[str, str]:
+    """The keys of a run's info and provenance that the boards read (``BOARD_INFO_KEYS``,
+    ``BOARD_PROVENANCE_KEYS``), as JSON texts written like the whole ones.
+
+    The whole texts differ from run to run (the info holds the realised noise and the seed, the
+    provenance the PID and the command line) and make up most of a run's row; these parts are
+    the same for every run of one task, recipe, host and code version. A board of 10⁵ runs reads
+    them instead: a fraction of the bytes, and few distinct texts to parse."""
+    board_info = {key: info[key] for key in BOARD_INFO_KEYS if key in info}
+    board_provenance = {key: provenance[key] for key in BOARD_PROVENANCE_KEYS if key in provenance}
+    plugins = board_provenance.get("plugins")
+    if isinstance(plugins, dict):
+        board_provenance["plugins"] = {name: _version_only(meta) for name, meta in plugins.items()}
+    reproducibility = board_provenance.get("reproducibility")
+    if isinstance(reproducibility, dict):
+        board_provenance["reproducibility"] = {key: reproducibility[key] for key in ("cpu_capability",) if key in reproducibility}
+    return _json(board_info), _json(board_provenance)
+
+
+#: Integers up to this magnitude are exact in a float64: ``board_numbers`` holds them (kind ``i``).
+_EXACT_INT = 2**53
+
+
+def _kind(value: Any) -> str:
+    """A board value's kind in ``board_numbers``: float, boolean, exact integer, null, or ``j``."""
+    if type(value) is float:
+        return "f"
+    if type(value) is bool:
+        return "b"
+    if type(value) is int and -_EXACT_INT <= value <= _EXACT_INT:
+        return "i"
+    return "n" if value is None else "j"
+
+
+def board_numbers(board: dict[str, Any]) -> tuple[str, bytes]:
+    """A run's board numbers as ``(layout, values)``: the layout, the JSON list of ``[key, kind]``
+    in key order (kinds: ``f`` float, ``i`` integer, ``b`` boolean, ``n`` null, ``j`` any other
+    value, read from the board's JSON), and the values as little-endian float64, one per key.
+
+    Parsing 10⁵ boards' JSON (their floats written to 17 digits) is most of the cost of a board
+    of 10⁵ runs; these are read as one array per layout, and a grid's runs share few layouts (one
+    per method's set of metrics). Every integer kind ``i`` holds is exact in a float64."""
+    kinds = [(key, _kind(value)) for key, value in sorted(board.items())]
+    values = [float(board[key]) if kind in "fib" else math.nan for key, kind in kinds]
+    return _canonical(kinds), struct.pack(f"<{len(values)}d", *values)
+
+
+def _version_only(meta: Any) -> Any:
+    """A plugin's provenance as the header reads it: its version only."""
+    if not isinstance(meta, dict):
+        return meta
+    return {"version": meta["version"]} if "version" in meta else {}
+
+
 def _derived(spec: CellSpec) -> tuple[str, str, str, str, str]:
     """The identity columns boards read, computed once: setting, method and task parameters,
     the requested name (all canonical JSON) and the lineage hash (``run --dry-run``'s staleness)."""
@@ -255,6 +341,90 @@ def _finite_or_none(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None
+
+
+def _text_id(cur: sqlite3.Cursor, text: str) -> int:
+    """The id of ``text`` in ``texts`` (added if new): texts that repeat across runs are stored once."""
+    cur.execute("INSERT OR IGNORE INTO texts (text) VALUES (?)", (text,))
+    (text_id,) = cur.execute("SELECT id FROM texts WHERE text = ?", (text,)).fetchone()
+    return int(text_id)
+
+
+def _board_columns(cur: sqlite3.Cursor, summary: tuple[Any, ...], run: dict[str, Any]) -> tuple[Any, ...]:
+    """A summary's schema-3 columns, given its schema-2 ones (``_SUMMARY_INSERT``'s first ten) and
+    its run's ``method``, ``preset``, ``info`` and ``provenance``: the ids of its board fields, of
+    its identity (``BOARD_IDENTITY``: one text, shared by a configuration's seeds and noise rates)
+    and of its board layout, and its board values. Those are taken from the board's JSON text as
+    stored, so that they are what a reader of that text gets (a NumPy float or an object written by
+    its ``str`` is what JSON made of it)."""
+    parts = dict(zip(("task", "noise_kind", "setting", "params", "task_params", "requested_name"), summary[1:7]))
+    identity = _canonical([{**parts, **run}[name] for name in BOARD_IDENTITY])
+    layout, values = board_numbers(json.loads(summary[8]))
+    texts = (*board_fields(run["info"], run["provenance"]), identity, layout)
+    return (*(_text_id(cur, text) for text in texts), values)
+
+
+def _summarise_stored(cur: sqlite3.Cursor, run_ids: list[int]) -> None:
+    """Schema 1 to 3: create the summaries and write those of every stored run from its curves."""
+    for statement in filter(str.strip, _SCHEMA.split(";")):
+        cur.execute(statement)
+    for start in range(0, len(run_ids), CURVE_CHUNK_RUNS):
+        chunk = run_ids[start : start + CURVE_CHUNK_RUNS]
+        curves: dict[int, list[tuple[int, str, float | None]]] = {run_id: [] for run_id in chunk}
+        for run_id, epoch, key, value in cur.execute(
+            "SELECT run_id, epoch, key, value FROM curves WHERE run_id BETWEEN ? AND ?", (chunk[0], chunk[-1])
+        ):
+            if run_id in curves:
+                curves[run_id].append((epoch, key, value))
+        placeholders = ",".join("?" * len(chunk))
+        rows = cur.execute(f"SELECT id, spec, final, info, provenance FROM runs WHERE id IN ({placeholders})", chunk).fetchall()
+        for run_id, spec_text, final, info_text, provenance in rows:
+            spec = CellSpec.from_dict(json.loads(spec_text))
+            info = json.loads(info_text)
+            board, metrics = summarise(curves[run_id], json.loads(final), info.get("task_metrics", {}))
+            derived = (run_id, spec.task, spec.noise_kind, *_derived(spec), _json(board), _json(metrics))
+            run = {"method": spec.method, "preset": spec.preset, "info": info, "provenance": json.loads(provenance)}
+            cur.execute(_SUMMARY_INSERT, (*derived, *_board_columns(cur, derived, run)))
+
+
+def _add_board_columns(cur: sqlite3.Cursor, run_ids: list[int]) -> None:
+    """Schema 2 to 3: add the summaries' board columns (``_board_columns``), fill them from each
+    run's info, provenance and stored board, then create the texts table and the indexes."""
+    for column in ("board_info_id", "board_provenance_id", "board_identity_id", "board_layout_id"):
+        cur.execute(f"ALTER TABLE summaries ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+    cur.execute("ALTER TABLE summaries ADD COLUMN board_values BLOB NOT NULL DEFAULT x''")
+    for statement in filter(str.strip, _SCHEMA.split(";")):
+        cur.execute(statement)
+    fill_board_columns(cur, run_ids)
+
+
+def fill_board_columns(cur: sqlite3.Cursor, run_ids: list[int]) -> None:
+    """(Re)compute the board columns of the summaries of ``run_ids`` from the stored runs, a
+    bounded number at a time (a migration, or a benchmark that copies summaries with SQL)."""
+    for start in range(0, len(run_ids), CURVE_CHUNK_RUNS):
+        chunk = run_ids[start : start + CURVE_CHUNK_RUNS]
+        query = (
+            "SELECT s.run_id, s.task, s.noise_kind, s.setting, s.params, s.task_params, s.requested_name, s.lineage_hash, s.board, "
+            f"s.metrics, r.method, r.preset, r.info, r.provenance FROM runs r JOIN summaries s ON s.run_id = r.id "
+            f"WHERE r.id IN ({','.join('?' * len(chunk))})"
+        )
+        updates = []
+        for row in cur.execute(query, chunk).fetchall():
+            run = {"method": row[10], "preset": row[11], "info": json.loads(row[12]), "provenance": json.loads(row[13])}
+            updates.append((*_board_columns(cur, row[:10], run), row[0]))
+        cur.executemany(
+            "UPDATE summaries SET board_info_id = ?, board_provenance_id = ?, board_identity_id = ?, board_layout_id = ?, board_values = ? "
+            "WHERE run_id = ?",
+            updates,
+        )
+
+
+#: Older schema -> (what its migration adds, in words; the step, given the cursor of the
+#: migration's transaction and every run id in ascending order).
+_MIGRATIONS = {
+    "1": ("per-run summaries computed from the stored curves", _summarise_stored),
+    "2": ("what boards read of each run's info, provenance and numbers, kept in its summary for fast boards", _add_board_columns),
+}
 
 
 class ResultStore:
@@ -278,7 +448,7 @@ class ResultStore:
     def _connect(self) -> sqlite3.Connection:
         """Check what the file holds through a read-only connection, then (``write``) open it for
         writing: nothing is written to a file that is not a benchsuite database of a known schema.
-        A schema-1 database (ours, older) is migrated first, with a backup, even for reading."""
+        A database of an older schema (ours) is migrated first, with a backup, even for reading."""
         existing = self.path.is_file() and self.path.stat().st_size > 0
         if existing or self.mode == "read":
             conn = _read_only_connection(self.path)
@@ -288,16 +458,16 @@ class ResultStore:
             except BaseException:
                 conn.close()
                 raise
-            if self.mode == "read" and version != "1":
+            if self.mode == "read" and version not in _MIGRATIONS:
                 return conn
             conn.close()
             if self.mode == "read":
-                self._migrate_for_reading()
+                self._migrate_for_reading(str(version))
                 return _read_only_connection(self.path)
         return self._open_for_writing()
 
     def _open_for_writing(self) -> sqlite3.Connection:
-        """Open (or create) the database for writing, migrating a schema-1 file, and create what is missing."""
+        """Open (or create) the database for writing, migrating a file of an older schema, and create what is missing."""
         try:
             conn = sqlite3.connect(self.path, timeout=120, isolation_level=None, check_same_thread=False)
         except sqlite3.OperationalError as exc:
@@ -306,8 +476,9 @@ class ResultStore:
         try:
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA journal_mode = WAL")
-            if self._stored_version() == "1":
-                self._migrate_from_1()
+            older = self._stored_version()
+            if older in _MIGRATIONS:
+                self._migrate(older)
             with self._transaction() as cur:
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     cur.execute(statement)
@@ -317,11 +488,11 @@ class ResultStore:
             raise
         return conn
 
-    def _migrate_for_reading(self) -> None:
-        """A read-only command on a schema-1 database: migrate it once (backup first), or say why not."""
+    def _migrate_for_reading(self, version: str) -> None:
+        """A read-only command on a database of an older schema: migrate it once (backup first), or say why not."""
         if not os.access(self.path, os.W_OK) or not os.access(self.path.parent, os.W_OK):
             raise StoreError(
-                f"{self.path} has results schema 1 (an older benchsuite) and needs a one-time migration to schema "
+                f"{self.path} has results schema {version} (an older benchsuite) and needs a one-time migration to schema "
                 f"{SCHEMA_VERSION}, but it cannot be written here: copy it to a writable folder first"
             )
         self._open_for_writing().close()
@@ -339,7 +510,7 @@ class ResultStore:
     def _refuse_unknown_version(self, version: str | None) -> None:
         """Refuse, before any write, a schema this benchsuite cannot read: a newer one (written by a
         later version, which an older one must not modify) or one it never wrote."""
-        if version is None or version in ("1", SCHEMA_VERSION):
+        if version is None or version in _MIGRATIONS or version == SCHEMA_VERSION:
             return
         newer = version.isdigit() and int(version) > int(SCHEMA_VERSION)
         raise StoreError(
@@ -347,16 +518,17 @@ class ResultStore:
             + ("; it was written by a newer benchsuite: upgrade benchsuite to use it (the file was not modified)" if newer else "")
         )
 
-    def _migrate_from_1(self) -> None:
-        """Bring a schema-1 database to schema 2: copy the file aside first, then, in one transaction,
-        summarise every stored run from its curves (``CURVE_CHUNK_RUNS`` runs at a time). Another
-        process that migrated meanwhile is noticed inside the transaction, and nothing is redone."""
-        backup = self.path.with_name(f"{self.path.name}.schema1-backup")
+    def _migrate(self, version: str) -> None:
+        """Bring a database of an older schema to ``SCHEMA_VERSION``: copy the file aside first, then
+        migrate it in one transaction (``_MIGRATIONS``), a bounded number of runs at a time.
+        Another process that migrated meanwhile is noticed inside the transaction, and nothing is redone."""
+        backup = self.path.with_name(f"{self.path.name}.schema{version}-backup")
         if backup.exists():
-            backup = self.path.with_name(f"{self.path.name}.schema1-backup-{int(time.time())}")
+            backup = self.path.with_name(f"{self.path.name}.schema{version}-backup-{int(time.time())}")
+        what, step = _MIGRATIONS[version]
         print(
-            f"benchsuite: {self.path} has results schema 1; migrating it to schema {SCHEMA_VERSION} "
-            f"(per-run summaries computed from the stored curves); a copy of the file is kept at {backup}",
+            f"benchsuite: {self.path} has results schema {version}; migrating it to schema {SCHEMA_VERSION} "
+            f"({what}); a copy of the file is kept at {backup}",
             file=sys.stderr,
         )
         with sqlite3.connect(backup) as copy:
@@ -364,37 +536,15 @@ class ResultStore:
         copy.close()
         started = time.perf_counter()
         with self._transaction() as cur:
-            if self._stored_version() != "1":
+            if self._stored_version() != version:
                 return
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                cur.execute(statement)
             run_ids = [row[0] for row in cur.execute("SELECT id FROM runs ORDER BY id")]
-            for start in range(0, len(run_ids), CURVE_CHUNK_RUNS):
-                self._summarise_stored(cur, run_ids[start : start + CURVE_CHUNK_RUNS])
+            step(cur, run_ids)
             cur.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
         print(
             f"benchsuite: migrated {len(run_ids)} runs of {self.path} in {time.perf_counter() - started:.1f} s",
             file=sys.stderr,
         )
-
-    @staticmethod
-    def _summarise_stored(cur: sqlite3.Cursor, run_ids: list[int]) -> None:
-        """Write the summaries of stored runs (consecutive ids, ascending) from their curves."""
-        curves: dict[int, list[tuple[int, str, float | None]]] = {run_id: [] for run_id in run_ids}
-        for run_id, epoch, key, value in cur.execute(
-            "SELECT run_id, epoch, key, value FROM curves WHERE run_id BETWEEN ? AND ?", (run_ids[0], run_ids[-1])
-        ):
-            if run_id in curves:
-                curves[run_id].append((epoch, key, value))
-        placeholders = ",".join("?" * len(run_ids))
-        rows = cur.execute(f"SELECT id, spec, final, info FROM runs WHERE id IN ({placeholders})", run_ids).fetchall()
-        for run_id, spec_text, final, info in rows:
-            spec = CellSpec.from_dict(json.loads(spec_text))
-            board, metrics = summarise(curves[run_id], json.loads(final), json.loads(info).get("task_metrics", {}))
-            cur.execute(
-                "INSERT INTO summaries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, spec.task, spec.noise_kind, *_derived(spec), _json(board), _json(metrics)),
-            )
 
     def close(self) -> None:
         self._conn.close()
@@ -465,10 +615,9 @@ class ResultStore:
             ]
             cur.executemany("INSERT INTO curves VALUES (?, ?, ?, ?)", [(run_id, *row) for row in curves])
             board, metrics = summarise(curves, record.final, record.info.get("task_metrics", {}))
-            cur.execute(
-                "INSERT INTO summaries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, spec.task, spec.noise_kind, *_derived(spec), _json(board), _json(metrics)),
-            )
+            derived = (run_id, spec.task, spec.noise_kind, *_derived(spec), _json(board), _json(metrics))
+            run = {"method": spec.method, "preset": spec.preset, "info": record.info, "provenance": record.provenance}
+            cur.execute(_SUMMARY_INSERT, (*derived, *_board_columns(cur, derived, run)))
             cur.execute("DELETE FROM claims WHERE cell_hash = ?", (spec.cell_hash,))
 
     def add_names(self, names: dict[str, list[dict[str, Any]]]) -> None:

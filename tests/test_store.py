@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from benchsuite.spec import CellSpec, RunRecord
-from benchsuite.store import STALE_CLAIM_SECONDS, ResultStore, StoreError
+from benchsuite.store import SCHEMA_VERSION, STALE_CLAIM_SECONDS, ResultStore, StoreError, board_fields
 
 
 def cell(seed=0, method="cce"):
@@ -198,10 +198,11 @@ def test_a_schema_1_database_is_backed_up_then_migrated_to_the_same_numbers(tmp_
     _as_schema_1(path)
     capsys.readouterr()
     with ResultStore(path) as store:
-        assert store.query("SELECT value FROM meta")[0][0] == "2"
+        assert store.query("SELECT value FROM meta")[0][0] == SCHEMA_VERSION == "3"
         assert len(store.query("SELECT * FROM summaries")) == 3
+        assert '"task_metrics"' in store.query("SELECT t.text FROM summaries s JOIN texts t ON t.id = s.board_info_id")[0][0]
     message = capsys.readouterr().err
-    assert "schema 1; migrating it to schema 2" in message and "migrated 3 runs" in message
+    assert "schema 1; migrating it to schema 3" in message and "migrated 3 runs" in message
     backup = tmp_path / "r.sqlite.schema1-backup"
     assert str(backup) in message
     old = sqlite3.connect(backup)
@@ -212,17 +213,86 @@ def test_a_schema_1_database_is_backed_up_then_migrated_to_the_same_numbers(tmp_
     assert "migrat" not in capsys.readouterr().err
 
 
+def _as_schema_2(path):
+    """Rewrite a database as benchsuite 2's schema wrote it: summaries without the board fields
+    (the schema-3 table's columns are the schema-2 ones and the board's, appended)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DROP INDEX runs_for_boards")
+    conn.execute("DROP INDEX summaries_for_boards")
+    conn.execute("DROP TABLE texts")
+    for column in ("board_info_id", "board_provenance_id", "board_identity_id", "board_layout_id", "board_values"):
+        conn.execute(f"ALTER TABLE summaries DROP COLUMN {column}")
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    conn.close()
+
+
+def _varied_records():
+    """Runs whose info and provenance differ in what boards do not read (realised noise, seed, PID,
+    command) and in what they do (privileged data, a plugin's version, the CPU kernels)."""
+    out = _summary_records()
+    for i, rec in enumerate(out):
+        rec.info = {**TASK_INFO, "noise": {"realised_rate": 0.19 + i / 100, "seed": i}, "privileged": {"trusted_per_class": i} if i else {}}
+        rec.provenance = {
+            "torch": "2.1", "pid": 1000 + i, "command": f"run --seed {i}", "hostname": "h", "plugins": {"p": {"version": f"1.{i % 2}", "path": f"/x/{i}"}},
+            "reproducibility": {"cpu_capability": "AVX2", "torch_threads": i},
+        }  # fmt: skip
+    return out
+
+
+BOARD_COLUMNS = (
+    "SELECT s.run_id, i.text AS board_info, p.text AS board_provenance, d.text AS identity, l.text AS layout, s.board_values FROM summaries s "
+    "JOIN texts i ON i.id = s.board_info_id JOIN texts p ON p.id = s.board_provenance_id JOIN texts d ON d.id = s.board_identity_id "
+    "JOIN texts l ON l.id = s.board_layout_id ORDER BY s.run_id"
+)
+
+
+def test_a_schema_2_database_is_backed_up_then_given_the_board_fields(tmp_path, capsys):
+    """Schema 2 -> 3 adds to each summary what the boards read of its run's info and provenance,
+    computed from the stored texts: equal to what ``save`` writes for a new run."""
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path) as store:
+        for rec in _varied_records():
+            store.save(rec)
+        saved = store.query(BOARD_COLUMNS)
+    _as_schema_2(path)
+    capsys.readouterr()
+    with ResultStore(path, "read") as store:  # a reading command migrates it too
+        assert store.query("SELECT value FROM meta")[0][0] == "3"
+        assert store.query(BOARD_COLUMNS) == saved
+    message = capsys.readouterr().err
+    assert "schema 2; migrating it to schema 3" in message and "migrated 3 runs" in message
+    old = sqlite3.connect(tmp_path / "r.sqlite.schema2-backup")
+    assert old.execute("SELECT value FROM meta").fetchone() == ("2",)
+    assert "board_values" not in {row[1] for row in old.execute("PRAGMA table_info(summaries)")}
+    old.close()
+    info, provenance = json.loads(saved[1]["board_info"]), json.loads(saved[1]["board_provenance"])
+    assert info == {"privileged": {"trusted_per_class": 1}, "task_metrics": TASK_INFO["task_metrics"]}
+    assert provenance == {"hostname": "h", "plugins": {"p": {"version": "1.1"}}, "reproducibility": {"cpu_capability": "AVX2"}, "torch": "2.1"}
+    ResultStore(path).close()
+    assert "migrat" not in capsys.readouterr().err
+
+
+def test_board_fields_keep_only_what_boards_read_and_repeat_across_seeds():
+    base = {"noise": {"realised_rate": 0.2}, "recipe": {"lr": 0.1}, "task_metrics": {"test_acc": {}}, "leaderboard_metrics": ["test_acc"]}
+    prov = {"pid": 1, "commit": "c", "dirty": False, "plugins": {"a": "odd", "b": {"distribution": "d"}}, "reproducibility": None}
+    first = board_fields(base, prov)
+    assert first == board_fields({**base, "noise": {"realised_rate": 0.21}}, {**prov, "pid": 2})
+    assert json.loads(first[0]) == {"leaderboard_metrics": ["test_acc"], "recipe": {"lr": 0.1}, "task_metrics": {"test_acc": {}}}
+    assert json.loads(first[1]) == {"commit": "c", "dirty": False, "plugins": {"a": "odd", "b": {}}, "reproducibility": None}
+
+
 def test_a_database_of_a_newer_schema_is_refused_and_left_untouched(tmp_path):
     path = tmp_path / "newer.sqlite"
     with ResultStore(path) as store:
         store.save(record())
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     conn.execute("PRAGMA journal_mode = DELETE")
     conn.close()
     before = path.read_bytes()
-    with pytest.raises(StoreError, match="schema version 3.*written by a newer benchsuite"):
-        ResultStore(path)
+    for mode in ("write", "read"):
+        with pytest.raises(StoreError, match="schema version 4; this benchsuite reads versions 1 to 3.*written by a newer benchsuite"):
+            ResultStore(path, mode)
     assert path.read_bytes() == before and not (tmp_path / "newer.sqlite-wal").exists()
 
 
