@@ -107,7 +107,16 @@ def _context(setting: dict[str, Any]) -> dict[str, Any]:
 def _varying(dicts: list[dict[str, Any]]) -> list[str]:
     """Keys whose value differs between ``dicts`` (a missing key counts as a value)."""
     keys = sorted({k for d in dicts for k in d})
-    return [k for k in keys if len({json.dumps(d.get(k), sort_keys=True) for d in dicts}) > 1]
+    return [k for k in keys if len({_as_json(d.get(k)) for d in dicts}) > 1]
+
+
+def _as_json(value: Any) -> Any:
+    """A key equal for two values exactly when their ``json.dumps(value, sort_keys=True)`` texts
+    are: the text itself for tables, lists and floats (``-0.0``, ``NaN``), the type and value for
+    the other scalars (``1``, ``True`` and ``"1"`` stay apart), which saves writing the text."""
+    if value is None or type(value) in (str, int, bool):
+        return type(value), value
+    return json.dumps(value, sort_keys=True)
 
 
 def _shown(value: Any) -> str:
@@ -130,7 +139,7 @@ def _params_varying(names: list[dict[str, Any]]) -> list[str]:
     (a name with a preset per noise rate leaves out what the presets set)."""
     varying = set(_varying([n["params"] for n in names if not _per_rate(n)]))
     for key in {k for n in names for k in n["params"]}:
-        if len({json.dumps(n["params"][key], sort_keys=True) for n in names if key in n["params"]}) > 1:
+        if len({_as_json(n["params"][key]) for n in names if key in n["params"]}) > 1:
             varying.add(key)
     return sorted(varying)
 
@@ -139,8 +148,11 @@ def setting_labels(settings: dict[str, dict[str, Any]], names: dict[str, list[di
     """A unique label per setting key: its names joined by `` = `` (each with the parameters that
     vary between the settings of that method name), then in brackets the fields that vary within
     the table (the method's code and version only between settings of the same method)."""
-    all_names = [n for entries in names.values() for n in entries]
-    params_varying = {m: _params_varying([n for n in all_names if n["method"] == m]) for m in {n["method"] for n in all_names}}
+    names_of: dict[str, list[dict[str, Any]]] = {}
+    for entries in names.values():
+        for n in entries:
+            names_of.setdefault(n["method"], []).append(n)
+    params_varying = {m: _params_varying(method_names) for m, method_names in names_of.items()}
     contexts = {key: _context(s) for key, s in settings.items()}
     context_varying = _varying(list(contexts.values()))
     by_method: dict[str, list[dict[str, Any]]] = {}
@@ -180,25 +192,42 @@ def _per_rate_names(names: list[dict[str, Any]], setting: dict[str, Any]) -> lis
     ]
 
 
-def _per_rate_rows(runs: pd.DataFrame) -> tuple[list[tuple[int, str]], dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+def _pairs(runs: pd.DataFrame) -> tuple[list[tuple[str, str]], list[np.ndarray]]:
+    """The distinct (names, setting) texts of ``runs`` in the order runs first show them, and the
+    positions of each pair's runs (in run order). Each run costs one lookup of its pair."""
+    index: dict[tuple[str, str], int] = {}
+    pairs = zip(runs.names.tolist(), runs.setting.tolist())
+    codes = np.fromiter((index.setdefault(pair, len(index)) for pair in pairs), dtype=np.int64, count=len(runs))
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(index) + 1))
+    return list(index), [order[bounds[i] : bounds[i + 1]] for i in range(len(index))]
+
+
+def _per_rate_rows(
+    runs: pd.DataFrame, texts: list[tuple[str, str]], positions: list[np.ndarray]
+) -> tuple[list[tuple[np.ndarray, str]], dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
     """The rows of the names asked for with a preset per noise rate: one per name and rest of the
     setting, with the parameters its presets do not set per rate; names whose rows hold the same
-    runs at every rate share one row. Returns (run position, row key) pairs, settings and names.
-    Runs repeat their (names, setting) texts: each distinct pair is parsed and examined once."""
+    runs at every rate share one row. Returns (run positions, row key) pairs, settings and names.
+    ``texts`` and ``positions``: the distinct (names, setting) pairs and their runs (``_pairs``),
+    each parsed and examined once."""
     entries: dict[str, dict[str, Any]] = {}
-    of_pair: dict[tuple[str, str], list[tuple[str, dict[str, Any], dict[str, Any], str]]] = {}
-    texts = zip(runs.noise_rate.tolist(), runs.cell_hash.tolist(), runs.names.tolist(), runs.setting.tolist())
-    for position, (rate, cell, names, setting) in enumerate(texts):
-        found = of_pair.get((names, setting))
-        if found is None:
-            found = of_pair[names, setting] = _per_rate_names(json.loads(names), json.loads(setting))
+    rates, cells = runs.noise_rate.to_numpy(), runs.cell_hash.to_numpy()
+    for (names, setting), at in zip(texts, positions):
+        parsed_names = json.loads(names)
+        if not any(_per_rate(name) for name in parsed_names):
+            continue
+        found = _per_rate_names(parsed_names, json.loads(setting))
+        pair_rates = rates[at].tolist()
+        pair_cells = set(zip(pair_rates, cells[at].tolist()))
         for key, rest, name, params in found:
             entry = entries.setdefault(key, {"rest": rest, "name": name, "params": {}, "positions": [], "cells": set()})
-            entry["params"].setdefault(rate, {})[params] = name["params"]
-            entry["positions"].append(position)
-            entry["cells"].add((rate, cell))
+            for rate in dict.fromkeys(pair_rates):
+                entry["params"].setdefault(rate, {})[params] = name["params"]
+            entry["positions"].append(at)
+            entry["cells"] |= pair_cells
     by_cells: dict[tuple[Any, ...], str] = {}
-    pairs: list[tuple[int, str]] = []
+    pairs: list[tuple[np.ndarray, str]] = []
     settings: dict[str, dict[str, Any]] = {}
     row_names: dict[str, list[dict[str, Any]]] = {}
     for key, entry in sorted(entries.items()):
@@ -207,27 +236,30 @@ def _per_rate_rows(runs: pd.DataFrame) -> tuple[list[tuple[int, str]], dict[str,
         row = by_cells.setdefault(tuple(sorted(entry["cells"])), key)
         settings.setdefault(row, {**entry["rest"], "method_params": params})
         row_names.setdefault(row, []).append({**entry["name"], "params": params})
-        pairs += [(position, row) for position in entry["positions"]]
-    return sorted(set(pairs)), settings, row_names
+        pairs += [(at, row) for at in entry["positions"]]
+    return pairs, settings, row_names
 
 
 def labelled_rows(runs: pd.DataFrame, column: str = "label") -> pd.DataFrame:
     """``runs`` (as ``normalise_runs`` returns them), each with its table row's label in
     ``column`` (see ``setting_labels``). A run asked for under a preset per noise rate belongs to
     that entry's row, which spans the rates with their different settings; a run asked for under
-    a plain name too (``gr`` beside ``gr@0:cifar10_clean`` at r = 0.4) appears in both rows.
-    Each distinct (names, setting) pair is examined once, in the order runs first show it."""
-    pairs, settings, names = _per_rate_rows(runs)
-    plain_of: dict[tuple[str, str], bool] = {}
-    for position, (entries, setting) in enumerate(zip(runs.names.tolist(), runs.setting.tolist())):
-        plain = plain_of.get((entries, setting))
-        if plain is None:
-            plain = plain_of[entries, setting] = _add_plain_names(json.loads(entries), setting, settings, names)
-        if plain:
-            pairs.append((position, setting))
+    a plain name too (``gr`` beside ``gr@0:cifar10_clean`` at r = 0.4) appears in both rows, in
+    run order and, for one run, in the order of its rows' keys. Each distinct (names, setting)
+    pair is examined once, in the order runs first show it."""
+    texts, positions = _pairs(runs)
+    pairs, settings, names = _per_rate_rows(runs, texts, positions)
+    for (entries, setting), at in zip(texts, positions):
+        if _add_plain_names(json.loads(entries), setting, settings, names):
+            pairs.append((at, setting))
     labels = setting_labels(settings, names)
-    pairs.sort()
-    return runs.iloc[[position for position, _ in pairs]].assign(**{column: [labels[key] for _, key in pairs]})
+    keys = sorted({key for _, key in pairs})
+    rank = {key: i for i, key in enumerate(keys)}
+    width = max(len(keys), 1)
+    flat = [at.astype(np.int64) * width + rank[key] for at, key in pairs]
+    chosen = np.unique(np.concatenate(flat)) if flat else np.empty(0, dtype=np.int64)  # by run position, then row key; each once
+    row_labels = np.array([labels[key] for key in keys], dtype=object)
+    return runs.iloc[chosen // width].assign(**{column: row_labels[chosen % width].tolist()})
 
 
 def _add_plain_names(entries: list[dict[str, Any]], setting: str, settings: dict[str, dict[str, Any]], names: dict[str, list[dict[str, Any]]]) -> bool:
@@ -371,21 +403,24 @@ def _cells(runs: pd.DataFrame, column: str) -> dict[tuple[str, float], _Cell]:
     values = runs[column].to_numpy(dtype=float) if column in runs else np.full(len(runs), np.nan)
     label_codes, labels = pd.factorize(runs.label, sort=False)
     rate_codes, rates = pd.factorize(runs.noise_rate, sort=False)
-    codes, firsts = pd.factorize(label_codes.astype(np.int64) * len(rates) + rate_codes, sort=False)  # first-seen order
-    status_codes, statuses = pd.factorize(runs.status, sort=False)
-    counts = np.zeros((len(firsts), len(statuses)), dtype=np.int64)
-    np.add.at(counts, (codes, status_codes), 1)
-    kept = np.flatnonzero((runs.status.to_numpy() == "completed") & ~np.isnan(values))
-    kept = kept[np.argsort(codes[kept], kind="stable")]
-    bounds = np.searchsorted(codes[kept], np.arange(len(firsts) + 1))
-    kept_values, kept_seeds = values[kept].tolist(), runs.seed.to_numpy()[kept].tolist()
+    status_array = runs.status.to_numpy()
+    status_codes, statuses = pd.factorize(status_array, sort=False)
     label_list, rate_list, status_list = labels.tolist(), rates.tolist(), statuses.tolist()
+    codes, firsts = pd.factorize(label_codes.astype(np.int64) * len(rate_list) + rate_codes, sort=False)  # first-seen order
+    counts = np.bincount(codes * len(status_list) + status_codes, minlength=len(firsts) * len(status_list))
+    kept = np.flatnonzero((status_array == "completed") & ~np.isnan(values))
+    kept = kept[np.argsort(codes[kept], kind="stable")]
+    bounds = np.searchsorted(codes[kept], np.arange(len(firsts) + 1)).tolist()
+    kept_values, kept_seeds = values[kept].tolist(), runs.seed.to_numpy()[kept].astype(np.int64).tolist()
+    counters: dict[tuple[int, ...], Counter[str]] = {}  # cells share their statuses' counts (never modified)
     cells: dict[tuple[str, float], _Cell] = {}
-    for code, first in enumerate(firsts.tolist()):
-        cell = _Cell(Counter({status_list[i]: int(n) for i, n in enumerate(counts[code]) if n}))
+    width = len(rate_list)
+    for code, (first, row) in enumerate(zip(firsts.tolist(), counts.reshape(len(firsts), len(status_list)).tolist())):
         start, stop = bounds[code], bounds[code + 1]
-        cell.values, cell.seeds = kept_values[start:stop], [int(s) for s in kept_seeds[start:stop]]
-        cells[label_list[first // len(rates)], rate_list[first % len(rates)]] = cell
+        statuses = counters.get(tuple(row))
+        if statuses is None:
+            statuses = counters[tuple(row)] = Counter({status: n for status, n in zip(status_list, row) if n})
+        cells[label_list[first // width], rate_list[first % width]] = _Cell(statuses, kept_values[start:stop], kept_seeds[start:stop])
     _summarise(list(cells.values()))
     return cells
 
@@ -405,10 +440,13 @@ def _summarise(cells: list[_Cell]) -> None:
             cell.mean, cell.half_width = mean, half
 
 
-def _not_worse(cells: dict[tuple[str, float], _Cell], rate: float, higher_is_better: bool, percent: bool) -> set[str]:
+def _not_worse(
+    cells: dict[tuple[str, float], _Cell], rate: float, higher_is_better: bool, percent: bool, by_seed: np.ndarray, labels: list[str]
+) -> set[str]:
     """The rows of column ``rate`` in bold: the best mean, and every row not significantly worse.
-    Rows paired with the best on the same seeds are tested together (``stats.paired_worse``)."""
-    column = {label: cell.by_seed for (label, r), cell in cells.items() if r == rate and cell.values}
+    ``by_seed`` is the column's (rows of ``labels``, seeds) values (``_seed_matrix``). Rows paired
+    with the best on the same seeds are tested together (``stats.paired_worse``), the rest one by one."""
+    column = {label: i for i, label in enumerate(labels) if (label, rate) in cells and cells[label, rate].values}
     if not column:
         return set()
     means = {label: cells[label, rate].mean for label in column}
@@ -416,38 +454,46 @@ def _not_worse(cells: dict[tuple[str, float], _Cell], rate: float, higher_is_bet
     tolerance = 5e-5 if percent else 1e-12
     best = sorted(label for label, m in means.items() if abs(m - best_mean) <= tolerance)
     bold = set(best)
-    reference = column[best[0]]
-    paired: dict[tuple[int, ...], list[str]] = {}
-    for label, by_seed in column.items():
-        common = tuple(sorted(set(by_seed) & set(reference)))
-        if len(common) >= 2:
-            paired.setdefault(common, []).append(label)
-        elif significantly_worse(by_seed, reference, higher_is_better) is False:
+    present = ~np.isnan(by_seed)
+    reference = by_seed[column[best[0]]]
+    shared = present & present[column[best[0]]]
+    paired: dict[bytes, list[str]] = {}
+    for label, i in column.items():
+        if np.count_nonzero(shared[i]) >= 2:
+            paired.setdefault(shared[i].tobytes(), []).append(label)
+        elif significantly_worse(cells[label, rate].by_seed, cells[best[0], rate].by_seed, higher_is_better) is False:
             bold.add(label)
-    for common, labels in paired.items():
-        candidates = np.array([[column[label][s] for s in common] for label in labels])
-        worse = paired_worse(candidates, np.array([reference[s] for s in common]), higher_is_better)
-        bold.update(label for label, is_worse in zip(labels, worse) if not is_worse)
+    for labels_paired in paired.values():
+        common = shared[column[labels_paired[0]]]
+        candidates = by_seed[[column[label] for label in labels_paired]][:, common]
+        worse = paired_worse(candidates, reference[common], higher_is_better)
+        bold.update(label for label, is_worse in zip(labels_paired, worse) if not is_worse)
     return bold
 
 
-def _ranks(
-    cells: dict[tuple[str, float], _Cell], labels: list[str], rates: list[float], higher_is_better: bool
-) -> tuple[dict[str, float], dict[str, str]]:
-    """Per row label: the average rank (NaN without a value), and its text with the bootstrap interval."""
-    seeds = sorted(set().union(*(cell.seeds for cell in cells.values())))
+def _seed_matrix(runs: pd.DataFrame, column: str, labels: list[str], rates: list[float]) -> np.ndarray:
+    """(rows of ``labels``, ``rates``, seeds) -> the completed runs' value of ``column`` (the mean,
+    should a seed have run twice, in run order as ``_Cell.by_seed``), NaN without one; seeds sorted."""
+    values = runs[column].to_numpy(dtype=float) if column in runs else np.full(len(runs), np.nan)
+    kept = np.flatnonzero((runs.status.to_numpy() == "completed") & ~np.isnan(values))
+    run_seeds = runs.seed.to_numpy()[kept]
+    seeds = np.unique(run_seeds)
     width = max(len(seeds), 1)
-    matrix = np.full((len(labels), len(rates), width), np.nan)
-    position = {s: i for i, s in enumerate(seeds)}
-    row_of = {label: i for i, label in enumerate(labels)}
-    column_of = {rate: i for i, rate in enumerate(rates)}
-    flat_index: list[int] = []
-    flat_values: list[float] = []
-    for (label, rate), cell in cells.items():  # the values' flat positions, then one assignment
-        base = (row_of[label] * len(rates) + column_of[rate]) * width
-        flat_index += [base + position[seed] for seed in cell.by_seed]
-        flat_values += cell.by_seed.values()
-    matrix.reshape(-1)[flat_index] = flat_values
+    rows = pd.Index(labels).get_indexer(runs.label.to_numpy()[kept])
+    columns = pd.Index(rates).get_indexer(runs.noise_rate.to_numpy()[kept])
+    flat = (rows * len(rates) + columns) * width + np.searchsorted(seeds, run_seeds)
+    kept_values = values[kept]
+    matrix = np.full(len(labels) * len(rates) * width, np.nan)
+    positions, firsts, repeats = np.unique(flat, return_index=True, return_counts=True)
+    matrix[positions] = kept_values[firsts]
+    for position in positions[repeats > 1]:  # a seed run twice in one cell: rare, its mean as the cell computes it
+        matrix[position] = float(np.mean(kept_values[flat == position]))
+    return matrix.reshape(len(labels), len(rates), width)
+
+
+def _ranks(matrix: np.ndarray, labels: list[str], higher_is_better: bool) -> tuple[dict[str, float], dict[str, str]]:
+    """Per row label: the average rank (NaN without a value), and its text with the bootstrap
+    interval, from the (rows, rates, seeds) values of ``_seed_matrix``."""
     point, low, high = rank_intervals(matrix, higher_is_better)
     texts = {
         label: "–" if np.isnan(point[i]) else f"{point[i]:.2f} [{low[i]:.2f}, {high[i]:.2f}]"
@@ -516,11 +562,19 @@ def table(
     default when every value lies in [0, 1]; ``marks``: a privileged-data column, when any row has
     a mark."""
     cells = _cells(runs, column)
-    if percent is None:
-        percent = all(0 <= v <= 1 for cell in cells.values() for v in cell.values)
+    if percent is None:  # every value of the cells (the completed runs' non-NaN ones) in [0, 1]
+        values = runs.loc[runs.status == "completed", column].to_numpy(dtype=float) if column in runs else np.empty(0)
+        values = values[~np.isnan(values)]
+        percent = bool(((values >= 0) & (values <= 1)).all())
     labels = sorted({label for label, _ in cells})
-    points, ranks = _ranks(cells, labels, rates, higher_is_better) if ranked else ({}, {})
-    bold = {(label, rate) for rate in (rates if ranked else []) for label in _not_worse(cells, rate, higher_is_better, percent)}
+    points: dict[str, float] = {}
+    ranks: dict[str, str] = {}
+    bold: set[tuple[str, float]] = set()
+    if ranked:
+        matrix = _seed_matrix(runs, column, labels, rates)
+        points, ranks = _ranks(matrix, labels, higher_is_better)
+        for i, rate in enumerate(rates):
+            bold.update((label, rate) for label in _not_worse(cells, rate, higher_is_better, percent, matrix[:, i], labels))
     order = sorted(labels, key=lambda lab: (np.inf if np.isnan(points.get(lab, np.nan)) else points[lab], lab))
     marks = marks or {}
     by_label: dict[str, dict[float, _Cell]] = {}
@@ -565,13 +619,22 @@ def privileged_text(data: dict[str, Any]) -> str:
 
 
 def _privileged(runs: pd.DataFrame) -> dict[str, str]:
-    """Row label -> its privileged data in words, as its runs recorded it."""
+    """Row label -> its privileged data in words, as its runs recorded it. Runs repeat their
+    (label, info) pair: each distinct pair is read once."""
     marks: dict[str, set[str]] = {}
-    for label, info in zip(runs.label.tolist(), parsed(runs["info"])):
+    pairs = _distinct(runs, ["label", "info"])
+    for (label, _), info in zip(pairs, parsed([info for _, info in pairs])):
         text = privileged_text(info.get("privileged") or {})
         if text:
             marks.setdefault(label, set()).add(text)
     return {label: " / ".join(sorted(texts)) for label, texts in marks.items()}
+
+
+def _distinct(runs: pd.DataFrame, columns: list[str]) -> list[tuple[Any, ...]]:
+    """The distinct tuples of ``columns`` among ``runs``, in the order runs first show them. A set
+    of the values as Python objects: a text column's strings keep their hash once computed, which
+    makes this several times faster than ``pd.factorize`` on long texts such as ``info``."""
+    return list(dict.fromkeys(zip(*(runs[column].tolist() for column in columns))))
 
 
 def _budget_text(info: dict[str, Any], epochs: Any) -> str | None:
@@ -588,9 +651,10 @@ def _budget_text(info: dict[str, Any], epochs: Any) -> str | None:
 def budget_line(runs: pd.DataFrame) -> str:
     """The budget of every row with a completed run (``label``), in one line that groups the rows sharing one."""
     budgets: dict[str, set[str]] = {}
-    for label, info, epochs, status in zip(runs.label.tolist(), parsed(runs["info"]), runs.epochs.tolist(), runs.status.tolist()):
-        if status == "completed":
-            budgets.setdefault(label, set()).add(_budget_text(info, epochs) or "not recorded")
+    completed = runs.loc[runs.status == "completed", ["label", "info", "epochs"]]
+    triples = _distinct(completed, ["label", "info", "epochs"])  # each distinct triple once, each info parsed once
+    for (label, _, epochs), info in zip(triples, parsed([info for _, info, _ in triples])):
+        budgets.setdefault(label, set()).add(_budget_text(info, epochs) or "not recorded")
     rows: dict[str, list[str]] = {}
     for label in sorted(budgets):
         rows.setdefault(" / ".join(sorted(budgets[label])), []).append(label)
@@ -624,8 +688,9 @@ def _plugins(provenances: list[dict[str, Any]]) -> str:
 
 def header_lines(runs: pd.DataFrame, command: str) -> list[str]:
     """The board header: the command that regenerates it, the runs, code, plugins and hardware.
-    Every line is a set over the runs, so each distinct provenance is read once."""
-    provenances = parsed(runs["provenance"].unique())
+    Every line is a set over the runs, so each distinct provenance is read once (found with a
+    dict of the runs' strings, whose hashes Python caches: faster than ``unique`` on long texts)."""
+    provenances = parsed(list(dict.fromkeys(runs["provenance"].tolist())))
 
     def values(key: str) -> list[Any]:
         return [p.get(key) for p in provenances]

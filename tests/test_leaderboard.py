@@ -271,3 +271,69 @@ def test_cells_group_runs_by_row_and_rate_in_run_order():
     assert np.isnan(a.half_width) and a.text(percent=True) == "90.00 ± – (1) †1"
     assert (skipped.values, dict(skipped.statuses), skipped.text(percent=True)) == ([], {"skipped": 1}, "n/a")
     assert _cells(runs, "missing_metric")[("b", 0.4)].values == [] and _cells(runs.iloc[:0], "test_acc") == {}
+
+
+def _per_cell_bold(cells, rate, higher_is_better, percent):
+    """The bold rows of a column decided one row at a time from the cells' seed dictionaries, as
+    the leaderboard did before it tested paired rows as arrays."""
+    from benchsuite.stats import significantly_worse
+
+    column = {label: cell.by_seed for (label, r), cell in cells.items() if r == rate and cell.values}
+    means = {label: cells[label, rate].mean for label in column}
+    best_mean = max(means.values()) if higher_is_better else min(means.values())
+    best = sorted(label for label, m in means.items() if abs(m - best_mean) <= (5e-5 if percent else 1e-12))
+    return set(best) | {label for label, by_seed in column.items() if significantly_worse(by_seed, column[best[0]], higher_is_better) is False}
+
+
+def test_the_seed_matrix_and_bold_equal_the_per_cell_computation():
+    """``_seed_matrix`` holds each cell's ``by_seed`` values (a seed run twice averaged in run
+    order, NaN and unfinished runs left out, seeds missing in some rows), and the bold decided
+    on it equals the per-cell paired / Welch / untestable decisions, with ties and one-run cells."""
+    import numpy as np
+    import pandas as pd
+
+    from benchsuite.leaderboard import _cells, _not_worse, _seed_matrix
+
+    rng = np.random.default_rng(4)
+    rows = []
+    for label in [f"m{i}" for i in range(12)]:
+        for rate in (0.0, 0.4):
+            seeds = rng.choice(8, size=int(rng.integers(1, 8)), replace=False).tolist()
+            seeds += seeds[:1] if label == "m3" else []  # a seed run twice
+            for seed in seeds:
+                status = "diverged" if rng.random() < 0.1 else "completed"
+                value = np.nan if status == "diverged" or rng.random() < 0.05 else round(float(rng.normal(0.7, 0.05)), 2)
+                rows.append((label, rate, seed, status, value))
+    rows += [("m10", 0.0, s, "completed", 0.9) for s in range(4)] + [("m11", 0.0, s, "completed", 0.9) for s in range(4)]  # tied best
+    runs = pd.DataFrame(rows, columns=["label", "noise_rate", "seed", "status", "test_acc"]).sample(frac=1, random_state=0)
+    cells = _cells(runs, "test_acc")
+    labels, rates = sorted({label for label, _ in cells}), [0.0, 0.4]
+    matrix = _seed_matrix(runs, "test_acc", labels, rates)
+    seeds = sorted({s for cell in cells.values() for s in cell.seeds})
+    expected = np.full(matrix.shape, np.nan)
+    for (label, rate), cell in cells.items():
+        for seed, value in cell.by_seed.items():
+            expected[labels.index(label), rates.index(rate), seeds.index(seed)] = value
+    assert np.array_equal(matrix, expected, equal_nan=True)
+    assert any(len(cell.values) == 1 for cell in cells.values()) and any(len(set(c.seeds)) < len(c.seeds) for c in cells.values())
+    sizes = []
+    for i, rate in enumerate(rates):
+        for higher_is_better in (True, False):
+            got = _not_worse(cells, rate, higher_is_better, True, matrix[:, i], labels)
+            assert got == _per_cell_bold(cells, rate, higher_is_better, True)
+            sizes.append(len(got))
+    assert 1 <= min(sizes) and max(sizes) > 2 and max(sizes) < len(labels)
+
+
+def test_varying_values_compare_as_their_json_texts():
+    """``_as_json`` keys two values equal exactly when their JSON texts are: 1, 1.0, True and "1"
+    differ, as do 0.0 and -0.0; NaNs are one value; tables compare by content."""
+    import itertools
+    import json
+
+    from benchsuite.leaderboard import _as_json, _varying
+
+    values = [1, 1.0, True, False, 0, "1", None, "", 0.0, -0.0, float("nan"), float("nan"), [1], [1.0], {"a": 1, "b": 2}, {"b": 2, "a": 1}, 10**20]
+    for a, b in itertools.product(values, repeat=2):
+        assert (_as_json(a) == _as_json(b)) == (json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)), (a, b)
+    assert _varying([{"x": 1, "y": float("nan")}, {"x": True, "y": float("nan")}]) == ["x"]

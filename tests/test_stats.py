@@ -133,6 +133,26 @@ def test_rank_intervals_are_the_per_resample_bootstrap_bit_for_bit(trial):
         assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(expected, got))
 
 
+def test_rank_intervals_bit_for_bit_on_a_board_sized_table_with_empty_rows_and_infinite_values():
+    """A table of many blocks of resamples (the last one partial), rows in no particular order,
+    a row without any run, a row with a run of one seed only, an infinite value that scores best
+    (drawn zero times it makes its cell's mean NaN, as the reference's ``0 * inf``), and whole
+    rows tied."""
+    rng = np.random.default_rng(11)
+    values = np.round(rng.random((90, 3, 9)) - 0.3, 2)  # negative values too: their products with a count of 0 are -0.0
+    values[5] = values[17]  # tied rows
+    values[8] = np.nan  # a row without a run
+    values[9, :, 1:] = np.nan  # a row with one seed
+    values[rng.random(values.shape) < 0.1] = np.nan
+    for higher_is_better in (True, False):
+        values[30, 1, 4] = np.inf if higher_is_better else -np.inf
+        with np.errstate(invalid="ignore"):  # the reference's 0 * inf
+            expected = _reference_rank_intervals(values, higher_is_better, 1000, 5)
+        got = rank_intervals(values, higher_is_better, resamples=1000, seed=5)
+        assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(expected, got))
+        assert np.isnan(got[0][8]) and not np.isnan(got[0][9])
+
+
 def test_the_batched_paired_test_decides_as_the_single_one():
     rng = np.random.default_rng(3)
     best = rng.normal(0.8, 0.02, size=8)
