@@ -413,8 +413,7 @@ def _grid_board(grid: Any, expansion: Any, results: str, whole: bool = False) ->
     else the primary metric per method and noise rate (``progress.headline``)."""
     from .progress import headline
 
-    runs = to_dataframe_or_fail(results)
-    runs = runs[runs.cell_hash.isin({c.cell_hash for c in expansion.cells})]
+    runs = to_dataframe_or_fail(results, cells=expansion.cells)
     text = _render(runs, _invocation(click.get_current_context()), select=grid.select, title=f"benchsuite leaderboard: {grid.source}")
     out = write_text(_board_path(results), text, "the board beside --results")
     if whole or text.count("\n") <= SHORT_BOARD_LINES:
@@ -492,12 +491,15 @@ def _execute(grid: Any, expansion: Any, backend: Any, results: str, **settings: 
     return outcome
 
 
-def to_dataframe_or_fail(results: str, board: bool = False) -> Any:
+def to_dataframe_or_fail(results: str, board: bool = False, cells: Any = None) -> Any:
     """The runs of the database at ``results``, opened read-only, without the full spec which no board reads (``StoreError`` when it is
-    missing or not ours); ``board``: with only what a board reads of their info and provenance (``results.board_runs``)."""
+    missing or not ours); ``board``: with only what a board reads of their info and provenance (``results.board_runs``);
+    ``cells``: only the runs of these cells (a grid's)."""
     from .results import board_runs, to_dataframe
 
-    return board_runs(results) if board else to_dataframe(results, spec=False)
+    if board:
+        return board_runs(results)
+    return to_dataframe(results, spec=False, cell_hashes=None if cells is None else [c.cell_hash for c in cells])
 
 
 def _render(runs: Any, command: str, tasks: list[str] | None = None, **options: Any) -> str:
@@ -589,8 +591,7 @@ def publish(boards_dir: str, boards: tuple[str, ...], render_only: bool, executo
             outcome = _execute(grid, expansion, backend, str(results), force=False, device=device, amp=None, progress=progress)
             if outcome.interrupted or outcome.failures:
                 raise click.ClickException(f"board {board}: not every cell finished; run `benchsuite publish -b {board}` again to resume")
-            runs = to_dataframe_or_fail(str(results))
-            runs = runs[runs.cell_hash.isin({c.cell_hash for c in expansion.cells})]  # not the runs of older code
+            runs = to_dataframe_or_fail(str(results), cells=expansion.cells)  # not the runs of older code
             compact = pub.compact_runs(runs)
             write_output(runs_csv, "the board's runs", CSV_SIGNATURES, lambda handle: compact.to_csv(handle, index=False), newline="")
             if grid.select == "none":  # a validation-selected board is a table, not a training picture

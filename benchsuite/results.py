@@ -106,11 +106,13 @@ _SHARED_TEXTS = ("method", "preset", "task", "noise_kind", "status", "info", "pr
 _RUN_ORDER = "r.task, r.noise_kind, r.method, s.params, r.noise_rate, r.seed, r.id"
 
 
-def to_dataframe(path: str | Path, spec: bool = True) -> pd.DataFrame:
+def to_dataframe(path: str | Path, spec: bool = True, cell_hashes: Iterable[str] | None = None) -> pd.DataFrame:
     """One row per run (see the module docstring for the columns); ``spec=False`` leaves out the
-    full spec, which no board reads (the largest text of a run, one per run)."""
+    full spec, which no board reads (the largest text of a run, one per run). ``cell_hashes``:
+    only those runs, found by the cell-hash index (the board of a grid just run reads its own
+    cells, not every run of a lab's database)."""
     columns = [c for c in _RUN_COLUMNS_READ if spec or c != "r.spec"]
-    return _runs(path, [*columns, "s.requested_name"], "runs r JOIN summaries s ON s.run_id = r.id")
+    return _runs(path, [*columns, "s.requested_name"], "runs r JOIN summaries s ON s.run_id = r.id", cell_hashes=cell_hashes)
 
 
 #: What ``board_runs`` reads: columns of the two covering indexes (``store``), the board fields' ids.
@@ -138,12 +140,18 @@ def board_runs(path: str | Path) -> pd.DataFrame:
     return _runs(path, _BOARD_COLUMNS, tables, texts=("info", "provenance"), identity=True)
 
 
-def _runs(path: str | Path, columns: list[str], tables: str, texts: tuple[str, ...] = (), identity: bool = False) -> pd.DataFrame:
+def _runs(
+    path: str | Path, columns: list[str], tables: str, texts: tuple[str, ...] = (), identity: bool = False, cell_hashes: Iterable[str] | None = None
+) -> pd.DataFrame:
     """The runs table of ``columns`` (SQL, each named by its last word) read from ``tables``, in
     board order; the columns in ``texts`` hold ids of ``texts`` rows, replaced by the texts, and
-    with ``identity`` the ``identity`` column too, replaced by its parts (``BOARD_IDENTITY``)."""
+    with ``identity`` the ``identity`` column too, replaced by its parts (``BOARD_IDENTITY``).
+    ``cell_hashes``: only those runs (passed as one JSON list, any number of them)."""
+    where, parameters = "", ()
+    if cell_hashes is not None:
+        where, parameters = "WHERE r.cell_hash IN (SELECT value FROM json_each(?))", (json.dumps(sorted(set(cell_hashes))),)
     with ResultStore(path, "read") as store:
-        rows = list(store.rows(f"SELECT {', '.join(columns)}, {_RUN_TAIL} FROM {tables} ORDER BY r.id"))
+        rows = list(store.rows(f"SELECT {', '.join(columns)}, {_RUN_TAIL} FROM {tables} {where} ORDER BY r.id", parameters))
         if not rows:
             return pd.DataFrame(columns=RUN_COLUMNS)
         names = [c.split(".")[-1].split()[-1] for c in columns] + ["recorded", "board_layout_id", "board_values", "run_id"]

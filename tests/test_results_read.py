@@ -124,3 +124,19 @@ def test_board_runs_renders_the_board_of_the_whole_table_and_of_its_export(varie
 def test_a_database_without_runs_reads_as_an_empty_table(tmp_path):
     ResultStore(tmp_path / "e.sqlite").close()
     assert board_runs(tmp_path / "e.sqlite").empty and list(to_dataframe(tmp_path / "e.sqlite").columns)[:3] == ["cell_hash", "method", "preset"]
+
+
+def test_the_runs_of_given_cells_are_read_by_their_hashes(varied_db):
+    """A grid's board (``run``, ``publish``) reads its own cells, not the whole database: the same
+    rows and values as filtering the whole table, whatever other runs the database holds."""
+    full = to_dataframe(varied_db, spec=False)
+    wanted = set(full.cell_hash[(full.method == "gce") & (full.task == "digits")])
+    part = to_dataframe(varied_db, spec=False, cell_hashes=[*wanted, "0" * 16])  # a hash not stored is no row
+    expected = full[full.cell_hash.isin(wanted)].reset_index(drop=True)
+    assert len(part) == len(wanted) == 7 and set(part.columns) == set(expected.columns)
+    pd.testing.assert_frame_equal(part, expected[part.columns], check_exact=True, check_dtype=False)
+    # a column's dtype follows the runs read, not the others stored: every one of these has whole
+    # steps (the whole table's skipped run has none, making it float), and none has an error
+    assert part.steps.dtype == "int64" and expected.steps.dtype == "float64"
+    assert part.error.isna().all() and part.error.dtype == object
+    assert to_dataframe(varied_db, cell_hashes=[]).empty
