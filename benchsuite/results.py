@@ -337,12 +337,12 @@ class _CsvFields:
     """Values as the fields pandas' writer (the csv module, minimal quoting) makes of them: a
     missing value or NaN empty, a float by its repr, a text quoted if it holds the delimiter, the
     quote or a line end. Whole number columns are formatted by one ``repr`` of their list; the
-    texts that repeat across runs are quoted once."""
+    texts that repeat across a chunk's runs are quoted once per chunk (a cache across chunks
+    would hold every run's info and provenance where those differ from run to run)."""
 
     def __init__(self) -> None:
         self._buffer = io.StringIO()
         self._writer = csv.writer(self._buffer, lineterminator="\n")
-        self._shared: dict[Any, str] = {None: ""}
 
     def quote(self, text: str) -> str:
         """``text`` as the csv module writes it: quoted, with its quotes doubled, if it holds a
@@ -362,16 +362,17 @@ class _CsvFields:
             values = tuple(None if v is None else float(v) for v in values)
         if name in _NUMBER_COLUMNS:
             return self.numbers(values)
+        quote = self.quote
         if name in _SHARED_TEXTS or name == "names":
-            shared = self._shared
-            return [shared[v] if v in shared else shared.setdefault(v, self.quote(str(v))) for v in values]
-        return ["" if v is None else self.quote(str(v)) for v in values]
+            shared: dict[Any, str] = {None: ""}
+            return [shared[v] if v in shared else shared.setdefault(v, quote(str(v))) for v in values]
+        return ["" if v is None else v if type(v) is str and _PLAIN(v) else quote(str(v)) for v in values]
 
     def numbers(self, values: Iterable[Any]) -> list[str]:
         """Numbers (None or NaN: empty) as pandas writes them: a float by its repr, an integer by
         its str; the repr of the whole list when it holds only those (one call, the same texts)."""
         values = list(values)
-        if not {type(v) for v in values} <= {float, int, type(None)}:
+        if not set(map(type, values)) <= {float, int, type(None)}:
             return ["" if v is None or v != v else repr(v) if type(v) is float else self.quote(str(v)) for v in values]
         listed = repr(values)
         texts = listed[1:-1].split(", ") if values else []
