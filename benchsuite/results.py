@@ -283,8 +283,8 @@ def write_runs_csv(path: str | Path, handle: IO[str]) -> int:
     row. Then the runs are read a chunk at a time and written column by column as pandas'
     writer formats and quotes them (``_CsvFields``). The board numbers are read from their
     binary form (``store.board_numbers``; parsing every run's JSON was an eighth of the time),
-    the names recorded for cells in one pass. The csv module is not handed the rows: it checks
-    every character of every text with a function call, several times slower than this.
+    the names recorded for cells in one pass. The csv module is not handed the rows: its writer
+    is slow on these long JSON texts (12.4 s wall at 10⁵ runs, against 7.5-8.5 s before).
     Returns the number of runs written."""
     with ResultStore(path, "read") as store:
         query = f"SELECT r.id, s.board_layout_id, {', '.join(f'r.{c} IS NULL' for c in _INTEGER_COLUMNS)} FROM runs r JOIN summaries s ON s.run_id = r.id ORDER BY {_RUN_ORDER}"
