@@ -140,3 +140,28 @@ def test_the_runs_of_given_cells_are_read_by_their_hashes(varied_db):
     assert part.steps.dtype == "int64" and expected.steps.dtype == "float64"
     assert part.error.isna().all() and part.error.dtype == object
     assert to_dataframe(varied_db, cell_hashes=[]).empty
+
+
+def test_the_runs_export_is_the_pandas_export_across_chunks_and_kinds(tmp_path, monkeypatch):
+    """``write_runs_csv`` reads runs a chunk at a time and formats each board column by the kinds
+    of all runs: integers beyond 2**53 (read from the JSON) in every run are an integer column,
+    booleans in every run a boolean one, texts with quotes, commas and line ends, lists, a float
+    with an integer in one run, NaN and nulls: the same bytes as pandas' export of the table."""
+    from benchsuite import results
+
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path) as store:
+        for method, params in (("cce", {}), ("gce", {"q": 0.7})):
+            for seed in range(4):
+                final = {"test_acc": 0.5 + seed / 7, "big": 2**60 + seed if seed % 2 else 2**70, "ok": seed % 2 == 0, "mixed": seed if seed == 2 else seed / 3}
+                final.update({"label": 'a,"b"\r\nc' if seed == 1 else "plain", "nums": [seed, None]} if method == "gce" else {"nan": math.nan, "none": None})
+                store.save(_record(method, params, 0.2, seed, final))
+    monkeypatch.setattr(results, "_EXPORT_CHUNK_RUNS", 3)
+    streamed = io.StringIO()
+    assert write_runs_csv(path, streamed) == 8
+    runs = to_dataframe(path)
+    assert runs.big.dtype == object and runs.ok.dtype == bool and runs.mixed.dtype == "float64"
+    assert streamed.getvalue() == runs.to_csv(index=False)
+    text = streamed.getvalue()
+    assert text.startswith(",".join(runs.columns) + "\n") and {"big", "label", "mixed", "nan", "none", "nums", "ok"} <= set(runs.columns)
+    assert f",{2**70},plain," in text and f',{2**60 + 1},"a,""b""\r\nc",' in text and ',"[0, None]",True,' in text
