@@ -239,15 +239,21 @@ def _other_columns(store: ResultStore, run_ids: list[int], pieces_of: dict[str, 
                 records[p][key] = convert[kind](value)
     if parsed_later:
         wanted = sorted({run_ids[p] for p, _ in parsed_later})
-        boards: dict[int, dict[str, Any]] = {}
-        for start in range(0, len(wanted), _EXPORT_CHUNK_RUNS):
-            chunk = wanted[start : start + _EXPORT_CHUNK_RUNS]
-            query = f"SELECT run_id, board FROM summaries WHERE run_id IN ({','.join('?' * len(chunk))})"
-            boards.update((run_id, json.loads(board)) for run_id, board in store.rows(query, tuple(chunk)))
+        boards = dict(_json_boards(store, wanted))
         for p, key in parsed_later:
             records[p][key] = boards[run_ids[p]][key]
     frame = pd.DataFrame.from_records(records)
     return {key: frame[key] for key in frame}
+
+
+def _json_boards(store: ResultStore, run_ids: list[int]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The parsed JSON boards of ``run_ids``, a chunk of runs per query: where a board value is
+    neither number, boolean nor null (kind ``j``), its binary form does not hold it."""
+    for start in range(0, len(run_ids), _EXPORT_CHUNK_RUNS):
+        chunk = run_ids[start : start + _EXPORT_CHUNK_RUNS]
+        query = f"SELECT run_id, board FROM summaries WHERE run_id IN ({','.join('?' * len(chunk))})"
+        for run_id, board in store.rows(query, tuple(chunk)):
+            yield run_id, json.loads(board)
 
 
 class _NamesTexts:
@@ -413,12 +419,9 @@ class _BoardColumns:
 
     def _json_values(self, run_ids: list[int], layout_of: dict[int, int]) -> Iterator[tuple[int, int, dict[str, Any]]]:
         """Per run of ``run_ids`` (all with a layout in ``json_layouts``), its values of kind ``j``."""
-        for start in range(0, len(run_ids), _EXPORT_CHUNK_RUNS):
-            chunk = run_ids[start : start + _EXPORT_CHUNK_RUNS]
-            query = f"SELECT run_id, board FROM summaries WHERE run_id IN ({','.join('?' * len(chunk))})"
-            for run_id, text in self._store.rows(query, tuple(chunk)):
-                board, layout_id = json.loads(text), layout_of[run_id]
-                yield run_id, layout_id, {key: board[key] for key, kind in self.layouts[layout_id] if kind == "j"}
+        for run_id, board in _json_boards(self._store, run_ids):
+            layout_id = layout_of[run_id]
+            yield run_id, layout_id, {key: board[key] for key, kind in self.layouts[layout_id] if kind == "j"}
 
     def chunk(self, run_ids: list[int], layout_ids: list[int], blobs: tuple[bytes, ...], fields: _CsvFields) -> dict[str, list[str]]:
         """The metric columns of these runs (in this order) as CSV fields."""
